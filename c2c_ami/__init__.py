@@ -1,0 +1,1 @@
+"""c2c-ami: HTTP click-to-call gateway for Asterisk (AMI Originate via panoramisk)."""

@@ -1,0 +1,334 @@
+"""The one long-lived AMI connection, with panoramisk 1.4's sharp edges filed off.
+
+panoramisk parses and frames the protocol; this module owns everything it gets wrong
+(see ``../shared/notes/ami-and-panoramisk.md``):
+
+* reconnects with exponential backoff, driven by one supervisor task, never by panoramisk's
+  fixed timer (which also survives ``close()``);
+* a refused login is logged as an error and retried slowly, not looped silently;
+* a silent peer is detected by a Ping that must be answered within a deadline;
+* actions are sent only while logged in (never queued, never replayed after a reconnect) and
+  every wait has a bound; a timed-out action is unregistered so it cannot leak;
+* in-flight actions fail at once when the connection drops;
+* events are handed to one synchronous router that can never raise into panoramisk;
+* UTF-8 split across TCP reads is decoded correctly;
+* nothing containing a control character is ever written to the socket.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import enum
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from panoramisk.actions import Action
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.manager import Manager
+from panoramisk.message import Message
+
+from .config import AmiConfig
+from .errors import PbxUnavailable
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Message], None]
+
+# Every action we send is "forgetable": panoramisk must never replay one after a reconnect.
+_NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
+                 "command", "coreshowchannels")
+
+
+class AmiState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    AUTH_FAILED = "auth_failed"
+    READY = "ready"
+
+
+class AmiError(Exception):
+    """An AMI action failed or went unanswered (distinct from the link being down)."""
+
+
+class UnsafeAmiValue(ValueError):
+    """A header would carry a control character: a bug upstream, refused at the socket."""
+
+
+def check_safe(headers: dict[str, Any]) -> None:
+    """The last guard before the socket: no CR, LF, NUL, other C0/C1 controls or separators."""
+    for key, value in headers.items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            text = f"{key}{item}"
+            if any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 or ch in "\u2028\u2029\u0085"
+                   for ch in text):
+                raise UnsafeAmiValue(f"refusing to send AMI header {key!r}: control character")
+
+
+class _Protocol(AMIProtocol):
+    """panoramisk's framing with an incremental UTF-8 decoder (its own drops split characters)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = ""
+
+    def data_received(self, data: bytes) -> None:
+        text = self._pending + self._decoder.decode(data)
+        *blocks, self._pending = text.split("\r\n\r\n")
+        for block in blocks:
+            message = Message.from_line(block.strip())
+            if message is not None:
+                self.handle_message(message)
+
+
+class _Session(Manager):
+    """One TCP session. panoramisk's own reconnect timer and blind pinger are disabled:
+    the client's supervisor decides when to reconnect and checks Ping replies itself."""
+
+    def __init__(self, on_event: EventHandler, **config: Any) -> None:
+        super().__init__(**config)
+        self.lost: asyncio.Future[Any] = self.loop.create_future()
+        self._on_event = on_event
+
+    def connection_made(self, f: asyncio.Future) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return  # the supervisor sees the error and backs off; no panoramisk retry timer
+        super().connection_made(f)
+
+    def ping(self) -> None:  # panoramisk's pinger never reads the reply
+        pass
+
+    def connection_lost(self, exc: Any) -> None:
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def dispatch(self, event: Message) -> list[str]:
+        try:
+            self._on_event(event)
+        except Exception:  # a raising callback would kill panoramisk's connection
+            log.exception("AMI event handler failed on %s", event.get("Event"))
+        return []
+
+
+class AmiClient:
+    """Owns the AMI link for the app's lifetime; ``send`` works only while ``ready``."""
+
+    def __init__(self, config: AmiConfig, on_event: EventHandler) -> None:
+        self.config = config
+        self._on_event = on_event
+        self.state = AmiState.DISCONNECTED
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._session: _Session | None = None
+        self._inflight: set[asyncio.Future] = set()
+        self._supervisor: asyncio.Task | None = None
+        self._booted: asyncio.Event = asyncio.Event()
+        self._down_listeners: list[Callable[[], None]] = []
+        self._state_listeners: list[Callable[[AmiState], None]] = []
+        self._ready_event = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.state is AmiState.READY
+
+    def on_down(self, callback: Callable[[], None]) -> None:
+        """Called (synchronously) each time a ready link is lost."""
+        self._down_listeners.append(callback)
+
+    def on_state(self, callback: Callable[[AmiState], None]) -> None:
+        self._state_listeners.append(callback)
+
+    def start(self) -> None:
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="ami-supervisor")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready_event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Log off (bounded) and stop reconnecting."""
+        if self._supervisor is None:
+            return
+        if self.ready:
+            try:
+                await self.send({"Action": "Logoff"}, timeout=1.0)
+            except (AmiError, PbxUnavailable):
+                pass
+        self._supervisor.cancel()
+        try:
+            await self._supervisor
+        except asyncio.CancelledError:
+            pass
+        self._supervisor = None
+
+    # -- actions -----------------------------------------------------------------------------
+    async def send(self, headers: dict[str, Any], timeout: float | None = None) -> Message:
+        """Send one action and return its response; raise PbxUnavailable if the link is not
+        ready or drops before the answer, AmiError if unanswered within ``timeout``."""
+        check_safe(headers)
+        session = self._session
+        if not self.ready or session is None or session.protocol is None:
+            raise PbxUnavailable(f"PBX link is {self.state.value}")
+        action = Action(dict(headers), as_list=False)
+        future = session.send_action(action, as_list=False)
+        self._inflight.add(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout or self.config.action_timeout)
+        except asyncio.TimeoutError:
+            self._forget(session, action)
+            raise AmiError(f"no answer to {headers.get('Action')} within "
+                           f"{timeout or self.config.action_timeout:g} s") from None
+        except asyncio.CancelledError:
+            self._forget(session, action)
+            raise
+        finally:
+            self._inflight.discard(future)
+
+    @staticmethod
+    def _forget(session: _Session, action: Action) -> None:
+        """panoramisk keeps unanswered actions forever; drop ours and its future."""
+        responses = getattr(session.protocol, "responses", {})
+        responses.pop(action.id, None)
+        if action.action_id:
+            responses.pop(action.action_id, None)
+        if not action.future.done():
+            action.future.cancel()
+
+    # -- supervision -------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        delay = self.config.reconnect_min
+        while True:
+            was_ready = False
+            try:
+                was_ready = await self._run_session()
+            except asyncio.CancelledError:
+                self._teardown("closed")
+                raise
+            except _LoginRefused as exc:
+                self.last_error = str(exc)
+                log.error("AMI login refused for user %r at %s:%s (%s); check ami.username and "
+                          "ami.secret and manager.conf; retrying in %.1f s", self.config.username,
+                          self.config.host, self.config.port, exc, self.config.reconnect_max)
+                self._teardown(str(exc), AmiState.AUTH_FAILED)
+                delay = self.config.reconnect_max
+            except (OSError, asyncio.TimeoutError, AmiError, _LinkLost) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("AMI %s:%s unavailable: %s; retrying in %.1f s", self.config.host,
+                            self.config.port, self.last_error, delay)
+                self._teardown(self.last_error)
+            else:
+                self._teardown("connection lost")
+            if was_ready:
+                delay = self.config.reconnect_min
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+            delay = min(max(delay * 2, self.config.reconnect_min), self.config.reconnect_max)
+
+    async def _run_session(self) -> bool:
+        """Connect, log in, serve until the link is lost; return whether it became ready."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._set_state(AmiState.CONNECTING)
+        self._booted = asyncio.Event()
+        session = _Session(self._route, loop=loop, host=cfg.host, port=cfg.port,
+                           username=cfg.username, secret=cfg.secret, events="on",
+                           encoding="utf-8", protocol_factory=_Protocol, ping_delay=10**6,
+                           forgetable_actions=_NEVER_REPLAY, log=log)
+        self._session = session
+        await asyncio.wait_for(session.connect(), cfg.connect_timeout)
+        login = session.authenticated_future
+        done, _ = await asyncio.wait({login, session.lost}, timeout=cfg.connect_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if login not in done:
+            raise _LinkLost("connection closed during login") if session.lost in done \
+                else asyncio.TimeoutError("no answer to Login")
+        response = login.result()
+        if response.get("Response") != "Success":
+            raise _LoginRefused(response.get("Message") or "login failed")
+        try:
+            await asyncio.wait_for(self._booted.wait(), cfg.boot_wait)
+        except asyncio.TimeoutError:
+            log.warning("no FullyBooted event within %.1f s of login (does the AMI user have "
+                        "read=system?); assuming Asterisk is booted", cfg.boot_wait)
+        if session.lost.done():
+            raise _LinkLost("connection lost after login")
+        self.last_error = None
+        self._set_state(AmiState.READY)
+        log.info("AMI logged in to %s:%s as %r", cfg.host, cfg.port, cfg.username)
+        await self._watch(session)
+        return True
+
+    async def _watch(self, session: _Session) -> None:
+        """Ping on a timer while connected; a Ping unanswered within its deadline means the
+        peer is silent (TCP still open), so drop the link and reconnect."""
+        cfg = self.config
+        while True:
+            done, _ = await asyncio.wait({session.lost}, timeout=cfg.ping_interval)
+            if done:
+                return
+            started = time.monotonic()
+            try:
+                await self.send({"Action": "Ping"}, timeout=cfg.ping_timeout)
+            except AmiError:
+                log.error("AMI peer silent: no Ping reply within %.1f s; reconnecting", cfg.ping_timeout)
+                raise _LinkLost("peer silent") from None
+            except PbxUnavailable:
+                return
+            log.debug("AMI ping %.1f ms", (time.monotonic() - started) * 1000)
+
+    def _route(self, event: Message) -> None:
+        if event.get("Event") == "FullyBooted":
+            self._booted.set()
+        self._on_event(event)
+
+    def _teardown(self, reason: str, state: AmiState = AmiState.DISCONNECTED) -> None:
+        was_ready = self.ready
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+            if not session.lost.done():
+                session.lost.set_result(None)
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(PbxUnavailable(f"PBX link lost ({reason})"))
+        self._inflight.clear()
+        self._set_state(state)
+        if was_ready:
+            for callback in self._down_listeners:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("AMI down listener failed")
+
+    def _set_state(self, state: AmiState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if state is AmiState.READY:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+        for callback in self._state_listeners:
+            callback(state)
+
+
+class _LoginRefused(Exception):
+    pass
+
+
+class _LinkLost(Exception):
+    pass
+
+
+def iter_headers(message: Message, names: Iterable[str]) -> dict[str, str]:
+    """Pick a few headers out of a panoramisk Message as plain strings."""
+    return {name: str(message.get(name, "")) for name in names}

@@ -1,0 +1,280 @@
+"""Configuration: the YAML file loaded once into typed, validated objects.
+
+A bad file fails at start with the key path in the message (``tenants[0].hotlines: ...``),
+so nothing unchecked from the config ever reaches the AMI socket either.
+String values may name environment variables as ``${NAME}`` (secrets stay out of the file).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")  # contexts, trunks, domains
+_ENDPOINT = re.compile(r"^[A-Za-z0-9_/@.-]*\{ext\}[A-Za-z0-9_/@.-]*$")
+_HOTLINE = re.compile(r"^\+?[0-9]{2,20}$")
+_SHA256 = re.compile(r"^sha256:([0-9a-f]{64})$")
+_AMI_TEXT = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message starts with the key path."""
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "c2c"
+    secret: str = field(default="change-me", repr=False)
+    connect_timeout: float = 3.0    # TCP connect + login
+    action_timeout: float = 3.0     # any single AMI action's response
+    ping_interval: float = 5.0      # a silent peer is detected within interval + timeout
+    ping_timeout: float = 2.0
+    reconnect_min: float = 0.2      # backoff between reconnects: min doubling to max
+    reconnect_max: float = 10.0
+    boot_wait: float = 3.0          # wait for FullyBooted after login before assuming booted
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    ring_timeout: float = 30.0      # seconds the extension may ring
+    dial_timeout: float = 60.0      # seconds the called number may ring
+    sync_timeout: float = 45.0      # hard bound on a synchronous request
+    max_call_seconds: float = 4 * 3600.0  # forget a call still "up" after this long
+    auto_answer_headers: tuple[tuple[str, str], ...] = (
+        ("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
+        ("Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer;delay=0"),
+    )
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    rate_per_minute: float = 60.0   # per token, sustained
+    rate_burst: int = 20            # per token, at once
+    duplicate_window: float = 5.0   # same tenant + ext + phone within this -> same call_id
+    idempotency_ttl: float = 86400.0  # Idempotency-Key answers are replayed this long
+    shutdown_grace: float = 10.0    # SIGTERM: in-flight sync requests may finish this long
+
+
+@dataclass(frozen=True)
+class Tenant:
+    domain: str
+    token_digests: tuple[bytes, ...] = field(repr=False)
+    endpoint: str                   # dial string template, e.g. PJSIP/{ext}
+    context: str
+    extensions: re.Pattern[str]
+    hotlines: Mapping[str, str]     # hotline number -> trunk endpoint, first = default
+
+    @property
+    def default_hotline(self) -> str:
+        return next(iter(self.hotlines))
+
+    def device(self, ext: str) -> str:
+        """The dial string (and device name) of one of this tenant's extensions."""
+        return self.endpoint.replace("{ext}", ext)
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: ListenConfig
+    ami: AmiConfig
+    calls: CallsConfig
+    tenants: tuple[Tenant, ...]
+    limits: LimitsConfig = LimitsConfig()
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand ``${ENV}`` references in, and validate the YAML file at ``path``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw, os.environ if environ is None else environ)
+
+
+def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
+    """Validate an already-parsed YAML document (tests build configs from dicts)."""
+    raw = _expand_env(raw, environ, "")
+    root = _mapping(raw, "")
+    _only(root, "", {"listen", "ami", "calls", "limits", "tenants"})
+    listen = _section(root, "listen", ListenConfig)
+    ami = _section(root, "ami", AmiConfig)
+    calls = _section(root, "calls", CallsConfig)
+    limits = _section(root, "limits", LimitsConfig)
+    _check_ami(ami)
+    _check_calls(calls)
+    tenants_raw = root.get("tenants")
+    if not isinstance(tenants_raw, list) or not tenants_raw:
+        raise ConfigError("tenants: a non-empty list of tenants is required")
+    tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(tenants_raw))
+    _check_unique(tenants)
+    return Config(listen=listen, ami=ami, calls=calls, tenants=tenants, limits=limits)
+
+
+def token_digest(token: str) -> bytes:
+    """Tokens are kept and compared as SHA-256 digests, never as plain text."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def _expand_env(value: Any, environ: Mapping[str, str], path: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) not in environ:
+                raise ConfigError(f"{path or '<root>'}: environment variable {m.group(1)} is not set")
+            return environ[m.group(1)]
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, environ, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _mapping(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path or '<root>'}: expected a mapping")
+    return value
+
+
+def _only(mapping: dict, path: str, allowed: set[str]) -> None:
+    unknown = sorted(str(k) for k in mapping if k not in allowed)
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _section(root: dict, name: str, cls: type) -> Any:
+    """Build a flat dataclass section, checking each key's type against its default."""
+    values = _mapping(root.get(name, {}) or {}, name)
+    defaults = cls()
+    allowed = set(cls.__dataclass_fields__)
+    _only(values, name, allowed)
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        kwargs[key] = _coerce(value, default, _join(name, key))
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, path: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{path}: expected a positive whole number")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**7:
+            raise ConfigError(f"{path}: expected a positive number of seconds")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
+            raise ConfigError(f"{path}: expected a non-empty string")
+        return str(value)
+    if isinstance(default, tuple):  # auto_answer_headers: {Header: value}
+        return _headers(value, path)
+    raise ConfigError(f"{path}: unsupported value")  # pragma: no cover
+
+
+def _headers(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    items = _mapping(value, path)
+    out = []
+    for name, val in items.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,40}", str(name)):
+            raise ConfigError(f"{path}.{name}: not a SIP header name")
+        if not isinstance(val, str) or not re.fullmatch(r"[\x20-\x7e]{1,200}", val) or "," in val:
+            raise ConfigError(f"{path}.{name}: value must be printable ASCII without commas")
+        out.append((str(name), val))
+    return tuple(out)
+
+
+def _check_ami(ami: AmiConfig) -> None:
+    for key in ("host", "username", "secret"):
+        if not _AMI_TEXT.fullmatch(getattr(ami, key)):
+            raise ConfigError(f"ami.{key}: must be printable ASCII without spaces")
+    if not 0 < ami.port < 65536:
+        raise ConfigError("ami.port: must be a TCP port number")
+    if ami.reconnect_min > ami.reconnect_max:
+        raise ConfigError("ami.reconnect_min: must not exceed ami.reconnect_max")
+
+
+def _check_calls(calls: CallsConfig) -> None:
+    if calls.sync_timeout <= calls.ring_timeout:
+        raise ConfigError("calls.sync_timeout: must be longer than calls.ring_timeout, "
+                          "or a synchronous request could give up while the phone still rings")
+
+
+def _tenant(raw: Any, path: str) -> Tenant:
+    t = _mapping(raw, path)
+    _only(t, path, {"domain", "tokens", "endpoint", "context", "extensions", "hotlines"})
+    domain = _name(t.get("domain", "default"), f"{path}.domain")
+    tokens = t.get("tokens")
+    if not isinstance(tokens, list) or not tokens:
+        raise ConfigError(f"{path}.tokens: a non-empty list of tokens is required")
+    digests = tuple(_token(tok, f"{path}.tokens[{i}]") for i, tok in enumerate(tokens))
+    endpoint = str(t.get("endpoint", "PJSIP/{ext}"))
+    if not _ENDPOINT.fullmatch(endpoint):
+        raise ConfigError(f"{path}.endpoint: must contain {{ext}} and only letters, digits, / @ . _ -")
+    context = _name(t.get("context", "c2c-outbound"), f"{path}.context")
+    pattern = t.get("extensions", r"^[0-9]{2,6}$")
+    try:
+        extensions = re.compile(str(pattern))
+    except re.error as exc:
+        raise ConfigError(f"{path}.extensions: not a regular expression: {exc}") from None
+    hotlines_raw = _mapping(t.get("hotlines"), f"{path}.hotlines")
+    if not hotlines_raw:
+        raise ConfigError(f"{path}.hotlines: at least one hotline is required")
+    hotlines = {}
+    for number, trunk in hotlines_raw.items():
+        number = str(number)
+        if not _HOTLINE.fullmatch(number):
+            raise ConfigError(f"{path}.hotlines.{number}: a hotline is a phone number (digits, optional +); "
+                              "quote it in YAML to keep leading zeros")
+        hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
+    return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
+                  extensions=extensions, hotlines=hotlines)
+
+
+def _name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigError(f"{path}: must be 1-80 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _token(value: Any, path: str) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]{1,512}", value):
+        raise ConfigError(f"{path}: a token is printable ASCII without spaces")
+    m = _SHA256.fullmatch(value)
+    return bytes.fromhex(m.group(1)) if m else token_digest(value)
+
+
+def _check_unique(tenants: tuple[Tenant, ...]) -> None:
+    seen_domains, seen_tokens = set(), set()
+    for i, t in enumerate(tenants):
+        if t.domain in seen_domains:
+            raise ConfigError(f"tenants[{i}].domain: {t.domain!r} is used twice")
+        seen_domains.add(t.domain)
+        for d in t.token_digests:
+            if d in seen_tokens:
+                raise ConfigError(f"tenants[{i}].tokens: a token is shared with another tenant")
+            seen_tokens.add(d)

@@ -1,0 +1,39 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps at once)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .ami import AmiClient, AmiState
+from .calls import CallRegistry
+
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("c2c_requests_total", "Click-to-call requests by endpoint and outcome",
+                                ["endpoint", "outcome"], registry=self.registry)
+        self.latency = Histogram("c2c_request_seconds", "Click-to-call request latency",
+                                 ["endpoint"], registry=self.registry,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.calls_in_flight = Gauge("c2c_calls_in_flight", "Calls the gateway is tracking",
+                                     registry=self.registry)
+        self.ami_up = Gauge("c2c_ami_up", "1 when the AMI link is logged in and usable",
+                            registry=self.registry)
+        self.ami_state = Gauge("c2c_ami_state", "AMI link state (1 for the current one)", ["state"],
+                               registry=self.registry)
+        self.ami_reconnects = Gauge("c2c_ami_reconnect_attempts", "AMI reconnect attempts since start",
+                                    registry=self.registry)
+
+    def watch(self, ami: AmiClient, calls: CallRegistry) -> None:
+        """Read live values at scrape time rather than mirroring them on every change."""
+        self.calls_in_flight.set_function(lambda: len(calls))
+        self.ami_up.set_function(lambda: 1.0 if ami.ready else 0.0)
+        self.ami_reconnects.set_function(lambda: float(ami.reconnects))
+        for state in AmiState:
+            self.ami_state.labels(state.value).set_function(lambda s=state: 1.0 if ami.state is s else 0.0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

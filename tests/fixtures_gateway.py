@@ -1,0 +1,60 @@
+"""Fixtures for gateway tests against the in-process fake AMI (unit and fault tests)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI
+from c2c_ami.config import parse_config
+from c2c_ami.fake_ami import FakeAmiServer
+
+TOKEN = "dev-token"
+OTHER_TOKEN = "other-tenant-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def gateway_config(ami_port: int, **sections):
+    """The issue's example config pointed at ``ami_port``, with two tenants and fast timers."""
+    raw = {
+        "listen": {"host": "127.0.0.1", "port": 8080},
+        "ami": {"host": "127.0.0.1", "port": ami_port, "username": "c2c", "secret": "change-me",
+                "reconnect_min": 0.05, "reconnect_max": 0.2, "ping_interval": 0.5,
+                "ping_timeout": 0.3, "boot_wait": 0.5, "connect_timeout": 1.0, "action_timeout": 1.0},
+        "calls": {"ring_timeout": 2, "dial_timeout": 60, "sync_timeout": 4},
+        "limits": {"rate_per_minute": 6000, "rate_burst": 1000, "duplicate_window": 5},
+        "tenants": [
+            {"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
+             "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
+             "hotlines": {"02873001234": "hotline-trunk", "02873005678": "hotline-trunk-2"}},
+            {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": "PJSIP/{ext}",
+             "context": "c2c-outbound", "extensions": "^2[0-9]{2}$",
+             "hotlines": {"02439990000": "other-trunk"}},
+        ],
+    }
+    for name, values in sections.items():
+        raw[name] = {**copy.deepcopy(raw.get(name, {})), **values} if name != "tenants" else values
+    return parse_config(raw, {})
+
+
+@pytest.fixture
+async def fake_ami():
+    async with FakeAmiServer(username="c2c", secret="change-me", default_device_state="NOT_INUSE") as server:
+        yield server
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client, fake_ami):
+    """Start a gateway app on the fake AMI and wait until its AMI link is ready."""
+    async def make(**sections):
+        app = create_app(gateway_config(fake_ami.port, **sections))
+        client = await aiohttp_client(app)
+        assert await app[AMI].wait_ready(3), "gateway did not log in to the fake AMI"
+        return client
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway):
+    return await make_gateway()

@@ -1,0 +1,87 @@
+"""Validation: every parameter is checked, and the error names it."""
+import base64
+
+import pytest
+
+from c2c_ami.errors import InvalidParams
+from c2c_ami.schemas import ClickToCallRequest, parse_click_to_call, parse_query
+
+
+def parse(query: str) -> ClickToCallRequest:
+    return parse_click_to_call(parse_query(query))
+
+
+def test_minimal_request_gets_documented_defaults():
+    req = parse("ext=101&phone=0899098899")
+    assert req == ClickToCallRequest(ext="101", phone="0899098899")
+    assert req.src_cid_name == "Click2Call" and req.src_cid_number is None
+    assert req.auto_answer is False and req.hotline is None
+
+
+@pytest.mark.parametrize("raw, digits", [
+    ("0899 098 899", "0899098899"), ("0899.098.899", "0899098899"),
+    ("(089) 909-8899", "0899098899"), ("%2B84899098899", "84899098899"),
+    ("+84 899 098 899", "84899098899"),  # '+' decodes to a space in a query string
+])
+def test_phone_formatting_is_removed(raw, digits):
+    assert parse(f"ext=101&phone={raw}").phone == digits
+
+
+@pytest.mark.parametrize("phone", ["12", "0899x098899", "08990988991234567890123", "%2B%2B0899",
+                                   "0899%0A098", "%EF%BC%90899098899", "08*99", "0899;1"])
+def test_bad_phone_is_rejected_naming_phone(phone):
+    with pytest.raises(InvalidParams, match="^phone: "):
+        parse(f"ext=101&phone={phone}")
+
+
+def test_is_encode_decodes_base64_phone():
+    encoded = base64.b64encode(b"0899098899").decode()
+    assert parse(f"ext=101&phone={encoded}&is_encode=true").phone == "0899098899"
+    urlsafe = base64.urlsafe_b64encode(b"+84 899").decode().rstrip("=")
+    assert parse(f"ext=101&phone={urlsafe}&is_encode=1").phone == "84899"
+
+
+@pytest.mark.parametrize("bad", ["not-base64!", "AAAA%0A", base64.b64encode(b"\xff\xfe").decode(),
+                                 base64.b64encode(b"0899\r\n").decode()])
+def test_is_encode_with_bad_base64_is_invalid(bad):
+    with pytest.raises(InvalidParams, match="^phone: "):
+        parse(f"ext=101&phone={bad}&is_encode=yes")
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("TRUE", True), ("1", True), ("yes", True),
+                                             ("false", False), ("0", False), ("no", False), ("", False)])
+def test_auto_answer_booleans(value, expected):
+    assert parse(f"ext=101&phone=0899&auto_answer={value}").auto_answer is expected
+
+
+@pytest.mark.parametrize("query, param", [
+    ("phone=0899", "ext"), ("ext=101", "phone"), ("ext=&phone=0899", "ext"),
+    ("ext=10%201&phone=0899", "ext"), ("ext=101%0D%0AChannel:%20Local/1&phone=0899", "ext"),
+    ("ext=101&phone=0899&auto_answer=maybe", "auto_answer"),
+    ("ext=101&phone=0899&is_encode=2", "is_encode"),
+    ("ext=101&phone=0899&src_cid_name=a%22b", "src_cid_name"),
+    ("ext=101&phone=0899&src_cid_name=a%0Ab", "src_cid_name"),
+    ("ext=101&phone=0899&dest_cid_name=a,b", "dest_cid_name"),
+    ("ext=101&phone=0899&dest_cid_name=%E2%80%A8", "dest_cid_name"),
+    ("ext=101&phone=0899&dest_cid_name=" + "a" * 65, "dest_cid_name"),
+    ("ext=101&phone=0899&src_cid_number=12a", "src_cid_number"),
+    ("ext=101&phone=0899&dest_cid_number=%2B%2B1", "dest_cid_number"),
+    ("ext=101&phone=0899&hotline=0287%00", "hotline"),
+    ("ext=101&ext=102&phone=0899", "ext"),
+    ("ext=101&phone=%FF%FE", "query"),
+    ("ext=101&phone=0899&x=" + "a" * 5000, "query"),
+])
+def test_invalid_params_name_the_parameter(query, param):
+    with pytest.raises(InvalidParams, match=f"^{param}: "):
+        parse(query)
+
+
+def test_vietnamese_names_are_allowed_and_nfc_normalised():
+    req = parse("ext=101&phone=0899&src_cid_name=Nguy%E1%BB%85n%20V%C4%83n%20A")
+    assert req.src_cid_name == "Nguyễn Văn A"
+    decomposed = "Nguye%CC%82%CC%83n"  # e + combining circumflex + combining tilde
+    assert parse(f"ext=101&phone=0899&dest_cid_name={decomposed}").dest_cid_name == "Nguyễn"
+
+
+def test_unknown_parameters_are_ignored():
+    assert parse("ext=101&phone=0899&crm_ref=abc&crm_ref=def").ext == "101"
