@@ -81,6 +81,8 @@ class CallRegistry:
         self._calls: dict[str, Call] = {}
         self._devices: dict[str, str] = {}
         self._on_finish = on_finish
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -98,6 +100,7 @@ class CallRegistry:
             return False
         self._devices[call.device] = call.call_id
         self._calls[call.call_id] = call
+        self._empty.clear()
         return True
 
     def arm(self, call: Call, seconds: float) -> None:
@@ -117,6 +120,8 @@ class CallRegistry:
             return
         if self._devices.get(call.device) == call.call_id:
             del self._devices[call.device]
+        if not self._calls:
+            self._empty.set()
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
@@ -127,6 +132,14 @@ class CallRegistry:
         call.ended_at = time.time()
         if self._on_finish is not None:
             self._on_finish(call)
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait (bounded) until no call is live: for shutdown and for tests."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def finish_all(self, error_factory: Callable[[], C2CError]) -> int:
         """The AMI link dropped: no event about these calls can arrive any more."""

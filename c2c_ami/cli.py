@@ -10,6 +10,8 @@ from aiohttp import web
 from .app import create_app
 from .config import ConfigError, load_config
 
+log = logging.getLogger("c2c_ami")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="c2c-ami", description="HTTP click-to-call gateway for Asterisk")
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"c2c-ami: bad config: {exc}", file=sys.stderr)
         return 2
     web.run_app(create_app(config), host=config.listen.host, port=config.listen.port,
-                shutdown_timeout=config.calls.sync_timeout, print=None)
+                shutdown_timeout=config.calls.sync_timeout, print=log.info, handle_signals=True)
     return 0
 
 

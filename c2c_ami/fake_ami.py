@@ -42,6 +42,8 @@ import argparse
 import asyncio
 import re
 import signal
+import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -369,10 +371,15 @@ class FakeAmiServer:
         """Listen (again) on ``port``; after the first start it is the real bound port."""
         await self.resume_accepting()
 
-    async def stop(self) -> None:
-        """Asterisk going away: stop listening, drop every session, forget all channels."""
+    async def stop(self, shutdown_event: bool = False) -> None:
+        """Asterisk going away: stop listening, close every session (FIN, like a dying
+        process; with ``shutdown_event`` first broadcast ``Shutdown`` like a clean stop),
+        forget all channels."""
+        if shutdown_event:
+            self._broadcast(b'Event: Shutdown\r\nPrivilege: system,all\r\n'
+                            b'Shutdown: Cleanly\r\nRestart: False\r\n\r\n')
         await self.pause_accepting()
-        await self.drop_connections()
+        await self.drop_connections(reset=False)
         for task in list(self._tasks):
             task.cancel()
         self.live_channels.clear()
@@ -400,10 +407,14 @@ class FakeAmiServer:
         await self.stop()
 
     # ---- fault injection --------------------------------------------------------------
-    async def drop_connections(self) -> None:
-        """Abort every client socket (RST, no goodbye) and wait until they are gone."""
+    async def drop_connections(self, reset: bool = True) -> None:
+        """Close every client socket at once, unsent data discarded, and wait until they
+        are gone: ``reset`` sends a TCP RST (peer sees ECONNRESET), else a FIN (EOF)."""
         conns = list(self._connections)
         for conn in conns:
+            sock = conn.transport.get_extra_info('socket')
+            if reset and sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
             conn.transport.abort()
         if conns:
             await asyncio.gather(*(c.closed for c in conns))

@@ -1,0 +1,88 @@
+"""The real process: start from the CLI, bad config, and SIGTERM while requests wait."""
+import asyncio
+import signal
+import socket
+import sys
+
+import aiohttp
+import pytest
+import yaml
+
+from c2c_ami.fake_ami import Behaviour
+
+from .fixtures_gateway import TOKEN, fake_ami  # noqa: F401
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp_path, ami_port, http_port, grace=1.0):
+    config = {
+        "listen": {"host": "127.0.0.1", "port": http_port},
+        "ami": {"host": "127.0.0.1", "port": ami_port, "username": "c2c", "secret": "${TEST_AMI_SECRET}"},
+        "calls": {"ring_timeout": 30, "dial_timeout": 60, "sync_timeout": 45},
+        "limits": {"shutdown_grace": grace},
+        "tenants": [{"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
+                     "context": "c2c-outbound", "extensions": "^[0-9]{2,6}$",
+                     "hotlines": {"02873001234": "hotline-trunk"}}],
+    }
+    path = tmp_path / "c2c-ami.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def start_gateway(config_path, *, module=True):
+    cmd = [sys.executable, "-m", "c2c_ami"] if module else [sys.executable, "-c",
+                                                            "import sys; from c2c_ami.cli import main; sys.exit(main())"]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, "--config", str(config_path), stderr=asyncio.subprocess.PIPE,
+        env={"TEST_AMI_SECRET": "change-me", "PATH": "/usr/bin:/bin"})
+    seen = []
+
+    async def until_ready():
+        while not ("AMI logged in" in "".join(seen) and "Running on" in "".join(seen)):
+            line = await proc.stderr.readline()
+            if not line:
+                raise AssertionError("gateway exited:\n" + "".join(seen))
+            seen.append(line.decode())
+    await asyncio.wait_for(until_ready(), 10)
+    return proc, seen
+
+
+async def test_bad_config_exits_2_naming_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("ami: {port: nope}\ntenants: []\n")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "c2c_ami", "--config", str(path),
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 2 and b"ami.port" in err
+
+
+@pytest.mark.parametrize("ring_delay, expected", [(0.3, (200, "success")), (60, (503, "PBX_UNAVAILABLE"))])
+async def test_sigterm_lets_waiting_requests_finish_then_answers_the_rest(tmp_path, fake_ami, ring_delay, expected):
+    fake_ami.default_behaviour = Behaviour("answer", ring_delay=ring_delay, dial="none", talk_time=None)
+    http_port = free_port()
+    proc, log = await start_gateway(write_config(tmp_path, fake_ami.port, http_port, grace=1.0))
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{http_port}/v1/click2call?ext=101&phone=0899"
+            request = asyncio.create_task(session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}))
+            await fake_ami.wait_for_action("Originate", timeout=5)
+            proc.send_signal(signal.SIGTERM)
+            resp = await asyncio.wait_for(request, 5)
+            body = await resp.json()
+            assert (resp.status, body.get("error", body["status"])) == expected
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await session.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        await asyncio.wait_for(proc.wait(), 10)
+        assert proc.returncode == 0
+        log.append((await proc.stderr.read()).decode())
+        await fake_ami.wait_for_action("Logoff", timeout=2)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "change-me" not in "".join(log) and TOKEN not in "".join(log)
