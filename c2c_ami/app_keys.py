@@ -10,6 +10,8 @@ from .config import Config
 from .guards import RateLimiter, SingleFlight
 from .metrics import Metrics
 from .service import CallService
+from .storage import Storage
+from .webhooks import WebhookNotifier
 
 CONFIG = web.AppKey("config", Config)
 AUTH = web.AppKey("auth", TokenAuthority)
@@ -20,3 +22,5 @@ IDEMPOTENCY = web.AppKey("idempotency", SingleFlight)
 AMI = web.AppKey("ami", AmiClient)
 REGISTRY = web.AppKey("registry", CallRegistry)
 SERVICE = web.AppKey("service", CallService)
+STORAGE = web.AppKey("storage", Storage)
+WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)

@@ -69,6 +69,20 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    path: str = "var/c2c-ami.sqlite3"   # SQLite file, created on first start; ":memory:" for tests
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout: float = 5.0            # per delivery attempt
+    max_attempts: int = 8           # then the delivery is dead (kept in the outbox, logged)
+    backoff_base: float = 1.0       # seconds, doubled per attempt
+    backoff_max: float = 300.0
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
 class Tenant:
     domain: str
     token_digests: tuple[bytes, ...] = field(repr=False)
@@ -93,6 +107,8 @@ class Config:
     calls: CallsConfig
     tenants: tuple[Tenant, ...]
     limits: LimitsConfig = LimitsConfig()
+    storage: StorageConfig = StorageConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -111,11 +127,13 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document (tests build configs from dicts)."""
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
-    _only(root, "", {"listen", "ami", "calls", "limits", "tenants"})
+    _only(root, "", {"listen", "ami", "calls", "limits", "storage", "webhooks", "tenants"})
     listen = _section(root, "listen", ListenConfig)
     ami = _section(root, "ami", AmiConfig)
     calls = _section(root, "calls", CallsConfig)
     limits = _section(root, "limits", LimitsConfig)
+    storage = _section(root, "storage", StorageConfig)
+    webhooks = _section(root, "webhooks", WebhooksConfig)
     _check_ami(ami)
     _check_calls(calls)
     tenants_raw = root.get("tenants")
@@ -123,7 +141,8 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
         raise ConfigError("tenants: a non-empty list of tenants is required")
     tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
-    return Config(listen=listen, ami=ami, calls=calls, tenants=tenants, limits=limits)
+    return Config(listen=listen, ami=ami, calls=calls, tenants=tenants, limits=limits,
+                  storage=storage, webhooks=webhooks)
 
 
 def token_digest(token: str) -> bytes:

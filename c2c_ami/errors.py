@@ -56,6 +56,21 @@ class NoAnswer(C2CError):
     code, http_status = "NO_ANSWER", 409
 
 
+class CallCancelled(C2CError):
+    """DELETE /v1/calls/{call_id} ended the call before the extension answered."""
+    code, http_status = "CALL_CANCELLED", 409
+
+
+class CallNotFound(C2CError):
+    """No live call or CDR with this call_id for this tenant."""
+    code, http_status = "CALL_NOT_FOUND", 404
+
+
+class HookNotFound(C2CError):
+    """No webhook with this id for this tenant."""
+    code, http_status = "HOOK_NOT_FOUND", 404
+
+
 class RateLimited(C2CError):
     code, http_status = "RATE_LIMITED", 429
 
@@ -75,5 +90,5 @@ class PbxUnavailable(C2CError):
 
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
-    RateLimited, CallFailed, PbxUnavailable,
+    CallCancelled, CallNotFound, HookNotFound, RateLimited, CallFailed, PbxUnavailable,
 )

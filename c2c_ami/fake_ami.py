@@ -130,7 +130,8 @@ class AmiAction(dict):
         return isinstance(key, str) and key.lower() in self._keys
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        real = self._keys.get(key.lower())
+        return default if real is None else dict.__getitem__(self, real)
 
     @property
     def name(self) -> str:
@@ -623,7 +624,8 @@ class FakeAmiServer:
         else:
             if call.phase == 'dialing':
                 status = 'CANCEL' if chan is call.ext else next(
-                    (s for s, c in DIAL_STATUS_CAUSE.items() if c == cause and s != 'ANSWER'),
+                    (s for s, c in DIAL_STATUS_CAUSE.items()
+                     if c == cause and s not in ('ANSWER', 'CANCEL')),
                     'CHANUNAVAIL')
                 self._dial_event('DialEnd', call, f'DialStatus: {status}\r\n')
             self._hangup(chan, cause)

@@ -12,7 +12,8 @@ import logging
 from .ami import AmiClient, AmiError
 from .calls import Call, CallRegistry
 from .config import CallsConfig, Tenant
-from .errors import CallFailed, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
+from .errors import (CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy,
+                     UserNotRegistered)
 from .originate import originate_action
 from .schemas import ClickToCallRequest
 
@@ -33,6 +34,7 @@ class CallService:
         self.registry = registry
         self.calls = calls
         self.accepting = True
+        self._background: set[asyncio.Task] = set()
         self.waiters = 0
         self._no_waiters = asyncio.Event()
         self._no_waiters.set()
@@ -134,3 +136,53 @@ class CallService:
                 await self.ami.send({"Action": "Hangup", "Channel": call.ext_channel})
             except (AmiError, PbxUnavailable) as exc:
                 log.warning("call %s: hangup failed: %s", call.call_id, exc)
+
+    def live_call(self, tenant: Tenant, call_id: str) -> Call:
+        """A live call of this tenant; another tenant's call is reported as not found."""
+        call = self.registry.get(call_id)
+        if call is None or call.tenant != tenant.domain:
+            raise CallNotFound("no live call with this call_id")
+        return call
+
+    async def cancel(self, tenant: Tenant, call_id: str) -> Call:
+        """Hang up (or cancel while ringing) a live call; a waiting sync request is then
+        answered CALL_CANCELLED. If the channel does not exist yet, it is hung up as soon
+        as its Newchannel event arrives."""
+        call = self.live_call(tenant, call_id)
+        if not self.ami.ready:
+            raise PbxUnavailable(f"PBX link is {self.ami.state.value}", call_id=call.call_id)
+        call.cancel_requested = call.number_answered_at is None
+        if call.hangup_by is None:
+            call.hangup_by = "api"
+        if call.ext_channel:
+            await self.hangup_quietly(call)
+        return call
+
+    # -- asked by the event router, which must not await ----------------------------------------
+    def hangup_later(self, call: Call) -> None:
+        self._spawn(self.hangup_quietly(call))
+
+    def fetch_sip_call_id_later(self, call: Call) -> None:
+        if call.trunk_channel and call.sip_call_id is None:
+            self._spawn(self._fetch_sip_call_id(call, call.trunk_channel))
+
+    async def _fetch_sip_call_id(self, call: Call, channel: str) -> None:
+        """The outbound leg's SIP Call-ID is not in any AMI event; ask the channel."""
+        try:
+            reply = await self.ami.send({"Action": "Getvar", "Channel": channel,
+                                         "Variable": "CHANNEL(pjsip,call-id)"})
+        except (AmiError, PbxUnavailable) as exc:
+            log.info("call %s: SIP Call-ID not read: %s", call.call_id, exc)
+            return
+        if reply.get("Response") == "Success" and reply.get("Value"):
+            call.sip_call_id = reply.get("Value")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

@@ -329,6 +329,29 @@ async def test_live_channelid_is_refused(server):
     await client.close()
 
 
+async def test_hangup_of_ringing_trunk_ends_the_dial(server):
+    server.default_behaviour = Behaviour('answer', dial_delay=60)
+    client = await logged_in_client(server)
+    client.send(originate('tr-1'))
+    await client.read_until(lambda m: m.get('DialStatus') == 'RINGING')
+    trunk = next(n for n in server.live_channels if n.startswith('PJSIP/trunk-'))
+    client.send({'Action': 'Hangup', 'ActionID': 'h', 'Channel': trunk, 'Cause': '17'})
+    assert (await client.read())['Message'] == 'Channel Hungup'
+    events = [await client.read() for _ in range(3)]
+    assert summary(events) == [('DialEnd', 'PJSIP/101', 'BUSY'),
+                               ('Hangup', 'PJSIP/trunk', '17'), ('Hangup', 'PJSIP/101', '16')]
+    await client.barrier()
+    await client.close()
+
+
+async def test_waits_are_bounded(server):
+    with pytest.raises(asyncio.TimeoutError):
+        await server.wait_for_action('Originate', timeout=0.01)
+    with pytest.raises(asyncio.TimeoutError):
+        await server.wait_logged_in(timeout=0.01)
+    assert server._waiters == []
+
+
 # ---- parsing like Asterisk -----------------------------------------------------------------
 async def test_bare_lf_splits_lines_and_first_header_wins(server):
     server.default_behaviour = Behaviour('silent')

@@ -1,0 +1,45 @@
+"""What goes out about a call: lifecycle webhooks and the CDR row.
+
+It is the registry's and router's observer, so it runs inside the AMI event path: it only
+writes to storage (local SQLite, a fraction of a millisecond) and queues webhook
+deliveries; the network work happens in the webhook worker.
+"""
+from __future__ import annotations
+
+import logging
+
+from .calls import Call
+from .storage import Storage
+from .webhooks import WebhookNotifier
+
+log = logging.getLogger(__name__)
+
+# Call events as webhooks: ringing/answered fire for the extension and again for the number
+# (the payload's ``state`` tells which); an ended call sends hangup, then cdr.
+_WEBHOOK_EVENTS = {"ringing": "ringing", "answered": "answered"}
+
+
+def payload(call: Call) -> dict[str, object]:
+    """The carrier's webhook fields (call_id, sip_call_id, domain, direction, from_number,
+    to_number, hotline, state, duration, billsec) and the rest of the call record."""
+    record = call.record()
+    record["domain"] = record.pop("tenant")
+    return record
+
+
+class CallReporter:
+    def __init__(self, storage: Storage, webhooks: WebhookNotifier) -> None:
+        self.storage = storage
+        self.webhooks = webhooks
+
+    def call_event(self, call: Call, event: str) -> None:
+        try:
+            if event in _WEBHOOK_EVENTS:
+                self.webhooks.publish(call.tenant, _WEBHOOK_EVENTS[event], payload(call))
+            elif event == "ended":
+                self.storage.save_call(call.record())
+                body = payload(call)
+                self.webhooks.publish(call.tenant, "hangup", body)
+                self.webhooks.publish(call.tenant, "cdr", body)
+        except Exception:  # reporting must never break call handling
+            log.exception("call %s: could not report %s", call.call_id, event)

@@ -1,0 +1,298 @@
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from c2c_ami.storage import SqliteStorage
+from c2c_ami.webhooks import WebhookNotifier, sign, verify
+
+HANG = None  # a Receiver plan answer: never respond
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict
+    body: bytes
+    at: float
+
+    @property
+    def event(self):
+        return self.headers["X-C2C-Event"]
+
+    @property
+    def call_id(self):
+        return json.loads(self.body)["call_id"]
+
+
+class Receiver:
+    """A local webhook endpoint: records every POST, answers per ``plan(hit) -> status``."""
+
+    def __init__(self):
+        self.hits: list[Hit] = []
+        self.plans = {}
+        self.release = asyncio.Event()   # lets hanging handlers finish at teardown
+        self._waiters = []
+        self.base = ""
+
+    def url(self, name):
+        return f"{self.base}/{name}"
+
+    def on(self, name):
+        return [h for h in self.hits if h.path == f"/{name}"]
+
+    async def handle(self, request):
+        hit = Hit(request.path, dict(request.headers), await request.read(), time.time())
+        self.hits.append(hit)
+        for predicate, fut in list(self._waiters):
+            if not fut.done() and predicate():
+                fut.set_result(None)
+        status = self.plans.get(request.match_info["name"], lambda h: 200)(hit)
+        if status is HANG:
+            await self.release.wait()
+            status = 200
+        return web.Response(status=status)
+
+    async def until(self, predicate, timeout=5.0):
+        """Wait, bounded, until ``predicate()`` holds (checked on every hit)."""
+        if predicate():
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.remove((predicate, fut))
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):
+    r = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", r.handle)
+    server = await aiohttp_server(app)
+    r.base = str(server.make_url("")).rstrip("/")
+    yield r
+    r.release.set()
+
+
+@pytest.fixture
+def store():
+    s = SqliteStorage(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def notifiers():
+    made = []
+
+    async def make(storage, start=True, **kw):
+        n = WebhookNotifier(storage, **kw)
+        made.append(n)
+        if start:
+            await n.start()
+        return n
+
+    yield make
+    for n in made:
+        await n.close(grace=0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- signatures -----------------------------------------------------------------------------
+
+def test_sign_is_hmac_sha256_of_timestamp_dot_body():
+    expected = hmac.new(b"k", b"1700000000." + b'{"a":1}', hashlib.sha256).hexdigest()
+    assert sign("k", 1700000000, b'{"a":1}') == expected
+
+
+def test_verify_accepts_good_and_rejects_tampered_or_stale():
+    body, ts = b'{"event":"cdr"}', 1_700_000_000
+    good = "sha256=" + sign("secret", ts, body)
+    assert verify("secret", str(ts), good, body, now=ts + 10)
+    assert not verify("secret", str(ts), "sha256=" + "0" * 64, body, now=ts)        # bad signature
+    assert not verify("other", str(ts), good, body, now=ts)                         # wrong secret
+    assert not verify("secret", str(ts), good, body + b" ", now=ts)                 # modified body
+    assert not verify("secret", str(ts + 1), good, body, now=ts)                    # modified timestamp
+    assert not verify("secret", str(ts), good, body, now=ts + 301)                  # stale
+    assert not verify("secret", str(ts), good, body, now=ts - 301)                  # from the future
+    assert verify("secret", str(ts), good, body, now=ts + 1000, tolerance=1000)
+    assert not verify("secret", str(ts), good[len("sha256="):], body, now=ts)       # no scheme
+    assert not verify("secret", "soon", good, body, now=ts)
+    assert not verify("secret", None, good, body, now=ts)
+    assert not verify("secret", str(ts), None, body, now=ts)
+
+
+# ---- delivery -------------------------------------------------------------------------------
+
+async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, store, notifiers):
+    hook = store.add_hook("acme", receiver.url("crm"), ["ringing", "cdr"], "s3cret")
+    n = await notifiers(store, start=False)
+    payload = {"call_id": "c1", "extension": "101", "name": "Nguyễn Văn A"}
+    assert n.publish("acme", "ringing", payload) == 1
+    assert n.publish("acme", "answered", payload) == 0          # not subscribed
+    delivery_id = store.pending_deliveries(10)[0]["id"]
+    await n.start()
+
+    await receiver.until(lambda: len(receiver.hits) == 1)
+    assert await n.wait_idle(5)
+    hit = receiver.hits[0]
+    assert hit.headers["Content-Type"] == "application/json"
+    assert hit.headers["X-C2C-Event"] == "ringing"
+    assert hit.headers["X-C2C-Delivery"] == str(delivery_id)
+    assert abs(int(hit.headers["X-C2C-Timestamp"]) - time.time()) < 60
+    assert hit.headers["X-C2C-Signature"].startswith("sha256=")
+    assert verify("s3cret", hit.headers["X-C2C-Timestamp"], hit.headers["X-C2C-Signature"], hit.body)
+    assert json.loads(hit.body) == {**payload, "event": "ringing"}
+    assert "Nguyễn".encode() in hit.body and b'": ' not in hit.body   # UTF-8, compact
+    assert n.delivered_count == 1
+    assert store.outbox_counts() == {"pending": 0, "delivered": 1, "dead": 0}
+    assert hook["id"]
+
+
+async def test_per_call_order_survives_a_failed_first_attempt(receiver, store, notifiers):
+    failed_once = []
+
+    def plan(hit):
+        if hit.call_id == "c1" and hit.event == "ringing" and not failed_once:
+            failed_once.append(hit)
+            return 500
+        return 200
+
+    receiver.plans["crm"] = plan
+    store.add_hook("acme", receiver.url("crm"), [], "k")
+    n = await notifiers(store, backoff_base=0.3)
+    n.publish("acme", "ringing", {"call_id": "c1"})
+    n.publish("acme", "answered", {"call_id": "c1"})
+    n.publish("acme", "ringing", {"call_id": "c2"})
+
+    await receiver.until(lambda: len(receiver.hits) == 4)
+    assert await n.wait_idle(5)
+    c1 = [(h.event, h.headers["X-C2C-Delivery"]) for h in receiver.hits if h.call_id == "c1"]
+    assert [e for e, _ in c1] == ["ringing", "ringing", "answered"]
+    assert c1[0][1] == c1[1][1]                     # a retry keeps its delivery id
+    # another call is not held up by c1's retry: sequencing is per call, not global
+    assert receiver.hits.index(failed_once[0]) < [h.call_id for h in receiver.hits].index("c2") < 2
+    assert store.outbox_counts() == {"pending": 0, "delivered": 3, "dead": 0}
+
+
+async def test_a_hanging_receiver_does_not_delay_another_hook(receiver, store, notifiers):
+    receiver.plans["slow"] = lambda hit: HANG
+    store.add_hook("acme", receiver.url("slow"), ["*"], "k1")
+    store.add_hook("acme", receiver.url("fast"), ["*"], "k2")
+    # concurrency 4 -> one POST per hook: even 6 hanging calls cannot take the fast hook's share
+    n = await notifiers(store, timeout=0.5, concurrency=4, backoff_base=0.01)
+    for i in range(6):
+        assert n.publish("acme", "ringing", {"call_id": f"c{i}"}) == 2
+
+    await receiver.until(lambda: len(receiver.on("fast")) == 6, timeout=3)
+    assert len(receiver.on("slow")) == 1
+    assert all(r["attempts"] == 0 for r in store.pending_deliveries(100))   # nothing timed out yet
+
+    # the hang ends as a timeout, which is retried like any failure
+    await receiver.until(lambda: len(receiver.on("slow")) >= 2, timeout=3)
+    timed_out = [r for r in store.pending_deliveries(100) if r["attempts"]]
+    assert timed_out and timed_out[0]["last_error"].startswith("no answer within")
+    assert n.delivered_count == 6
+
+
+async def test_retries_back_off_then_the_delivery_is_dead(receiver, store, notifiers, caplog):
+    receiver.plans["down"] = lambda hit: 503
+    store.add_hook("acme", receiver.url("down"), ["cdr"], "k")
+    n = await notifiers(store, max_attempts=3, backoff_base=0.05)
+    with caplog.at_level(logging.WARNING, logger="c2c_ami.webhooks"):
+        n.publish("acme", "cdr", {"call_id": "c1"})
+        await receiver.until(lambda: len(receiver.hits) == 3)
+        assert await n.wait_idle(5)
+    times = [h.at for h in receiver.hits]
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1   # base * 2**(attempts-1)
+    assert store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 1}
+    assert n.dead_count == 1 and n.delivered_count == 0
+    assert "dead after 3 attempts: HTTP 503" in caplog.text
+    assert len(receiver.hits) == 3
+
+
+async def test_outbox_is_durable_across_a_restart(aiohttp_server, tmp_path, notifiers):
+    port = free_port()
+    path = str(tmp_path / "state" / "c2c.sqlite3")
+    store = SqliteStorage(path)
+    store.add_hook("acme", f"http://127.0.0.1:{port}/crm", ["*"], "k")
+    n = await notifiers(store, backoff_base=0.05)
+    n.publish("acme", "ringing", {"call_id": "c1"})          # receiver down: refused, retried
+    n.publish("acme", "hangup", {"call_id": "c1"})
+    assert await n.wait_idle(5)
+    assert store.pending_deliveries(10)[0]["attempts"] >= 1
+    await n.close()
+    n.publish("acme", "cdr", {"call_id": "c1"})              # worker stopped: still queued
+    store.close()
+
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", receiver.handle)
+    await aiohttp_server(app, port=port)
+    store = SqliteStorage(path)
+    n2 = await notifiers(store, backoff_base=0.05)
+    try:
+        await receiver.until(lambda: len(receiver.hits) == 3)
+        assert await n2.wait_idle(5)
+        assert [h.event for h in receiver.hits] == ["ringing", "hangup", "cdr"]
+        assert store.outbox_counts() == {"pending": 0, "delivered": 3, "dead": 0}
+    finally:
+        await n2.close()
+        store.close()
+
+
+async def test_publish_without_hooks_writes_nothing(store, notifiers):
+    n = await notifiers(store, start=False)
+    assert n.publish("acme", "ringing", {"call_id": "c1"}) == 0
+    store.add_hook("acme", "http://127.0.0.1:9/", ["cdr"], "k")
+    assert n.publish("acme", "ringing", {"call_id": "c1"}) == 0
+    assert n.publish("globex", "cdr", {"call_id": "c1"}) == 0
+    assert store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 0}
+
+
+async def test_hooks_only_receive_their_own_tenants_events(receiver, store, notifiers):
+    store.add_hook("acme", receiver.url("acme"), ["*"], "ka")
+    store.add_hook("globex", receiver.url("globex"), ["*"], "kg")
+    n = await notifiers(store)
+    assert n.publish("globex", "ringing", {"call_id": "g1"}) == 1
+    assert n.publish("acme", "ringing", {"call_id": "a1"}) == 1
+    assert n.publish("globex", "hangup", {"call_id": "g1"}) == 1
+    await receiver.until(lambda: len(receiver.hits) == 3)
+    assert await n.wait_idle(5)
+    assert [h.call_id for h in receiver.on("acme")] == ["a1"]
+    assert [(h.call_id, h.event) for h in receiver.on("globex")] == [("g1", "ringing"), ("g1", "hangup")]
+    hit = receiver.on("acme")[0]
+    assert verify("ka", hit.headers["X-C2C-Timestamp"], hit.headers["X-C2C-Signature"], hit.body)
+    assert not verify("kg", hit.headers["X-C2C-Timestamp"], hit.headers["X-C2C-Signature"], hit.body)
+
+
+async def test_wait_idle_is_bounded_when_nothing_delivers(store, notifiers):
+    store.add_hook("acme", "http://127.0.0.1:9/", ["*"], "k")
+    n = await notifiers(store, start=False)
+    n.publish("acme", "ringing", {"call_id": "c1"})
+    assert await n.wait_idle(0.05) is False
+    assert store.outbox_counts()["pending"] == 1
+
+
+async def test_close_cancels_a_hanging_post_and_keeps_its_row(receiver, store, notifiers):
+    receiver.plans["slow"] = lambda hit: HANG
+    store.add_hook("acme", receiver.url("slow"), ["*"], "k")
+    n = await notifiers(store, timeout=30)
+    n.publish("acme", "ringing", {"call_id": "c1"})
+    await receiver.until(lambda: len(receiver.hits) == 1)
+    await asyncio.wait_for(n.close(grace=0.05), 2)
+    assert store.pending_deliveries(10)[0]["attempts"] == 0
