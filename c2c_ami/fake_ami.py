@@ -475,6 +475,11 @@ class FakeAmiServer:
     def logged_in_count(self) -> int:
         return sum(1 for c in self._connections if c.logged_in)
 
+    @property
+    def scheduled_calls(self) -> int:
+        """Originates whose script still has a timer pending (ringing, dialing, talking)."""
+        return len(self._tasks)
+
     def actions_named(self, name: str) -> list[AmiAction]:
         return list(self._by_name.get(name.lower(), ()))
 

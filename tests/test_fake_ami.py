@@ -133,6 +133,7 @@ async def test_refused_login_closes_connection(server, secret, reject):
                           ('Message', 'Authentication failed')]
     assert await client.eof()
     await server.wait_for(lambda: server.connection_count == 0)
+    await client.close()
 
 
 async def test_actions_before_login_are_denied(server):
@@ -309,7 +310,7 @@ async def test_hangup_while_ringing_fails_the_originate(server):
     assert (await client.read())['Message'] == 'Channel Hungup'
     assert summary([await client.read(), await client.read()]) == [
         ('Hangup', 'PJSIP/101', '16'), ('OriginateResponse', 'PJSIP/101', 'Failure/1')]
-    await server.wait_for(lambda: not server._tasks)     # the 60 s timer is cancelled
+    await server.wait_for(lambda: server.scheduled_calls == 0)     # the 60 s timer is cancelled
     await client.barrier()
     await client.close()
 
