@@ -46,7 +46,7 @@ RIG_USER, RIG_SECRET = "rig", "rig-internal"
 PHONE_GROUPS = {
     "answer": ["101", "105", "106"] + [str(e) for e in range(201, 231)],
     "busy": ["102"],
-    "noanswer": ["103"],
+    "noanswer": ["103", "107", "108", "109"],
 }
 UNREGISTERED = ["104"]                 # in pjsip.conf, never registered: UNAVAILABLE
 EXTENSIONS = sorted(PHONE_GROUPS["answer"] + PHONE_GROUPS["busy"] + PHONE_GROUPS["noanswer"]
@@ -889,15 +889,15 @@ class Rig:
             last = lines[-2:] or last
         return " | ".join(errors[-3:] or last) or "(empty logs)"
 
-    def _register(self):
-        exts = [e for g in PHONE_GROUPS for e in PHONE_GROUPS[g]]
+    def _register(self, exts=None, expires=86400):
+        """REGISTER (expires > 0) or unregister (expires 0) EXTS with one sipp client run."""
+        exts = exts or [e for g in PHONE_GROUPS for e in PHONE_GROUPS[g]]
         inf = os.path.join(self.dir, "sipp", "register.csv")
         with open(inf, "w") as f:
             f.write("SEQUENTIAL\n")
-            for g, group_exts in PHONE_GROUPS.items():
-                for e in group_exts:
-                    f.write(f"{e};{password(e)};{self.ports.uas[g]};"
-                            f"[authentication username={e} password={password(e)}]\n")
+            for e in exts:
+                f.write(f"{e};{password(e)};{self.ports.uas[group_of(e)]};"
+                        f"[authentication username={e} password={password(e)}];{expires}\n")
         cmd = self._sipp_cmd("register", "register",
                              extra=[f"127.0.0.1:{self.ports.sip}"]) + \
             ["-inf", inf, "-m", str(len(exts)), "-r", "200", "-l", "40", "-timeout", "10s",
@@ -908,12 +908,40 @@ class Rig:
         if r.returncode != 0:
             raise RigError(f"registering the extensions failed (sipp exit {r.returncode}); "
                            f"see {self.trace_file('register')}")
+        want = "NOT_INUSE" if expires else "UNAVAILABLE"
         with Ami(self.ports.ami) as ami:
             def unregistered():
                 states = {e: ami.getvar(f"DEVICE_STATE(PJSIP/{e})") for e in exts}
-                return {e: s for e, s in states.items() if s != "NOT_INUSE"}
+                return {e: s for e, s in states.items() if s != want and not (expires and s == "INUSE")}
             if not _wait(lambda: not unregistered(), 5):
-                raise RigError(f"extensions not registered (device state): {unregistered()}")
+                raise RigError(f"extensions not {want} (device state): {unregistered()}")
+
+    def unregister(self, ext):
+        """The phone of EXT unregisters (REGISTER Expires: 0); its device becomes UNAVAILABLE."""
+        self._register([ext], expires=0)
+
+    def register(self, ext):
+        self._register([ext])
+
+    # -- faults
+    def kill_asterisk(self):
+        """SIGKILL Asterisk (a PBX crash); the sipp peers keep running."""
+        if not self.procs:
+            self._load_state()
+        proc = self.procs["asterisk"]
+        os.kill(proc["pid"], signal.SIGKILL)
+        if not _wait(lambda: not _alive(proc), 5):
+            raise RigError("Asterisk survived SIGKILL")
+        _reap(proc["pid"])
+
+    def start_asterisk(self):
+        """Start Asterisk again on the same ports and state (after kill_asterisk), wait until
+        it is fully booted and every phone is registered again."""
+        rt = self.runtime
+        conf = f"{self.inner_dir}/etc/asterisk.conf"
+        self._spawn("asterisk", _wrap(rt, [rt["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
+        self._wait_booted()
+        self._register()
 
     def down(self, quiet=False, timeout=8):
         """Stop every process of this instance by PID (TERM, then KILL after TIMEOUT s);

@@ -40,6 +40,10 @@ _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "st
                  "command", "coreshowchannels")
 
 
+# A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
+AUTH_RETRY_SECONDS = 30.0
+
+
 class AmiState(enum.Enum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
@@ -215,11 +219,11 @@ class AmiClient:
                 raise
             except _LoginRefused as exc:
                 self.last_error = str(exc)
+                delay = max(self.config.reconnect_max, AUTH_RETRY_SECONDS)
                 log.error("AMI login refused for user %r at %s:%s (%s); check ami.username and "
-                          "ami.secret and manager.conf; retrying in %.1f s", self.config.username,
-                          self.config.host, self.config.port, exc, self.config.reconnect_max)
+                          "ami.secret and manager.conf; retrying in %.0f s", self.config.username,
+                          self.config.host, self.config.port, exc, delay)
                 self._teardown(str(exc), AmiState.AUTH_FAILED)
-                delay = self.config.reconnect_max
             except (OSError, asyncio.TimeoutError, AmiError, _LinkLost) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("AMI %s:%s unavailable: %s; retrying in %.1f s", self.config.host,
@@ -231,7 +235,8 @@ class AmiClient:
                 delay = self.config.reconnect_min
             self.reconnects += 1
             await asyncio.sleep(delay)
-            delay = min(max(delay * 2, self.config.reconnect_min), self.config.reconnect_max)
+            if self.state is not AmiState.AUTH_FAILED:
+                delay = min(max(delay * 2, self.config.reconnect_min), self.config.reconnect_max)
 
     async def _run_session(self) -> bool:
         """Connect, log in, serve until the link is lost; return whether it became ready."""

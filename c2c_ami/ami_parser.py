@@ -10,7 +10,9 @@ Same header rules as ``panoramisk.message.Message.from_line``: a line is ``Key: 
 split at the first ``": "``, lines without ``": "`` are skipped, a header repeated with the
 same spelling becomes a list of its values in order, ``Result`` values are URL-unquoted and
 stripped. (Differences, only for input Asterisk never sends: two spellings of one header,
-e.g. ``Foo`` and ``foo``, stay two keys here where panoramisk keeps the last.)
+e.g. ``Foo`` and ``foo``, stay two keys here, and a case-insensitive lookup finds the
+first, where panoramisk keeps only the last.) ``AmiEvent`` is meant to be read, not
+modified (``update``/``setdefault``/``pop`` would not refresh its case-folded index).
 
 What must stay panoramisk's (``handle_blocks`` sends these through ``Message.from_line`` and
 ``protocol.handle_message``): responses (a block not starting with ``Event: ``), events
@@ -72,7 +74,7 @@ class AmiEvent(dict):
         except AttributeError:
             lower = self._lower = {}
             for k in self:
-                lower.setdefault(k.lower(), k)   # like panoramisk: ... see module doc
+                lower.setdefault(k.lower(), k)   # first spelling wins (see the module doc)
         real = lower.get(key.lower()) if isinstance(key, str) else None
         return default if real is None else dict.__getitem__(self, real)
 
@@ -88,16 +90,16 @@ def parse_event(block: str) -> AmiEvent:
         key, sep, value = line.partition(": ")
         if not sep:
             continue
-        if dict.__contains__(event, key):
+        if key[:1] in "rR" and key.lower() == "result":
+            value = unquote(value).strip()
+        if _has(event, key):
             old = dict.__getitem__(event, key)
             if isinstance(old, list):
                 old.append(value)
             else:
                 dict.__setitem__(event, key, [old, value])
-            continue
-        if (key == "Result" or key[:1] in "rR" and key.lower() == "result"):
-            value = unquote(value).strip()
-        dict.__setitem__(event, key, value)
+        else:
+            dict.__setitem__(event, key, value)
     return event
 
 

@@ -43,7 +43,7 @@ class AmiConfig:
     ping_interval: float = 5.0      # a silent peer is detected within interval + timeout
     ping_timeout: float = 2.0
     reconnect_min: float = 0.2      # backoff between reconnects: min doubling to max
-    reconnect_max: float = 10.0
+    reconnect_max: float = 2.0      # so a restarted PBX is in use again within ~2 s
     boot_wait: float = 3.0          # wait for FullyBooted after login before assuming booted
 
 

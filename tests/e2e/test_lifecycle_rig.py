@@ -1,0 +1,108 @@
+"""Issue 5 on the real rig: webhooks in order with valid signatures and real durations,
+number failures, cancel while ringing, restart with undelivered webhooks, tenant isolation."""
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, REGISTRY, STORAGE, WEBHOOKS
+from c2c_ami.webhooks import verify
+
+from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
+
+pytestmark = pytest.mark.rig
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):
+    got: asyncio.Queue = asyncio.Queue()
+
+    async def hook(request):
+        await got.put((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    server.got, server.hook_url = got, str(server.make_url("/hook"))
+    return server
+
+
+async def register_hook(client, url, events=("*",)):
+    resp = await client.post("/v1/event", json={"url": url, "events": list(events)}, headers=AUTH)
+    return (await resp.json())["hook"]
+
+
+async def next_deliveries(receiver, secret, count, timeout=15):
+    out = []
+    for _ in range(count):
+        headers, body = await asyncio.wait_for(receiver.got.get(), timeout)
+        assert verify(secret, headers["X-C2C-Timestamp"], headers["X-C2C-Signature"], body)
+        out.append((headers["X-C2C-Event"], json.loads(body)))
+    return out
+
+
+async def test_answered_call_webhooks_in_order_with_real_durations(gw, rig, receiver):
+    hook = await register_hook(gw, receiver.hook_url)
+    t0 = now()
+    status, body = await click(gw, ext="221", phone="0909000221")
+    assert status == 200
+    events = await next_deliveries(receiver, hook["secret"], 6)
+    assert [(e, p["state"]) for e, p in events] == [
+        ("ringing", "ext_ringing"), ("answered", "ext_answered"), ("ringing", "number_ringing"),
+        ("answered", "number_answered"), ("hangup", "ended"), ("cdr", "ended")]
+    assert {p["call_id"] for _, p in events} == {body["call_id"]}
+    cdr = events[-1][1]
+    trunk_invite = rig.trunk_invites("0909000221", "hotline-trunk", after=t0)[0]
+    assert cdr["sip_call_id"] == trunk_invite.call_id  # the outbound leg's SIP Call-ID
+    assert cdr["status"] == "ANSWERED" and cdr["hangup_by"] == "number" and cdr["cause"] == "16"
+    assert 2 <= cdr["billsec"] <= 5, cdr  # the trunk hangs up ~3 s after answering
+    assert cdr["billsec"] <= cdr["duration"] <= cdr["billsec"] + 3
+    assert cdr["domain"] == "default" and cdr["from_number"] == "221" and cdr["to_number"] == "0909000221"
+
+
+@pytest.mark.parametrize("phone, status, failure", [("0909000486", "BUSY", "busy"),
+                                                    ("0909000408", "NO ANSWER", "no_answer"),
+                                                    ("0909000503", "FAILED", "congestion")])
+async def test_number_failures_status_and_cause(gw, rig, phone, status, failure):
+    code, body = await click(gw, ext="222", phone=phone)
+    assert code == 200
+    assert await gw.app[REGISTRY].wait_empty(10)
+    record = gw.app[STORAGE].get_call("default", body["call_id"])
+    assert (record["status"], record["number_failure"]) == (status, failure)
+    assert record["cause"] and record["billsec"] == 0
+
+
+async def test_cancel_while_ringing_sends_cancel_to_the_phone(gw, rig):
+    t0 = now()
+    waiting = asyncio.create_task(click(gw, ext="109", phone="0899"))
+    invite = await in_thread(rig.wait_for_invite, "109", after=t0)
+    call_id = next(iter(gw.app[REGISTRY].live())).call_id
+    assert (await gw.delete(f"/v1/calls/{call_id}", headers=OTHER)).status == 404
+    assert (await gw.get(f"/v1/calls/{call_id}", headers=OTHER)).status == 404
+    assert (await gw.delete(f"/v1/calls/{call_id}", headers=AUTH)).status == 200
+    status, body = await asyncio.wait_for(waiting, 5)
+    assert (status, body["error"]) == (409, "CALL_CANCELLED")
+    await in_thread(rig.wait_for_message, "109", "CANCEL", call_id=invite.call_id, after=t0)
+    assert await gw.app[REGISTRY].wait_empty(5)
+    record = (await (await gw.get(f"/v1/cdr/{call_id}", headers=AUTH)).json())["call"]
+    assert (record["status"], record["hangup_by"]) == ("CANCEL", "api")
+    assert (await gw.get(f"/v1/cdr/{call_id}", headers=OTHER)).status == 404
+
+
+async def test_restart_delivers_webhooks_left_undelivered(rig, aiohttp_client, receiver, tmp_path):
+    config = rig_config(rig, tmp_path)
+    first = await aiohttp_client(create_app(config))
+    assert await first.app[AMI].wait_ready(5)
+    hook = await register_hook(first, receiver.hook_url, events=["hangup", "cdr"])
+    await first.app[WEBHOOKS].close()          # deliveries stop, as if the receiver were down
+    status, body = await click(first, ext="102", phone="0899")  # rejected: ends at once
+    assert status == 409 and await first.app[REGISTRY].wait_empty(5)
+    assert first.app[STORAGE].outbox_counts()["pending"] == 2
+    await first.close()
+    second = await aiohttp_client(create_app(config))
+    events = await next_deliveries(receiver, hook["secret"], 2)
+    assert [(e, p["call_id"], p["status"]) for e, p in events] == [
+        ("hangup", body["call_id"], "BUSY"), ("cdr", body["call_id"], "BUSY")]
+    await second.close()
