@@ -126,10 +126,11 @@ def handle_blocks(protocol: Any, blocks: Iterable[str]) -> None:
     as ``AmiEvent``; responses, events answering a pending action and ``Shutdown`` through
     panoramisk's ``Message``/``handle_message`` (action futures, close handling)."""
     responses = protocol.responses
-    dispatch = protocol.factory.dispatch
+    factory = protocol.factory      # None until panoramisk's Manager adopts the protocol
+    dispatch = factory.dispatch if factory is not None else None
     for block in blocks:
         block = block.strip()
-        if block.startswith("Event: "):
+        if dispatch is not None and block.startswith("Event: "):
             event = parse_event_fast(block)
             if responses:
                 pending = dict.get(event, "CommandID") or dict.get(event, "ActionID")

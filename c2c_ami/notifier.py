@@ -33,6 +33,8 @@ class CallReporter:
         self.webhooks = webhooks
 
     def call_event(self, call: Call, event: str) -> None:
+        log.info("call %s: %s (ext %s -> %s)%s", call.call_id, call.state.value, call.ext, call.phone,
+                 f" status={call.status} cause={call.record()['cause']}" if event == "ended" else "")
         try:
             if event in _WEBHOOK_EVENTS:
                 self.webhooks.publish(call.tenant, _WEBHOOK_EVENTS[event], payload(call))
