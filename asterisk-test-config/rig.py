@@ -1081,7 +1081,7 @@ def _print_info(rig, as_json, elapsed=None):
     print(f"rig {rig.name} up{f' in {elapsed:.1f} s' if elapsed else ''}: {info['asterisk_version']}")
     print(f"  AMI  {a['host']}:{a['port']}  user {a['username']}  secret {a['secret']}")
     print(f"  SIP  127.0.0.1:{rig.ports.sip} (udp)   state dir {rig.dir}")
-    print(f"  trunks: " + ", ".join(f"{h} -> {t} (sipp udp/{rig.ports.uas[t]})" for h, t in HOTLINES.items()))
+    print("  trunks: " + ", ".join(f"{h} -> {t} (sipp udp/{rig.ports.uas[t]})" for h, t in HOTLINES.items()))
     print("  extensions (user = extension, password = pass<ext>):")
     for group, exts in list(PHONE_GROUPS.items()) + [("unregistered", UNREGISTERED)]:
         print(f"    {_span(exts):<22} {BEHAVIOUR[group]}")

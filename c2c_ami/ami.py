@@ -21,7 +21,7 @@ import codecs
 import enum
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
@@ -30,6 +30,7 @@ from panoramisk.message import Message
 
 from .config import AmiConfig
 from .errors import PbxUnavailable
+from .waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,7 @@ class AmiClient:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="ami-supervisor")
 
     async def wait_ready(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await wait_set(self._ready_event, timeout)
 
     async def close(self) -> None:
         """Log off (bounded) and stop reconnecting."""
@@ -333,7 +330,3 @@ class _LoginRefused(Exception):
 class _LinkLost(Exception):
     pass
 
-
-def iter_headers(message: Message, names: Iterable[str]) -> dict[str, str]:
-    """Pick a few headers out of a panoramisk Message as plain strings."""
-    return {name: str(message.get(name, "")) for name in names}

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from .errors import C2CError, CallFailed
+from .waits import wait_set
 
 
 class CallState(enum.Enum):
@@ -214,11 +215,7 @@ class CallRegistry:
 
     async def wait_empty(self, timeout: float) -> bool:
         """Wait (bounded) until no call is live: for shutdown and for tests."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await wait_set(self._empty, timeout)
 
     def finish_all(self, error_factory) -> int:
         """The AMI link dropped: no event about these calls can arrive any more."""

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .app_keys import AMI, AUTH, DUPLICATES, IDEMPOTENCY, METRICS, RATE_LIMITER, REGISTRY, SERVICE
 from .auth import Principal
-from .errors import C2CError, CallFailed, CallNotFound, InvalidParams
+from .errors import C2CError, CallFailed, InvalidParams
 from .guards import fingerprint
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import build_openapi

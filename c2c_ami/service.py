@@ -16,6 +16,7 @@ from .errors import (CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBu
                      UserNotRegistered)
 from .originate import originate_action
 from .schemas import ClickToCallRequest
+from .waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,7 @@ class CallService:
 
     async def wait_no_waiters(self, timeout: float) -> bool:
         """Shutdown: wait (bounded) until no synchronous request is waiting on a call."""
-        try:
-            await asyncio.wait_for(self._no_waiters.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await wait_set(self._no_waiters, timeout)
 
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool) -> Call:
         """Start a click-to-call; with ``wait`` return only once the extension answered.

@@ -8,7 +8,7 @@ from c2c_ami.fake_ami import Behaviour
 
 import pytest
 
-from .fixtures_gateway import AUTH, fake_ami, gateway, gateway_config, make_gateway  # noqa: F401
+from .fixtures_gateway import AUTH, gateway_config
 
 
 def state_waiter(ami: AmiClient):

@@ -10,7 +10,7 @@ import yaml
 
 from c2c_ami.fake_ami import Behaviour
 
-from .fixtures_gateway import TOKEN, fake_ami  # noqa: F401
+from .fixtures_gateway import TOKEN
 
 
 def free_port():

@@ -2,7 +2,7 @@
 reaches the AMI socket (the fake AMI records every byte it receives)."""
 import pytest
 
-from .fixtures_gateway import AUTH, fake_ami, gateway, make_gateway  # noqa: F401
+from .fixtures_gateway import AUTH
 from .hostile_corpus import cases
 
 CASES = cases()

@@ -6,7 +6,7 @@ import pytest
 from c2c_ami.app_keys import AMI, REGISTRY
 from c2c_ami.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, OTHER_TOKEN, fake_ami, gateway, make_gateway  # noqa: F401
+from .fixtures_gateway import AUTH, OTHER_TOKEN
 
 
 async def get(client, path, headers=AUTH, **params):

@@ -4,31 +4,14 @@ import asyncio
 import json
 
 import pytest
-from aiohttp import web
 
 from c2c_ami.app_keys import REGISTRY, STORAGE, WEBHOOKS
 from c2c_ami.fake_ami import Behaviour
 from c2c_ami.webhooks import verify
 
-from .fixtures_gateway import AUTH, OTHER_TOKEN, fake_ami, gateway, make_gateway  # noqa: F401
+from .fixtures_gateway import AUTH, OTHER_TOKEN
 
 OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
-
-
-@pytest.fixture
-async def receiver(aiohttp_server):
-    """A local webhook receiver recording (headers, body) of every delivery."""
-    got: asyncio.Queue = asyncio.Queue()
-
-    async def hook(request):
-        await got.put((dict(request.headers), await request.read()))
-        return web.Response(status=204)
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    server.got = got
-    server.hook_url = str(server.make_url("/hook"))
-    return server
 
 
 async def register(client, url, events=("*",), headers=AUTH):

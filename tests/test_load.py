@@ -5,7 +5,7 @@ from collections import Counter
 from c2c_ami.app_keys import AMI, REGISTRY, SERVICE
 from c2c_ami.fake_ami import Behaviour
 
-from .fixtures_gateway import TOKEN, fake_ami, make_gateway  # noqa: F401
+from .fixtures_gateway import TOKEN
 
 DECLARED = {"success", "USER_BUSY", "NO_ANSWER", "USER_NOT_REGISTERED", "CALL_FAILED"}
 

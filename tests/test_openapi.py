@@ -4,7 +4,6 @@ from openapi_spec_validator import validate
 from c2c_ami.errors import ERROR_CLASSES
 from c2c_ami.openapi import build_openapi
 
-from .fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
 
 
 def test_document_is_valid_openapi_3():

@@ -4,7 +4,6 @@ import statistics
 
 import pytest
 
-import rig as rig_module
 
 from .conftest import AUTH, RING_TIMEOUT, click, in_thread, now
 

@@ -4,7 +4,6 @@ import asyncio
 import json
 
 import pytest
-from aiohttp import web
 
 from c2c_ami.app import create_app
 from c2c_ami.app_keys import AMI, REGISTRY, STORAGE, WEBHOOKS
@@ -13,20 +12,6 @@ from c2c_ami.webhooks import verify
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
 
 pytestmark = pytest.mark.rig
-
-
-@pytest.fixture
-async def receiver(aiohttp_server):
-    got: asyncio.Queue = asyncio.Queue()
-
-    async def hook(request):
-        await got.put((dict(request.headers), await request.read()))
-        return web.Response(status=204)
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    server.got, server.hook_url = got, str(server.make_url("/hook"))
-    return server
 
 
 async def register_hook(client, url, events=("*",)):
