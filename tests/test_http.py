@@ -163,3 +163,28 @@ async def test_health_ready_and_metrics(gateway, fake_ami):
     text = await (await gateway.get("/metrics")).text()
     assert 'c2c_requests_total{endpoint="sync",outcome="INVALID_PARAMS"} 1.0' in text
     assert "c2c_ami_up 1.0" in text and "c2c_calls_in_flight 0.0" in text
+
+
+async def test_rate_limit_is_per_token_with_retry_after(make_gateway, fake_ami):
+    client = await make_gateway(limits={"rate_per_minute": 1, "rate_burst": 2})
+    statuses = [(await get(client, "/v1/click2call/async", ext="101", phone="0899"))[0] for _ in range(2)]
+    assert statuses == [200, 200]
+    status, body, resp = await get(client, "/v1/click2call/async", ext="101", phone="0899")
+    assert (status, body["error"]) == (429, "RATE_LIMITED") and int(resp.headers["Retry-After"]) >= 1
+    other = await get(client, "/v1/click2call/async", headers={"Authorization": f"Bearer {OTHER_TOKEN}"},
+                      ext="201", phone="0899")
+    assert other[0] == 200
+
+
+async def test_tokens_and_ami_secret_never_reach_the_logs(make_gateway, fake_ami, caplog):
+    caplog.set_level("DEBUG")
+    client = await make_gateway()
+    fake_ami.default_behaviour = Behaviour("answer", dial="none", talk_time=0.01)
+    await get(client, "/v1/click2call", ext="101", phone="0899")
+    await get(client, "/v1/click2call", headers={"Authorization": "Bearer guessed-token-123"}, ext="101", phone="0")
+    await fake_ami.drop_connections()
+    assert await client.app[AMI].wait_ready(3)
+    text = caplog.text
+    assert "call " in text and "AMI logged in" in text  # the logs did capture the flow
+    for secret in (AUTH["Authorization"].split()[1], OTHER_TOKEN, "guessed-token-123", "change-me"):
+        assert secret not in text
