@@ -20,6 +20,7 @@ import asyncio
 import codecs
 import enum
 import logging
+import re
 import time
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message
 
+from .ami_parser import handle_blocks
 from .config import AmiConfig
 from .errors import PbxUnavailable
 from .waits import wait_set
@@ -60,18 +62,21 @@ class UnsafeAmiValue(ValueError):
     """A header would carry a control character: a bug upstream, refused at the socket."""
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def check_safe(headers: dict[str, Any]) -> None:
     """The last guard before the socket: no CR, LF, NUL, other C0/C1 controls or separators."""
     for key, value in headers.items():
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            text = f"{key}{item}"
-            if any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 or ch in "\u2028\u2029\u0085"
-                   for ch in text):
-                raise UnsafeAmiValue(f"refusing to send AMI header {key!r}: control character")
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        if _UNSAFE.search(key) or any(_UNSAFE.search(str(item)) for item in items):
+            raise UnsafeAmiValue(f"refusing to send AMI header {key!r}: control character")
 
 
 class _Protocol(AMIProtocol):
-    """panoramisk's framing with an incremental UTF-8 decoder (its own drops split characters)."""
+    """panoramisk's protocol with an incremental UTF-8 decoder (its own drops characters
+    split across reads) and a fast path for events (``ami_parser``): responses still go
+    through panoramisk's Message and action futures."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -81,10 +86,7 @@ class _Protocol(AMIProtocol):
     def data_received(self, data: bytes) -> None:
         text = self._pending + self._decoder.decode(data)
         *blocks, self._pending = text.split("\r\n\r\n")
-        for block in blocks:
-            message = Message.from_line(block.strip())
-            if message is not None:
-                self.handle_message(message)
+        handle_blocks(self, blocks)
 
 
 class _Session(Manager):

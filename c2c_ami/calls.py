@@ -194,17 +194,24 @@ class CallRegistry:
         call.timer = None
         self.finish(call, CallFailed("the PBX reported no outcome for this call in time"))
 
-    def finish(self, call: Call, error: C2CError | None = None) -> None:
-        """Remove the call for good, wake anyone waiting on its outcome, report it."""
+    def release(self, call: Call) -> bool:
+        """Forget a call and free its device; False if it was already gone. Alone, for a
+        call refused before its Originate was sent (nothing to report)."""
         if self._calls.pop(call.call_id, None) is None:
-            return
+            return False
         if self._devices.get(call.device) == call.call_id:
             del self._devices[call.device]
-        if not self._calls:
-            self._empty.set()
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
+        if not self._calls:
+            self._empty.set()
+        return True
+
+    def finish(self, call: Call, error: C2CError | None = None) -> None:
+        """Remove the call for good, wake anyone waiting on its outcome, report it."""
+        if not self.release(call):
+            return
         if error is not None:
             call.failed(error)
         call.failed(CallFailed("the call ended before its outcome was known"))

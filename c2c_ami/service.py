@@ -61,6 +61,10 @@ class CallService:
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
             await self._check_device(call)
+        except BaseException:
+            self.registry.release(call)  # nothing was dialed: no call to report
+            raise
+        try:
             await self._originate(call, request, tenant)
         except BaseException:
             self.registry.finish(call)

@@ -157,6 +157,7 @@ class SqliteStorage:
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc
         self._db.row_factory = sqlite3.Row
+        self._hooks_cache: dict[str, list[dict[str, Any]]] = {}  # tenant -> hooks, per event path
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -257,6 +258,7 @@ class SqliteStorage:
         self._db.execute(
             "INSERT INTO hooks (id, tenant, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"]))
+        self._hooks_cache.pop(tenant, None)
         return hook
 
     def list_hooks(self, tenant: str) -> list[dict[str, Any]]:
@@ -266,15 +268,18 @@ class SqliteStorage:
         return [{**dict(r), "events": json.loads(r["events"])} for r in rows]
 
     def hooks_for(self, tenant: str, event: str) -> list[dict[str, Any]]:
-        """The tenant's hooks subscribed to ``event``, with secrets, for signing."""
-        rows = self._db.execute("SELECT id, url, events, secret, created_at FROM hooks "
-                                "WHERE tenant = ? ORDER BY created_at, rowid", (tenant,))
-        hooks = []
-        for r in rows:
-            events = json.loads(r["events"])
-            if not events or "*" in events or event in events:
-                hooks.append({**dict(r), "events": events})
-        return hooks
+        """The tenant's hooks subscribed to ``event``, with secrets, for signing.
+
+        Called for every call event, so the tenant's hooks are cached in memory; this
+        object's own add_hook/delete_hook invalidate the cache (one gateway process owns
+        the file)."""
+        hooks = self._hooks_cache.get(tenant)
+        if hooks is None:
+            rows = self._db.execute("SELECT id, url, events, secret, created_at FROM hooks "
+                                    "WHERE tenant = ? ORDER BY created_at, rowid", (tenant,))
+            hooks = [{**dict(r), "events": json.loads(r["events"])} for r in rows]
+            self._hooks_cache[tenant] = hooks
+        return [h for h in hooks if not h["events"] or "*" in h["events"] or event in h["events"]]
 
     def delete_hook(self, tenant: str, hook_id: str) -> bool:
         """Remove the hook and its undelivered (and past) outbox rows."""
@@ -285,6 +290,7 @@ class SqliteStorage:
                 return False
             db.execute("DELETE FROM outbox WHERE hook_id = ?", (hook_id,))
             db.execute("DELETE FROM hooks WHERE id = ?", (hook_id,))
+        self._hooks_cache.pop(tenant, None)
         return True
 
     # ---- webhook outbox ---------------------------------------------------------------

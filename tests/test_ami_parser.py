@@ -1,6 +1,5 @@
 """c2c_ami.ami_parser: same headers as panoramisk's Message.from_line, and handle_blocks
 routes events / responses / pending-action events like panoramisk's handle_message."""
-import asyncio
 import codecs
 
 import pytest
@@ -133,3 +132,12 @@ async def test_split_utf8_with_gateway_decoder():
         *blocks, pending = text.split("\r\n\r\n")
         handle_blocks(proto, blocks)
     assert [e["CallerIDName"] for e in proto.factory.events] == ["Zoë 日本"]
+
+
+async def test_no_factory_yet_goes_through_panoramisk():
+    proto = _Proto()
+    proto.factory = None
+    getvar = Action({"Action": "Login", "ActionID": "l1"}, as_list=False)
+    proto.responses["l1"] = getvar
+    handle_blocks(proto, ["Response: Success\r\nActionID: l1\r\nMessage: Authentication accepted"])
+    assert getvar.future.result()["Message"] == "Authentication accepted"

@@ -1,0 +1,1 @@
+"""c2c-ami benchmark suite: ``python -m bench`` (see bench/README.md)."""
