@@ -142,19 +142,19 @@ def _name(params: dict[str, str], name: str) -> str | None:
     return value
 
 
-def _number(params: dict[str, str], name: str) -> str | None:
+def optional_match(params: dict[str, str], name: str, pattern: re.Pattern[str], rule: str) -> str | None:
+    """An optional parameter that must fully match ``pattern``; None when absent or empty."""
     value = params.get(name, "")
     if value == "":
         return None
-    if not _CID_NUMBER.fullmatch(value):
-        raise InvalidParams(f"{name}: must be 1-20 digits with an optional leading +")
+    if not pattern.fullmatch(value):
+        raise InvalidParams(f"{name}: {rule}")
     return value
+
+
+def _number(params: dict[str, str], name: str) -> str | None:
+    return optional_match(params, name, _CID_NUMBER, "must be 1-20 digits with an optional leading +")
 
 
 def _hotline(params: dict[str, str]) -> str | None:
-    value = params.get("hotline", "")
-    if value == "":
-        return None
-    if not _HOTLINE.fullmatch(value):
-        raise InvalidParams("hotline: must be a phone number (2-20 digits, optional leading +)")
-    return value
+    return optional_match(params, "hotline", _HOTLINE, "must be a phone number (2-20 digits, optional leading +)")
