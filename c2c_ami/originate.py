@@ -33,9 +33,16 @@ def channel_variables(call: Call, request: ClickToCallRequest, calls: CallsConfi
         "C2C_DIAL_TIMEOUT": str(int(calls.dial_timeout)),
     }
     if request.auto_answer:
-        for header, value in calls.auto_answer_headers:
-            variables[f"PJSIP_HEADER(add,{header})"] = value
+        variables.update(auto_answer_variables(call.device, calls.auto_answer_headers))
     return [f"{name}={value}" for name, value in variables.items()]
+
+
+def auto_answer_variables(device: str, headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Channel variables that add the auto-answer headers to the INVITE sent to the phone:
+    ``PJSIP_HEADER(add,…)`` for PJSIP, ``SIPADDHEADERnn`` for chan_sip (Asterisk ≤ 20)."""
+    if device.upper().startswith("SIP/"):
+        return {f"SIPADDHEADER{n:02d}": f"{name}: {value}" for n, (name, value) in enumerate(headers, 1)}
+    return {f"PJSIP_HEADER(add,{name})": value for name, value in headers}
 
 
 def originate_action(call: Call, request: ClickToCallRequest, tenant: Tenant,
