@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .app_keys import AMI, AUTH, DUPLICATES, IDEMPOTENCY, METRICS, RATE_LIMITER, REGISTRY, SERVICE
 from .auth import Principal
+from .calls import iso
 from .errors import C2CError, CallFailed, InvalidParams
 from .guards import fingerprint
 from .metrics import CONTENT_TYPE_LATEST
@@ -93,7 +94,7 @@ async def live_calls(request: web.Request) -> web.Response:
     """GET /v1/call: this tenant's live calls, with the carrier's list fields."""
     tenant = principal_of(request).tenant
     calls = [{"call_id": c.call_id, "source": c.ext, "destination": c.phone, "direction": "outbound",
-              "state": c.state.value, "created_time": c.record()["time_started"], "hotline": c.hotline}
+              "state": c.state.value, "created_time": iso(c.started_at), "hotline": c.hotline}
              for c in request.app[REGISTRY].live(tenant.domain)]
     return web.json_response({"status": "success", "calls": calls})
 

@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 _WEBHOOK_EVENTS = {"ringing": "ringing", "answered": "answered"}
 
 
-def payload(call: Call) -> dict[str, object]:
+def payload(record: dict[str, object]) -> dict[str, object]:
     """The carrier's webhook fields (call_id, sip_call_id, domain, direction, from_number,
     to_number, hotline, state, duration, billsec) and the rest of the call record."""
-    record = call.record()
-    record["domain"] = record.pop("tenant")
-    return record
+    body = dict(record)
+    body["domain"] = body.pop("tenant")
+    return body
 
 
 class CallReporter:
@@ -33,14 +33,15 @@ class CallReporter:
         self.webhooks = webhooks
 
     def call_event(self, call: Call, event: str) -> None:
+        record = call.record()  # built once: CDR row, webhook body and log line share it
         log.info("call %s: %s (ext %s -> %s)%s", call.call_id, call.state.value, call.ext, call.phone,
-                 f" status={call.status} cause={call.record()['cause']}" if event == "ended" else "")
+                 f" status={record['status']} cause={record['cause']}" if event == "ended" else "")
         try:
             if event in _WEBHOOK_EVENTS:
-                self.webhooks.publish(call.tenant, _WEBHOOK_EVENTS[event], payload(call))
+                self.webhooks.publish(call.tenant, _WEBHOOK_EVENTS[event], payload(record))
             elif event == "ended":
-                self.storage.save_call(call.record())
-                body = payload(call)
+                self.storage.save_call(record)
+                body = payload(record)
                 self.webhooks.publish(call.tenant, "hangup", body)
                 self.webhooks.publish(call.tenant, "cdr", body)
         except Exception:  # reporting must never break call handling
