@@ -27,7 +27,7 @@ def machine() -> dict:
     model = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), model)
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
     except OSError:
         pass
     import aiohttp
@@ -92,7 +92,7 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
         f = lt["fake"]
         row("4 fake AMI: HTTP->Originate p50 / p99 ms",
             f"{f['http_to_originate_ms']['p50']} / {f['http_to_originate_ms']['p99']}", "p50 <= 10 ms",
-            f["http_to_originate_ms"]["p50"] is not None and f["http_to_originate_ms"]["p50"] <= TARGETS["gateway_p50_ms"])
+            _within(f["http_to_originate_ms"]["p50"], TARGETS["gateway_p50_ms"]))
         row("4 fake AMI: HTTP response p50 / p99 ms",
             f"{f['http_response_ms']['p50']} / {f['http_response_ms']['p99']}")
         rg = lt.get("rig")
@@ -101,7 +101,7 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
         elif rg:
             row("4 rig: HTTP->Originate (gateway) p50 / p99 ms",
                 f"{rg['http_to_originate_ms']['p50']} / {rg['http_to_originate_ms']['p99']}", "p50 <= 10 ms",
-                rg["http_to_originate_ms"]["p50"] is not None and rg["http_to_originate_ms"]["p50"] <= TARGETS["gateway_p50_ms"])
+                _within(rg["http_to_originate_ms"]["p50"], TARGETS["gateway_p50_ms"]))
             row("4 rig: Originate->INVITE (Asterisk) p50 / p99 ms",
                 f"{rg['originate_to_invite_ms']['p50']} / {rg['originate_to_invite_ms']['p99']}")
             row("4 rig: HTTP->INVITE p50 / p99 ms",
@@ -112,11 +112,15 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _within(value, limit) -> bool:
+    return value is not None and value <= limit
+
+
 def render(rows) -> str:
     widths = [max(len(r[k]) for r in rows + [("measure", "value", "target", "")]) for k in range(4)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "verdict"), widths)),
+    lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "verdict"), widths, strict=True)),
              "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
 
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 results[part] = {"error": f"{type(exc).__name__}: {exc}"}
             results.setdefault(part, {})["seconds"] = round(time.monotonic() - started, 1)
-    results["table"] = [dict(zip(("measure", "value", "target", "verdict"), r)) for r in table(results)]
+    results["table"] = [dict(zip(("measure", "value", "target", "verdict"), r, strict=True)) for r in table(results)]
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1, default=str)

@@ -1,7 +1,7 @@
 """Item 1: requests/s and latency of GET /v1/click2call/async, gateway vs a bare aiohttp
 handler, same wrk, same Lua script, same run.
 
-Processes: ``python -m c2c_ami.fake_ami`` (answers at once, call ends at once),
+Processes: ``python -m c2c_ami.testing.fake_ami`` (answers at once, call ends at once),
 ``python -m c2c_ami --config <generated>`` and ``python -m bench.bare_server``; wrk drives
 them one after the other. CPU seconds of each server process are read from /proc.
 """
@@ -13,8 +13,18 @@ import shutil
 import subprocess
 import time
 
-from .common import (PYTHON, TOKEN, Processes, cpu_seconds, free_port, gateway_yaml,
-                     start_gateway, wait_port, wait_ready)
+from .common import (
+    PYTHON,
+    TOKEN,
+    Processes,
+    cpu_seconds,
+    cpu_used,
+    free_port,
+    gateway_yaml,
+    start_gateway,
+    wait_port,
+    wait_ready,
+)
 
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk", "click2call.lua")
 
@@ -33,7 +43,7 @@ def run_wrk(url: str, *, duration: float, connections: int, threads: int, base: 
     started = time.monotonic()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - started
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
     data = json.loads(line[len("BENCH_JSON "):])
@@ -50,9 +60,9 @@ def run_wrk(url: str, *, duration: float, connections: int, threads: int, base: 
         "cpu_percent": {},
     }
     for name, pid in watch.items():
-        after = cpu_seconds(pid)
-        if before[name] is not None and after is not None:
-            result["cpu_percent"][name] = round(100 * (after - before[name]) / wall, 1)
+        used = cpu_used(pid, before[name])
+        if used is not None:
+            result["cpu_percent"][name] = round(100 * used / wall, 1)
     return result
 
 
@@ -81,7 +91,7 @@ def run(workdir: str, *, duration: float = 10.0, connections: int = 64, threads:
         procs.stop(bare)
         for n, (dial, level) in enumerate(variants):
             ami_port = free_port()
-            fake = procs.start(f"fake_ami-{n}", [PYTHON, "-m", "c2c_ami.fake_ami", "--port", str(ami_port),
+            fake = procs.start(f"fake_ami-{n}", [PYTHON, "-m", "c2c_ami.testing.fake_ami", "--port", str(ami_port),
                                                  "--answer-delay", "0", "--talk-time", "0", "--dial", dial,
                                                  "--device-state", "NOT_INUSE"])
             wait_port(ami_port, 20, fake)
@@ -100,7 +110,7 @@ def run(workdir: str, *, duration: float = 10.0, connections: int = 64, threads:
             procs.stop(gateway)
             procs.stop(fake)
     bare_rps = results["runs"]["bare_aiohttp"]["rps"]
-    for name, row in results["runs"].items():
+    for _name, row in results["runs"].items():
         row["percent_of_bare"] = round(100 * row["rps"] / bare_rps, 1) if bare_rps else None
     return results
 
@@ -126,7 +136,7 @@ async def _python_load(port: int, duration: float, connections: int, base: int) 
                              f"Host: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 lines = head.decode("latin-1").split("\r\n")
-                length = next(int(l.split(":", 1)[1]) for l in lines if l.lower().startswith("content-length:"))
+                length = next(int(ln.split(":", 1)[1]) for ln in lines if ln.lower().startswith("content-length:"))
                 await asyncio.wait_for(reader.readexactly(length), 10)
                 latencies.append(time.perf_counter() - started)
                 status = int(lines[0].split()[1])
@@ -150,7 +160,7 @@ def run_smoke(workdir: str, duration: float = 1.0) -> dict:
     out: dict = {"runs": {}}
     with Processes(workdir) as procs:
         ami_port = free_port()
-        fake = procs.start("fake_ami", [PYTHON, "-m", "c2c_ami.fake_ami", "--port", str(ami_port),
+        fake = procs.start("fake_ami", [PYTHON, "-m", "c2c_ami.testing.fake_ami", "--port", str(ami_port),
                                         "--talk-time", "0", "--dial", "trunk"])
         wait_port(ami_port, 20, fake)
         for name, argv_or_config in (("bare_aiohttp", None), ("gateway_info", "INFO")):

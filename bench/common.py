@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import yaml
 
@@ -58,14 +58,13 @@ class Processes:
         self.logdir = logdir
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> "Processes":
+    def __enter__(self) -> Processes:
         return self
 
     def start(self, name: str, argv: Sequence[str], **kw) -> subprocess.Popen:
-        log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                start_new_session=True, **kw)
-        log.close()
+        with open(os.path.join(self.logdir, f"{name}.log"), "wb") as log:   # the child keeps its copy
+            proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                    start_new_session=True, **kw)
         proc.bench_name = name  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
@@ -149,10 +148,10 @@ def wait_ready(http_port: int, timeout: float, proc: subprocess.Popen | None = N
         time.sleep(0.05)
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0..100) of unsorted values; None if empty."""
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of unsorted values (at least one)."""
     if not values:
-        return None
+        raise ValueError("percentile of no values")
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
     return ordered[rank - 1]
@@ -170,6 +169,14 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS / VmHWM of a running process in MiB (a bench measures only live processes)."""
+    kib = proc_status_kib(pid, field)
+    if kib is None:
+        raise RuntimeError(f"no {field} for process {pid}: it has exited")
+    return round(kib / 1024, 1)
+
+
 def cpu_seconds(pid: int) -> float | None:
     """user+system CPU seconds used so far by a process."""
     try:
@@ -184,6 +191,12 @@ def cpu_seconds(pid: int) -> float | None:
 def workdir() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="c2c-bench-") as d:
         yield d
+
+
+def cpu_used(pid: int, since: float | None) -> float | None:
+    """CPU seconds a process used since the reading ``since``; None if either is unknown."""
+    now = cpu_seconds(pid)
+    return None if now is None or since is None else round(now - since, 2)
 
 
 def ms(seconds: float | None) -> float | None:

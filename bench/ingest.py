@@ -2,9 +2,10 @@
 
 The same bytes go through (a) ``panoramisk.message.Message.from_line`` alone, on blocks
 already split; (b) the gateway's pipeline as it would be with panoramisk's parser for every
-block: ``Message.from_line`` -> ``handle_message`` -> ``_Session.dispatch`` ->
-``AmiClient._route`` -> ``CallEventRouter`` with a ``CallRegistry`` of N live calls; (c) the
-gateway's own ``c2c_ami.ami._Protocol``, whose events take ``c2c_ami.ami_parser``'s fast path.
+block: ``Message.from_line`` -> ``handle_message`` -> ``AmiSession.dispatch`` ->
+``AmiClient._route`` -> ``CallEvents`` with a ``CallRegistry`` of N live calls; (c) the
+gateway's own ``c2c_ami.pbx.protocol.AmiProtocol``, whose events take ``c2c_ami.pbx.parser``'s
+fast path.
 Half the events belong to live calls (routed to a handler), half to other channels.
 """
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from c2c_ami.ami import AmiClient, _Protocol, _Session
-from c2c_ami.calls import Call, CallRegistry
+from c2c_ami.calls.call import Call
+from c2c_ami.calls.registry import CallRegistry
 from c2c_ami.config import AmiConfig
-from c2c_ami.events import CallEventRouter
-from c2c_ami.fake_ami import FakeChannel
-
-from c2c_ami import ami_parser
+from c2c_ami.pbx import AmiClient
+from c2c_ami.pbx import parser as ami_parser
+from c2c_ami.pbx.events import CallEvents
+from c2c_ami.pbx.protocol import AmiProtocol, AmiSession
+from c2c_ami.testing.fake_ami import FakeChannel
 
 CHUNK = 65536   # bytes per data_received call (a full socket read under load)
 
@@ -53,7 +55,8 @@ def build_corpus(live_ids: list[str], events: int, seed: int = 7) -> tuple[bytes
                 parts.append(f"Event: Newstate\r\nPrivilege: call,all\r\n{_ext_channel(cid, n).snapshot()}\r\n")
             elif kind == 1:  # dialplan progress: routed, no handler
                 parts.append(f"Event: Newexten\r\nPrivilege: dialplan,all\r\n{_ext_channel(cid, n).snapshot()}"
-                             f"Extension: 0899098899\r\nApplication: Dial\r\nAppData: PJSIP/0899098899@hotline-trunk,60\r\n\r\n")
+                             "Extension: 0899098899\r\nApplication: Dial\r\n"
+                             "AppData: PJSIP/0899098899@hotline-trunk,60\r\n\r\n")
             elif kind == 2:  # the trunk leg rings
                 parts.append(f"Event: DialState\r\nPrivilege: call,all\r\n{_ext_channel(cid, n).snapshot()}"
                              f"{_trunk_channel(cid, n).snapshot('Dest')}DialStatus: RINGING\r\n\r\n")
@@ -81,7 +84,15 @@ class _NullTransport:
         return False
 
 
-class _PanoramiskProtocol(_Protocol):
+class _NoActions:
+    def hangup_later(self, call: Call) -> None:
+        pass
+
+    def fetch_sip_call_id_later(self, call: Call) -> None:
+        pass
+
+
+class _PanoramiskProtocol(AmiProtocol):
     """The baseline: every block through panoramisk's ``Message.from_line``."""
 
     def data_received(self, data: bytes) -> None:
@@ -93,11 +104,12 @@ class _PanoramiskProtocol(_Protocol):
                 self.handle_message(message)
 
 
-def _pipeline(registry: CallRegistry, protocol_cls: type) -> tuple[Any, CallEventRouter]:
+def _pipeline(registry: CallRegistry, protocol_cls: type) -> tuple[Any, CallEvents]:
     loop = asyncio.get_running_loop()
-    router = CallEventRouter(registry, 3600.0)
-    client = AmiClient(AmiConfig(), on_event=router)
-    session = _Session(client._route, loop=loop, host="127.0.0.1", port=1, username="u",
+    router = CallEvents(registry, _NoActions())
+    client = AmiClient(AmiConfig())
+    client.subscribe(router)
+    session = AmiSession(client._route, loop=loop, host="127.0.0.1", port=1, username="u",
                        secret="s", events="on", encoding="utf-8", protocol_factory=protocol_cls,
                        ping_delay=10**6)
     protocol = protocol_cls()
@@ -153,7 +165,7 @@ async def _run(live_counts: list[int], events: int, repeat: int) -> dict:
         assert router.events_routed == count // 2 * repeat, (router.events_routed, count, repeat)
         row["gateway_panoramisk_parser_eps"] = round(count / elapsed)
         row["fast_parse_only_eps"] = round(count / _time_parse_only(ami_parser.parse_event_fast, blocks, repeat))
-        protocol, router = _pipeline(registry, _Protocol)
+        protocol, router = _pipeline(registry, AmiProtocol)
         elapsed = _time_feed(protocol, chunks, repeat)
         assert router.events_routed == count // 2 * repeat, (router.events_routed, count)
         row["gateway_eps"] = round(count / elapsed)

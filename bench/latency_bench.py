@@ -4,7 +4,7 @@
 sending GET /v1/click2call/async to the Originate arriving at the fake AMI — "time in the
 gateway" (HTTP parse, auth, Getvar round trip to the fake, Originate written), one clock.
 
-``rig`` (``--rig``): the real Asterisk rig (asterisk-test-config/rig.py). The gateway talks
+``rig`` (``--rig``): the real Asterisk rig (the c2c_rig package). The gateway talks
 AMI through a relay in this process that timestamps the Originate bytes on their way to
 Asterisk; the INVITE's arrival time is read from the phone's (sipp) trace. Reported:
 HTTP->Originate (in the gateway), Originate->INVITE (Asterisk), HTTP->INVITE (total). The
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 
-from c2c_ami.fake_ami import Behaviour, FakeAmiServer
+from c2c_ami.testing.fake_ami import Behaviour, FakeAmiServer
 
-from .common import (REPO, TOKEN, Processes, free_port, gateway_yaml, percentile, start_gateway,
-                     wait_ready)
+from .common import TOKEN, Processes, free_port, gateway_yaml, percentile, start_gateway, wait_ready
 
 
 async def _http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -51,14 +49,17 @@ async def _fake(workdir: str, samples: int) -> dict:
             gateway = start_gateway(procs, gateway_yaml(os.path.join(workdir, "gw-lat.yaml"),
                                                         http_port, fake.port), "INFO", name="gateway-latency")
             await asyncio.to_thread(wait_ready, http_port, 20, gateway)
-            in_gateway, total, statuses = [], [], {}
+            in_gateway: list[float] = []
+            total: list[float] = []
+            statuses: dict[int, int] = {}
             for i in range(samples + 5):           # the first 5 warm up
                 seen = len(fake.actions_named("Originate"))
                 started = time.perf_counter()
                 request = asyncio.ensure_future(_http_get(
                     http_port, f"/v1/click2call/async?ext={8000000 + i}&phone=09{i:08d}"))
-                arrived = await fake.wait_for(
-                    lambda: len(fake.actions_named("Originate")) > seen and time.perf_counter(), 10)
+                def originated(seen: int = seen) -> float | bool:
+                    return len(fake.actions_named("Originate")) > seen and time.perf_counter()
+                arrived = await fake.wait_for(originated, 10)
                 status, _ = await request
                 finished = time.perf_counter()
                 statuses[status] = statuses.get(status, 0) + 1
@@ -113,21 +114,18 @@ class _Relay:
 
 
 def rig_module():
-    """The rig API, or None if asterisk-test-config/rig.py is absent or not installed."""
-    path = os.path.join(REPO, "asterisk-test-config")
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    """The rig API (package c2c_rig), or None if it is not installed in this environment."""
     try:
-        import rig  # type: ignore[import-not-found]
+        import c2c_rig
     except ImportError:
         return None
-    return rig
+    return c2c_rig
 
 
 async def _rig(workdir: str, samples: int) -> dict:
     rig = rig_module()
     if rig is None:
-        return {"skipped": "asterisk-test-config/rig.py not found"}
+        return {"skipped": "the c2c_rig package is not installed (pip install -e ./asterisk-test-config)"}
     try:
         runtime = await asyncio.to_thread(rig.install, False)
         instance = await asyncio.to_thread(rig.Rig.up, None, runtime)

@@ -11,8 +11,7 @@ import subprocess
 import threading
 
 from .async_bench import run_wrk
-from .common import (PYTHON, Processes, free_port, gateway_yaml, start_gateway, wait_port,
-                     wait_ready, workdir)
+from .common import PYTHON, Processes, free_port, gateway_yaml, start_gateway, wait_port, wait_ready, workdir
 
 
 def top_frames(collapsed_path: str, n: int = 25) -> list[tuple[str, int, float]]:
@@ -42,7 +41,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     with workdir() as wd, Processes(wd) as procs:
         ami_port = free_port()
-        fake = procs.start("fake_ami", [PYTHON, "-m", "c2c_ami.fake_ami", "--port", str(ami_port),
+        fake = procs.start("fake_ami", [PYTHON, "-m", "c2c_ami.testing.fake_ami", "--port", str(ami_port),
                                         "--talk-time", "0", "--dial", args.dial])
         wait_port(ami_port, 20, fake)
         http_port = free_port()
@@ -61,7 +60,7 @@ def main() -> None:
                 [spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--rate", "200",
                  "--format", "raw", "--output", raw, "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-        for name, raw, rec in recorders:
+        for _name, _raw, rec in recorders:
             try:
                 rec.wait(args.seconds + 30)
             finally:
@@ -74,7 +73,7 @@ def main() -> None:
     for name, raw, _ in recorders:
         if os.path.exists(raw):
             print(f"\n{name}: top self-time frames ({raw})")
-            for frame, count, pct in top_frames(raw):
+            for frame, _count, pct in top_frames(raw):
                 print(f"  {pct:5.1f}%  {frame}")
 
 

@@ -12,15 +12,27 @@ latency percentiles, non-200 answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import time
 
-from c2c_ami.fake_ami import Behaviour, FakeAmiServer
+from c2c_ami.testing.fake_ami import Behaviour, FakeAmiServer
 
-from .common import (TOKEN, Processes, cpu_seconds, gateway_yaml, free_port, percentile,
-                     proc_status_kib, raise_nofile, start_gateway, wait_ready)
+from .common import (
+    TOKEN,
+    Processes,
+    cpu_seconds,
+    cpu_used,
+    free_port,
+    gateway_yaml,
+    percentile,
+    raise_nofile,
+    rss_mib,
+    start_gateway,
+    wait_ready,
+)
 
 
 class _Request(asyncio.Protocol):
@@ -47,7 +59,8 @@ class _Request(asyncio.Protocol):
         if len(body) < length:
             return
         self.done.set_result((now, int(head[0].split()[1]), body[:length]))
-        self.transport.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -80,7 +93,7 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
                                   ring_timeout=600, sync_timeout=900)
             gateway = start_gateway(procs, config, "INFO", name="gateway-sync")
             await asyncio.to_thread(wait_ready, http_port, 20, gateway)
-            result["rss_idle_mib"] = round(proc_status_kib(gateway.pid, "VmRSS") / 1024, 1)
+            result["rss_idle_mib"] = rss_mib(gateway.pid)
             cpu0 = cpu_seconds(gateway.pid)
             sem = asyncio.Semaphore(connect_concurrency)
             futures: dict[int, asyncio.Future] = {}
@@ -94,7 +107,7 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
                     try:
                         await asyncio.wait_for(loop.create_connection(
                             lambda: _Request(raw, fut), "127.0.0.1", http_port), 30)
-                    except (OSError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, OSError) as exc:
                         if not fut.done():
                             fut.set_exception(ConnectionError(f"connect failed: {exc!r}"))
 
@@ -102,10 +115,8 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
             await asyncio.wait_for(asyncio.gather(*(open_one(i) for i in range(n))), timeout)
             result["connect_seconds"] = round(time.perf_counter() - started, 2)
             # every request must be waiting: its Originate was sent and its phone rings
-            try:
+            with contextlib.suppress(TimeoutError):
                 await fake.wait_for(lambda: len(fake.live_channels) >= n, timeout)
-            except asyncio.TimeoutError:
-                pass
             early = [f for f in futures.values() if f.done()]
             result["pending_before_answer"] = len(fake.live_channels)
             result["answered_before_answer"] = len(early)   # must be 0
@@ -113,8 +124,8 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
             # let the gateway digest the set-up backlog (Ringing events, CDR writes) first:
             # answers are measured against an idle gateway holding N waiting requests
             result["settle_seconds"] = await _wait_idle(gateway.pid, timeout=60)
-            result["rss_all_pending_mib"] = round(proc_status_kib(gateway.pid, "VmRSS") / 1024, 1)
-            result["gateway_cpu_seconds_to_pending"] = round(cpu_seconds(gateway.pid) - cpu0, 2)
+            result["rss_all_pending_mib"] = rss_mib(gateway.pid)
+            result["gateway_cpu_seconds_to_pending"] = cpu_used(gateway.pid, cpu0)
 
             channels = list(fake.live_channels.values())
             random.Random(1).shuffle(channels)
@@ -132,7 +143,9 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
                 await asyncio.sleep(0.0005)
             result["answer_seconds"] = round(time.perf_counter() - t0, 2)
             done, pending = await asyncio.wait(futures.values(), timeout=timeout)
-            latencies, statuses, errors = [], {}, {}
+            latencies: list[float] = []
+            statuses: dict[int, int] = {}
+            errors: dict[str, int] = {}
             for fut in done:
                 if fut.exception() is not None:
                     errors[str(fut.exception())[:80]] = errors.get(str(fut.exception())[:80], 0) + 1
@@ -147,15 +160,17 @@ async def _run(workdir: str, n: int, answer_rate: float, connect_concurrency: in
                     latencies.append(when - answered_at[call_id])
             for fut in pending:
                 fut.cancel()
-            result["rss_peak_mib"] = round(proc_status_kib(gateway.pid, "VmHWM") / 1024, 1)
+            result["rss_peak_mib"] = rss_mib(gateway.pid, "VmHWM")
             result["statuses"] = statuses
             result["non_200"] = sum(v for k, v in statuses.items() if k != 200) + len(pending) + sum(errors.values())
             result["no_response"] = len(pending)
             result["errors"] = errors
             result["answer_to_response_ms"] = {
                 "count": len(latencies),
-                "p50": _ms(percentile(latencies, 50)), "p90": _ms(percentile(latencies, 90)),
-                "p99": _ms(percentile(latencies, 99)), "max": _ms(max(latencies) if latencies else None)}
+                "p50": _ms(percentile(latencies, 50) if latencies else None),
+                "p90": _ms(percentile(latencies, 90) if latencies else None),
+                "p99": _ms(percentile(latencies, 99) if latencies else None),
+                "max": _ms(max(latencies) if latencies else None)}
             procs.stop(gateway, timeout=10)
     finally:
         await fake.stop()

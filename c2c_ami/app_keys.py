@@ -3,24 +3,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .ami import AmiClient
-from .auth import TokenAuthority
-from .calls import CallRegistry
+from .api.auth import TokenAuthority
+from .calls.guards import RateLimiter
+from .calls.registry import CallRegistry
+from .calls.service import CallService
 from .config import Config
-from .guards import RateLimiter, SingleFlight
 from .metrics import Metrics
-from .service import CallService
-from .storage import Storage
-from .webhooks import WebhookNotifier
+from .notify.subscriptions import Subscriptions
+from .notify.webhooks import WebhookNotifier
+from .pbx import AmiClient
+from .store import Storage
 
 CONFIG = web.AppKey("config", Config)
 AUTH = web.AppKey("auth", TokenAuthority)
 METRICS = web.AppKey("metrics", Metrics)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-DUPLICATES = web.AppKey("duplicates", SingleFlight)
-IDEMPOTENCY = web.AppKey("idempotency", SingleFlight)
+STORAGE = web.AppKey("storage", Storage)
+WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
+SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)
 AMI = web.AppKey("ami", AmiClient)
 REGISTRY = web.AppKey("registry", CallRegistry)
 SERVICE = web.AppKey("service", CallService)
-STORAGE = web.AppKey("storage", Storage)
-WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)

@@ -6,20 +6,19 @@ String values may name environment variables as ``${NAME}`` (secrets stay out of
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from . import patterns
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")  # contexts, trunks, domains
-_ENDPOINT = re.compile(r"^[A-Za-z0-9_/@.-]*\{ext\}[A-Za-z0-9_/@.-]*$")
-_HOTLINE = re.compile(r"^\+?[0-9]{2,20}$")
-_SHA256 = re.compile(r"^sha256:([0-9a-f]{64})$")
-_AMI_TEXT = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 
 
 class ConfigError(ValueError):
@@ -184,7 +183,7 @@ def _section(root: dict, name: str, cls: type) -> Any:
     """Build a flat dataclass section, checking each key's type against its default."""
     values = _mapping(root.get(name, {}) or {}, name)
     defaults = cls()
-    allowed = set(cls.__dataclass_fields__)
+    allowed = {f.name for f in dataclasses.fields(cls)}
     _only(values, name, allowed)
     kwargs = {}
     for key, value in values.items():
@@ -219,18 +218,18 @@ def _headers(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     items = _mapping(value, path)
     out = []
     for name, val in items.items():
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,40}", str(name)):
-            raise ConfigError(f"{path}.{name}: not a SIP header name")
-        if not isinstance(val, str) or not re.fullmatch(r"[\x20-\x7e]{1,200}", val) or "," in val:
-            raise ConfigError(f"{path}.{name}: value must be printable ASCII without commas")
+        if not patterns.SIP_HEADER_NAME.fullmatch(str(name)):
+            raise ConfigError(f"{path}.{name}: {patterns.SIP_HEADER_NAME.rule}")
+        if not isinstance(val, str) or not patterns.SIP_HEADER_VALUE.fullmatch(val):
+            raise ConfigError(f"{path}.{name}: {patterns.SIP_HEADER_VALUE.rule}")
         out.append((str(name), val))
     return tuple(out)
 
 
 def _check_ami(ami: AmiConfig) -> None:
     for key in ("host", "username", "secret"):
-        if not _AMI_TEXT.fullmatch(getattr(ami, key)):
-            raise ConfigError(f"ami.{key}: must be printable ASCII without spaces")
+        if not patterns.AMI_TEXT.fullmatch(getattr(ami, key)):
+            raise ConfigError(f"ami.{key}: {patterns.AMI_TEXT.rule}")
     if not 0 < ami.port < 65536:
         raise ConfigError("ami.port: must be a TCP port number")
     if ami.reconnect_min > ami.reconnect_max:
@@ -252,8 +251,8 @@ def _tenant(raw: Any, path: str) -> Tenant:
         raise ConfigError(f"{path}.tokens: a non-empty list of tokens is required")
     digests = tuple(_token(tok, f"{path}.tokens[{i}]") for i, tok in enumerate(tokens))
     endpoint = str(t.get("endpoint", "PJSIP/{ext}"))
-    if not _ENDPOINT.fullmatch(endpoint):
-        raise ConfigError(f"{path}.endpoint: must contain {{ext}} and only letters, digits, / @ . _ -")
+    if not patterns.ENDPOINT.fullmatch(endpoint):
+        raise ConfigError(f"{path}.endpoint: {patterns.ENDPOINT.rule}")
     context = _name(t.get("context", "c2c-outbound"), f"{path}.context")
     pattern = t.get("extensions", r"^[0-9]{2,6}$")
     try:
@@ -266,8 +265,8 @@ def _tenant(raw: Any, path: str) -> Tenant:
     hotlines = {}
     for number, trunk in hotlines_raw.items():
         number = str(number)
-        if not _HOTLINE.fullmatch(number):
-            raise ConfigError(f"{path}.hotlines.{number}: a hotline is a phone number (digits, optional +); "
+        if not patterns.HOTLINE.fullmatch(number):
+            raise ConfigError(f"{path}.hotlines.{number}: a hotline is {patterns.HOTLINE.rule}; "
                               "quote it in YAML to keep leading zeros")
         hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
@@ -275,15 +274,15 @@ def _tenant(raw: Any, path: str) -> Tenant:
 
 
 def _name(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ConfigError(f"{path}: must be 1-80 letters, digits, '.', '_' or '-'")
+    if not isinstance(value, str) or not patterns.CONFIG_NAME.fullmatch(value):
+        raise ConfigError(f"{path}: must be {patterns.CONFIG_NAME.rule}")
     return value
 
 
 def _token(value: Any, path: str) -> bytes:
-    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]{1,512}", value):
-        raise ConfigError(f"{path}: a token is printable ASCII without spaces")
-    m = _SHA256.fullmatch(value)
+    if not isinstance(value, str) or not patterns.TOKEN.fullmatch(value):
+        raise ConfigError(f"{path}: {patterns.TOKEN.rule}")
+    m = patterns.TOKEN_DIGEST.compiled.fullmatch(value)
     return bytes.fromhex(m.group(1)) if m else token_digest(value)
 
 

@@ -1,13 +1,14 @@
 """Prometheus metrics, one registry per app (so tests can run several apps at once)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .ami import AmiClient, AmiState
-from .calls import CallRegistry
+from .calls.registry import CallRegistry
+from .pbx import AmiClient, AmiState
 
-__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+__all__ = ["Metrics"]
 
 
 class Metrics:
@@ -32,8 +33,10 @@ class Metrics:
         self.calls_in_flight.set_function(lambda: len(calls))
         self.ami_up.set_function(lambda: 1.0 if ami.ready else 0.0)
         self.ami_reconnects.set_function(lambda: float(ami.reconnects))
+        def is_current(state: AmiState) -> Callable[[], float]:
+            return lambda: 1.0 if ami.state is state else 0.0
         for state in AmiState:
-            self.ami_state.labels(state.value).set_function(lambda s=state: 1.0 if ami.state is s else 0.0)
+            self.ami_state.labels(state.value).set_function(is_current(state))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

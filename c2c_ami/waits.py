@@ -8,6 +8,6 @@ async def wait_set(event: asyncio.Event, timeout: float) -> bool:
     """Wait until ``event`` is set, at most ``timeout`` seconds; True if it was."""
     try:
         await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True

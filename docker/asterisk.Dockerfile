@@ -10,6 +10,7 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbi
       asterisk sip-tester python3 procps \
  && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d
 
+# rig.py runs the c2c_rig package next to it with the system python3: no pip install needed.
 COPY asterisk-test-config /opt/c2c-rig
 # Finds /usr/sbin/asterisk and sipp, writes /var/cache/c2c-ami/runtime.json.
 RUN python3 /opt/c2c-rig/rig.py install

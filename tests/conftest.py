@@ -1,22 +1,15 @@
-import os
-import sys
-
 # ---- c2c-ami test rig (real Asterisk): fixtures `rig`, `rig_factory` ------------------
-# They live in asterisk-test-config/rig_fixtures.py, next to the rig tool (rig.py).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "asterisk-test-config"))
-from rig_fixtures import *  # noqa: E402,F401,F403
-# ---- end of the rig block ---------------------------------------------------------------
-
-
-# ---- gateway fixtures on the in-process fake AMI: fake_ami, make_gateway, gateway ----------
-from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: E402,F401
-
+# From the c2c-rig package (asterisk-test-config/, installed editable by scripts/setup).
 # ---- a local webhook receiver (tests/test_lifecycle.py, tests/e2e/test_lifecycle_rig.py) ----
 import asyncio  # noqa: E402
 
 import pytest  # noqa: E402
 from aiohttp import web  # noqa: E402
+
+from c2c_rig.fixtures import rig, rig_factory  # noqa: F401
+
+# ---- gateway fixtures on the in-process fake AMI: fake_ami, make_gateway, gateway ----------
+from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: E402,F401
 
 
 @pytest.fixture

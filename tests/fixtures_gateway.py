@@ -8,7 +8,7 @@ import pytest
 from c2c_ami.app import create_app
 from c2c_ami.app_keys import AMI
 from c2c_ami.config import parse_config
-from c2c_ami.fake_ami import FakeAmiServer
+from c2c_ami.testing.fake_ami import FakeAmiServer
 
 TOKEN = "dev-token"
 OTHER_TOKEN = "other-tenant-token"

@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from c2c_ami.auth import TokenAuthority
+from c2c_ami.api.auth import TokenAuthority
 from c2c_ami.config import parse_config
 from c2c_ami.errors import Unauthorized
 

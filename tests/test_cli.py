@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 import yaml
 
-from c2c_ami.fake_ami import Behaviour
+from c2c_ami.testing.fake_ami import Behaviour
 
 from .fixtures_gateway import TOKEN
 
@@ -35,8 +35,8 @@ def write_config(tmp_path, ami_port, http_port, grace=1.0):
 
 
 async def start_gateway(config_path, *, module=True):
-    cmd = [sys.executable, "-m", "c2c_ami"] if module else [sys.executable, "-c",
-                                                            "import sys; from c2c_ami.cli import main; sys.exit(main())"]
+    via_main = "import sys; from c2c_ami.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-m", "c2c_ami"] if module else [sys.executable, "-c", via_main]
     proc = await asyncio.create_subprocess_exec(
         *cmd, "--config", str(config_path), stderr=asyncio.subprocess.PIPE,
         env={"TEST_AMI_SECRET": "change-me", "PATH": "/usr/bin:/bin"})

@@ -1,9 +1,23 @@
-"""Event routing and outcome classification, fed with the sequences real Asterisk sends."""
+"""AMI events -> call transitions and outcomes, fed with the sequences real Asterisk sends."""
 import pytest
 
-from c2c_ami.calls import Call, CallRegistry, CallState
+from c2c_ami.calls.call import Call, CallState
+from c2c_ami.calls.registry import CallRegistry
 from c2c_ami.errors import CallFailed, NoAnswer, UserBusy, UserNotRegistered
-from c2c_ami.events import CallEventRouter, correlation_id
+from c2c_ami.pbx.events import CallEvents, correlation_id
+
+
+class Actions:
+    """What the translator asks of the service, recorded."""
+
+    def __init__(self):
+        self.hangups, self.sip_call_id_reads = [], []
+
+    def hangup_later(self, call):
+        self.hangups.append(call.call_id)
+
+    def fetch_sip_call_id_later(self, call):
+        self.sip_call_id_reads.append(call.call_id)
 
 
 def new_call(ext="101"):
@@ -11,11 +25,11 @@ def new_call(ext="101"):
                 hotline="02873001234", trunk="hotline-trunk")
 
 
-def setup():
-    registry = CallRegistry()
+def setup(**timers):
+    registry = CallRegistry(**timers)
     call = new_call()
     assert registry.claim(call)
-    return registry, CallEventRouter(registry, max_call_seconds=3600), call
+    return registry, CallEvents(registry, Actions()), call
 
 
 def ext(call, event, **kw):
@@ -53,7 +67,7 @@ async def test_answered_call_walks_every_state_and_is_forgotten_at_hangup():
     route({"Event": "DialState", "DialStatus": "RINGING", "Linkedid": call.call_id, "DestUniqueid": "1700000000.2"})
     assert call.state is CallState.NUMBER_RINGING
     route({"Event": "DialEnd", "DialStatus": "ANSWER", "Linkedid": call.call_id, "DestUniqueid": "1700000000.2"})
-    assert call.state is CallState.NUMBER_ANSWERED and call.dial_status == "ANSWER"
+    assert call.state is CallState.NUMBER_ANSWERED and call.number_answered_at is not None
     route(trunk(call, "Hangup", Cause="16"))
     assert registry.get(call.call_id) is call
     route(ext(call, "Hangup", Cause="16"))
@@ -69,7 +83,7 @@ async def test_newstate_up_answers_before_originate_response():
     assert call.error is None
 
 
-def test_rejection_hangup_before_response_still_resolves():
+async def test_rejection_hangup_before_response_still_resolves():
     registry, route, call = setup()
     route(ext(call, "Newchannel"))
     route(ext(call, "Hangup", Cause="17"))
@@ -83,7 +97,7 @@ def test_rejection_hangup_before_response_still_resolves():
     ("0", False, UserNotRegistered), ("0", True, UserBusy), ("3", True, NoAnswer),
     ("5", True, UserBusy), ("1", True, UserBusy), ("8", True, CallFailed), ("7", True, CallFailed),
 ])
-def test_originate_failures_are_classified(reason, seen, error):
+async def test_originate_failures_are_classified(reason, seen, error):
     registry, route, call = setup()
     if seen:
         route(ext(call, "Newchannel"))
@@ -92,7 +106,7 @@ def test_originate_failures_are_classified(reason, seen, error):
     assert len(registry) == 0
 
 
-def test_events_of_other_calls_are_ignored():
+async def test_events_of_other_calls_are_ignored():
     registry, route, call = setup()
     route({"Event": "Newchannel", "Uniqueid": "x", "Linkedid": "x", "Channel": "PJSIP/9-1"})
     route({"Event": "OriginateResponse", "ActionID": "other", "Response": "Failure", "Reason": "0"})
@@ -100,7 +114,7 @@ def test_events_of_other_calls_are_ignored():
     assert route.events_routed == 0
 
 
-def test_one_call_per_device():
+async def test_one_call_per_device():
     registry = CallRegistry()
     first, second = new_call(), new_call()
     assert registry.claim(first)
@@ -110,7 +124,7 @@ def test_one_call_per_device():
 
 
 async def test_deadline_finishes_a_silent_call():
-    registry, route, call = setup()
-    registry.arm(call, 0.01)
+    registry, route, call = setup(outcome_wait=0.01)
+    registry.settle(call)
     await call.outcome_known.wait()
     assert isinstance(call.error, CallFailed) and len(registry) == 0

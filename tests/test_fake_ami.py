@@ -4,6 +4,7 @@ No sleeps: every wait is on a condition with a bounded timeout, and "nothing els
 sent" is proven with a Ping barrier (the next message must be the Ping's response).
 """
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 import pytest_asyncio
 from panoramisk import Manager
 
-from c2c_ami.fake_ami import AmiAction, Behaviour, FakeAmiServer
+from c2c_ami.testing.fake_ami import AmiAction, Behaviour, FakeAmiServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -79,10 +80,8 @@ class RawClient:
 
     async def close(self):
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
-        except ConnectionError:
-            pass
 
 
 async def logged_in_client(server) -> RawClient:
@@ -588,7 +587,7 @@ async def test_throughput_10k_originates(server):
 # ---- command line ----------------------------------------------------------------------------
 async def test_cli_serves_until_sigterm():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, '-m', 'c2c_ami.fake_ami', '--port', '0', '--answer-delay', '0',
+        sys.executable, '-m', 'c2c_ami.testing.fake_ami', '--port', '0', '--answer-delay', '0',
         stdout=asyncio.subprocess.PIPE)
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()

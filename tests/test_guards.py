@@ -3,8 +3,8 @@ import asyncio
 
 import pytest
 
+from c2c_ami.calls.guards import RateLimiter, SingleFlight
 from c2c_ami.errors import InvalidParams, NoAnswer, PbxUnavailable, RateLimited
-from c2c_ami.guards import RateLimiter, SingleFlight
 
 
 class Clock:

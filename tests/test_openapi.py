@@ -1,9 +1,8 @@
 """The OpenAPI document is valid and matches the router and the error codes."""
 from openapi_spec_validator import validate
 
+from c2c_ami.api.openapi import build_openapi
 from c2c_ami.errors import ERROR_CLASSES
-from c2c_ami.openapi import build_openapi
-
 
 
 def test_document_is_valid_openapi_3():

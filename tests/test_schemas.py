@@ -3,8 +3,9 @@ import base64
 
 import pytest
 
+from c2c_ami.api.schemas import parse_click_to_call, parse_query
+from c2c_ami.calls.requests import ClickToCallRequest
 from c2c_ami.errors import InvalidParams
-from c2c_ami.schemas import ClickToCallRequest, parse_click_to_call, parse_query
 
 
 def parse(query: str) -> ClickToCallRequest:

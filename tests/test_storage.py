@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from c2c_ami.storage import MIGRATIONS, SCHEMA_VERSION, SqliteStorage, StorageError, migrate
+from c2c_ami.store import MIGRATIONS, SCHEMA_VERSION, SqliteStorage, StorageError, migrate
 
 
 @pytest.fixture

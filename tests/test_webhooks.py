@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from c2c_ami.storage import SqliteStorage
-from c2c_ami.webhooks import WebhookNotifier, sign, verify
+from c2c_ami.notify.webhooks import WebhookNotifier, sign, verify
+from c2c_ami.store import SqliteStorage
 
 HANG = None  # a Receiver plan answer: never respond
 
@@ -213,7 +213,7 @@ async def test_retries_back_off_then_the_delivery_is_dead(receiver, store, notif
     receiver.plans["down"] = lambda hit: 503
     store.add_hook("acme", receiver.url("down"), ["cdr"], "k")
     n = await notifiers(store, max_attempts=3, backoff_base=0.05)
-    with caplog.at_level(logging.WARNING, logger="c2c_ami.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="c2c_ami.notify.webhooks"):
         n.publish("acme", "cdr", {"call_id": "c1"})
         await receiver.until(lambda: len(receiver.hits) == 3)
         assert await n.wait_idle(5)

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-import rig as rig_module
 from c2c_ami.app import create_app
 from c2c_ami.app_keys import AMI, REGISTRY, SERVICE
+from c2c_ami.calls.record import call_record
 from c2c_ami.config import parse_config
+from c2c_rig import HOTLINES
 
 TOKEN = "e2e-token-default"
 OTHER_TOKEN = "e2e-token-other"
@@ -30,7 +31,7 @@ def rig_config(rig, tmp_path, **overrides):
         "webhooks": {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5},
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}", "context": "c2c-outbound",
-             "extensions": "^[0-9]{3}$", "hotlines": dict(rig_module.HOTLINES)},
+             "extensions": "^[0-9]{3}$", "hotlines": dict(HOTLINES)},
             {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": "PJSIP/{ext}", "context": "c2c-outbound",
              "extensions": "^9[0-9]{2}$", "hotlines": {"02439990000": "hotline-trunk"}},
         ],
@@ -57,7 +58,7 @@ async def gw(make_rig_gateway, rig):
     registry = client.app[REGISTRY]
     for call in registry.live():
         await client.app[SERVICE].hangup_quietly(call)
-    assert await registry.wait_empty(10), f"calls left: {[c.record() for c in registry.live()]}"
+    assert await registry.wait_empty(10), f"calls left: {[call_record(c) for c in registry.live()]}"
 
 
 async def in_thread(fn, *args, **kwargs):

@@ -1,9 +1,8 @@
-"""Issue 3 on the real rig: the HTTP answer AND what the SIP peers received."""
+"""Click-to-call on the real rig: the HTTP answer AND what the SIP peers received."""
 import base64
 import statistics
 
 import pytest
-
 
 from .conftest import AUTH, RING_TIMEOUT, click, in_thread, now
 

@@ -1,12 +1,12 @@
-"""Issue 4 on the real rig: PBX crash and restart, a phone leaving mid-ring, a trunk that
+"""Faults on the real rig: PBX crash and restart, a phone leaving mid-ring, a trunk that
 never answers, 20 concurrent real calls, and hostile input that must not reach Asterisk."""
 import asyncio
 import time
 
 import pytest
 
-from c2c_ami.ami import AmiState
 from c2c_ami.app_keys import AMI, REGISTRY, SERVICE, STORAGE
+from c2c_ami.pbx.ami import AmiState
 
 from ..hostile_corpus import cases
 from .conftest import AUTH, DIAL_TIMEOUT, RING_TIMEOUT, click, in_thread, now

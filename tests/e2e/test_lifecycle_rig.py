@@ -1,4 +1,4 @@
-"""Issue 5 on the real rig: webhooks in order with valid signatures and real durations,
+"""Call lifecycle on the real rig: webhooks in order with valid signatures and real durations,
 number failures, cancel while ringing, restart with undelivered webhooks, tenant isolation."""
 import asyncio
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from c2c_ami.app import create_app
 from c2c_ami.app_keys import AMI, REGISTRY, STORAGE, WEBHOOKS
-from c2c_ami.webhooks import verify
+from c2c_ami.notify.webhooks import verify
 
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
 

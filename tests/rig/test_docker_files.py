@@ -12,6 +12,8 @@ import subprocess
 import pytest
 import yaml
 
+import c2c_rig
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPOSE = os.path.join(REPO, "docker-compose.yml")
 
@@ -31,7 +33,8 @@ def builds():
 
 def instructions(dockerfile):
     """(INSTRUCTION, args) with line continuations joined and comments dropped."""
-    text = open(dockerfile).read().replace("\\\n", " ")
+    with open(dockerfile) as f:
+        text = f.read().replace("\\\n", " ")
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
@@ -46,8 +49,10 @@ def ignored(context, dockerfile, path):
         ignore = os.path.join(context, ".dockerignore")
     if not os.path.exists(ignore):
         return False
+    with open(ignore) as f:
+        patterns = f.read().splitlines()
     result = False
-    for pat in open(ignore).read().splitlines():
+    for pat in patterns:
         pat = pat.strip()
         if not pat or pat.startswith("#"):
             continue
@@ -112,7 +117,6 @@ def test_gateway_config_for_compose_loads_and_points_at_the_rig():
     """docker/c2c-ami.rig.yaml must stay valid for the gateway's own loader."""
     from c2c_ami.config import load_config
 
-    import rig
     config = load_config(os.path.join(REPO, "docker", "c2c-ami.rig.yaml"))
-    assert (config.ami.host, config.ami.port) == ("127.0.0.1", rig.Ports(0).ami)
-    assert config.ami.username == rig.AMI_USER
+    assert (config.ami.host, config.ami.port) == ("127.0.0.1", c2c_rig.Ports(0).ami)
+    assert config.ami.username == c2c_rig.AMI_USER

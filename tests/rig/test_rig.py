@@ -12,12 +12,14 @@ import uuid
 import pytest
 from panoramisk import Manager
 
-import rig as rig_module
+import c2c_rig
+from c2c_rig.instance import _start_time
 
 pytestmark = pytest.mark.rig
 
-RIG_PY = os.path.join(os.path.dirname(rig_module.__file__), "rig.py")
-REGISTERED = [e for e in rig_module.EXTENSIONS if e not in rig_module.UNREGISTERED]
+RIG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(c2c_rig.__file__)))
+RIG_PY = os.path.join(RIG_DIR, "rig.py")                 # the launcher scripts and Docker run
+REGISTERED = [e for e in c2c_rig.EXTENSIONS if e not in c2c_rig.UNREGISTERED]
 
 
 class AmiWatcher:
@@ -58,14 +60,14 @@ class AmiWatcher:
                 await self.changed.wait()
         try:
             return await asyncio.wait_for(scan(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pytest.fail(f"no matching AMI event within {timeout} s; last: {self.events[-5:]}")
 
     async def originate(self, ext, number, hotline="02873001234", dial_timeout=20,
                         cid_name="Hotline Shop", cid_number=None):
         """Originate PJSIP/EXT into c2c-outbound the way the gateway does; returns the call id."""
         call_id = f"test-{uuid.uuid4().hex[:12]}"
-        trunk = rig_module.HOTLINES[hotline]
+        trunk = c2c_rig.HOTLINES[hotline]
         variables = {"C2C_CALL_ID": call_id, "C2C_EXT": ext, "C2C_PHONE": number,
                      "C2C_HOTLINE": hotline, "C2C_TRUNK": trunk,
                      "C2C_DEST_CID_NAME": cid_name, "C2C_DEST_CID_NUMBER": cid_number or hotline,
@@ -196,9 +198,19 @@ async def test_phone_that_rejects_and_phone_that_never_answers(rig):
     assert not rig.trunk_invites("0909000111", after=t0)
 
 
-def test_status_cli_reports_the_instance(rig):
-    r = subprocess.run([sys.executable, RIG_PY, "status", "--json"], capture_output=True,
-                       text=True, timeout=30)
+# The three ways to run the CLI.  rig.py under `-S` (no site-packages) and from another
+# directory: it needs neither the editable install nor the repository as working directory.
+CLI_FORMS = {
+    "rig.py": [sys.executable, "-S", RIG_PY],
+    "python -m c2c_rig": [sys.executable, "-m", "c2c_rig"],
+    "c2c-rig": [os.path.join(os.path.dirname(sys.executable), "c2c-rig")],
+}
+
+
+@pytest.mark.parametrize("form", list(CLI_FORMS))
+def test_status_cli_reports_the_instance(rig, form):
+    r = subprocess.run([*CLI_FORMS[form], "status", "--json"], capture_output=True,
+                       text=True, timeout=30, cwd="/")
     assert r.returncode == 0, r.stderr
     mine = [i for i in json.loads(r.stdout)["instances"] if i["offset"] == rig.offset]
     assert mine and all(mine[0]["processes"].values())
@@ -212,6 +224,6 @@ def test_two_rigs_side_by_side(rig, rig_factory):
     assert rig.device_state("101") == "NOT_INUSE"
     pids = [p["pid"] for p in second.procs.values()]
     second.down()
-    assert not any(os.path.exists(f"/proc/{pid}") and rig_module._start_time(pid) for pid in pids)
-    assert rig_module.busy_ports(second.ports) == []
+    assert not any(os.path.exists(f"/proc/{pid}") and _start_time(pid) for pid in pids)
+    assert c2c_rig.busy_ports(second.ports) == []
     assert rig.is_up() and rig.device_state("101") == "NOT_INUSE"

@@ -1,7 +1,7 @@
 """The sipp -trace_msg reader: only received messages, in order, retransmissions dropped.
 Pure parsing: no rig needed."""
 
-import rig
+from c2c_rig import parse_name_addr, read_trace, uri_user
 
 TRACE = """\
 ----------------------------------------------- 2026-01-02 10:00:00.100000
@@ -60,7 +60,7 @@ Content-Length: 0
 def test_reads_received_messages_only_in_order(tmp_path):
     path = tmp_path / "answer.msg"
     path.write_text(TRACE)
-    msgs = rig.read_trace(str(path), "answer")
+    msgs = read_trace(str(path), "answer")
     assert [m.method for m in msgs] == ["INVITE", "CANCEL"]       # 180 was sent; retransmit dropped
     invite, cancel = msgs
     assert invite.index < cancel.index and invite.time < cancel.time
@@ -75,11 +75,11 @@ def test_reads_received_messages_only_in_order(tmp_path):
 
 
 def test_missing_trace_is_empty(tmp_path):
-    assert rig.read_trace(str(tmp_path / "none.msg")) == []
+    assert read_trace(str(tmp_path / "none.msg")) == []
 
 
 def test_name_addr_and_uri_user():
-    assert rig.parse_name_addr('Bob <sip:102@h>;tag=1') == ("Bob", "sip:102@h")
-    assert rig.parse_name_addr('sip:103@h;tag=1') == ("", "sip:103@h")
-    assert rig.uri_user("sip:127.0.0.1:5060") == ""
-    assert rig.uri_user("<sip:0909@h;user=phone>") == "0909"
+    assert parse_name_addr('Bob <sip:102@h>;tag=1') == ("Bob", "sip:102@h")
+    assert parse_name_addr('sip:103@h;tag=1') == ("", "sip:103@h")
+    assert uri_user("sip:127.0.0.1:5060") == ""
+    assert uri_user("<sip:0909@h;user=phone>") == "0909"

@@ -1,0 +1,49 @@
+"""pytest fixtures for the real Asterisk rig; tests/conftest.py imports them.
+
+`rig` (session): one instance for the whole test session, installed if needed, always
+brought down at the end.  If it cannot start, every test that uses it ERRORS (never skips):
+a silently skipped rig would hide a broken test environment.
+`rig_factory` (function): start extra instances (`rig_factory(offset=N)`); all are brought
+down when the test ends, pass or fail.
+"""
+
+import pytest
+
+from .errors import RigError
+from .install import install
+from .instance import Rig
+
+__all__ = ["rig", "rig_factory"]
+
+
+@pytest.fixture(scope="session")
+def rig():
+    """A running Rig: .ami (host/port/username/secret), .sip_port, trace readers."""
+    runtime = install(verbose=False)
+    instance = Rig.up(runtime=runtime)
+    try:
+        yield instance
+    finally:
+        instance.down()
+
+
+@pytest.fixture
+def rig_factory(rig):
+    """Callable offset=None -> another running Rig; all of them are downed after the test."""
+    started = []
+
+    def start(offset=None):
+        instance = Rig.up(offset, runtime=rig.runtime)
+        started.append(instance)
+        return instance
+    try:
+        yield start
+    finally:
+        errors = []
+        for instance in started:
+            try:
+                instance.down()
+            except RigError as e:
+                errors.append(str(e))
+        if errors:
+            raise RigError("; ".join(errors))

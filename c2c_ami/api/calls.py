@@ -1,0 +1,31 @@
+"""A tenant's calls: one call's live state or final record, hanging it up, the live list."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..app_keys import SERVICE
+from .common import call_id_of, principal_of, success
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/calls/{call_id}")
+async def get_call(request: web.Request) -> web.Response:
+    """The live state, or the CDR once the call has ended."""
+    tenant = principal_of(request).tenant
+    return success(call=request.app[SERVICE].call(tenant, call_id_of(request)))
+
+
+@routes.delete("/v1/calls/{call_id}")
+async def delete_call(request: web.Request) -> web.Response:
+    """Hang up, or cancel while the extension still rings."""
+    tenant = principal_of(request).tenant
+    call = await request.app[SERVICE].cancel(tenant, call_id_of(request))
+    return success(call_id=call.call_id)
+
+
+@routes.get("/v1/call")
+async def live_calls(request: web.Request) -> web.Response:
+    """This tenant's live calls, with the carrier's list fields."""
+    tenant = principal_of(request).tenant
+    return success(calls=request.app[SERVICE].live_calls(tenant))

@@ -1,0 +1,25 @@
+"""A tenant's call detail records: filtered pages, and one by call_id."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..app_keys import SERVICE
+from .common import call_id_of, principal_of, query_of, success
+from .schemas import parse_cdr_query
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/cdr")
+async def list_cdrs(request: web.Request) -> web.Response:
+    """?start_date&end_date&extension&phone&status&limit&page"""
+    tenant = principal_of(request).tenant
+    query = parse_cdr_query(query_of(request))
+    records, total = request.app[SERVICE].cdrs(tenant, query)
+    return success(total=total, page=query.page, limit=query.limit, cdrs=records)
+
+
+@routes.get("/v1/cdr/{call_id}")
+async def get_cdr(request: web.Request) -> web.Response:
+    tenant = principal_of(request).tenant
+    return success(call=request.app[SERVICE].cdr(tenant, call_id_of(request)))

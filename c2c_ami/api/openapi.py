@@ -1,0 +1,182 @@
+"""The OpenAPI 3 document of the whole HTTP API, served at ``/v1/openapi.json``.
+
+Written as data next to the code it describes; the call record's schema comes from
+``calls/record.py`` and parameter patterns from ``patterns.py``. ``tests/test_openapi.py``
+keeps it in sync with the router (every route documented, nothing documented that is not
+routed) and with the error codes in ``errors.py``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__, patterns
+from ..calls.record import LIVE_CALL_KEYS, record_schema
+from ..errors import ERROR_CLASSES
+from ..notify.webhooks import ALL_EVENTS, EVENTS
+from .schemas import CDR_STATUSES
+
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def _param(name: str, description: str, *, required: bool = False, pattern: str | None = None,
+           max_length: int | None = None, where: str = "query", kind: str = "string") -> dict:
+    schema: dict = {"type": kind}
+    if pattern:
+        schema["pattern"] = pattern
+    if max_length:
+        schema["maxLength"] = max_length
+    return {"name": name, "in": where, "required": required, "description": description, "schema": schema}
+
+
+def _failures(*statuses: int) -> dict:
+    by_status: dict[int, list[str]] = {}
+    for cls in ERROR_CLASSES:
+        by_status.setdefault(cls.http_status, []).append(cls.code)
+    return {str(s): {"description": ", ".join(by_status.get(s, ["error"])),
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Failure"}}}}
+            for s in statuses}
+
+
+def _ok(schema_ref: str, description: str) -> dict:
+    return {"200": {"description": description,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}}
+
+
+_CLICK2CALL_PARAMS = [
+    _param("ext", "Extension to ring first (must match the tenant's `extensions`).", required=True,
+           pattern=patterns.EXTENSION.anchored),
+    _param("phone", "Number to call once the extension answers. Spaces, dots, dashes, parentheses "
+           "and a leading + are removed; 3-20 digits remain.", required=True),
+    _param("src_cid_name", "Caller name shown on the extension's phone (default Click2Call). "
+           "Letters of any script, digits, space and . - _ ' @ +", max_length=patterns.NAME_MAX_LENGTH),
+    _param("src_cid_number", "Number shown on the extension's phone (default: the ext).",
+           pattern=patterns.CID_NUMBER.anchored),
+    _param("dest_cid_name", "Caller name sent to the called number (default: the hotline).",
+           max_length=patterns.NAME_MAX_LENGTH),
+    _param("dest_cid_number", "Caller number sent to the called number (default: the hotline).",
+           pattern=patterns.CID_NUMBER.anchored),
+    _param("auto_answer", "true/false/1/0/yes/no: send auto-answer headers to the extension."),
+    _param("hotline", "Hotline to call out through (default: the tenant's first).",
+           pattern=patterns.HOTLINE.anchored),
+    _param("is_encode", "true/false/1/0/yes/no: phone is Base64-encoded."),
+    _param("Idempotency-Key", "Replays the first answer for the same key (same parameters).",
+           where="header", pattern=patterns.IDEMPOTENCY_KEY.anchored),
+]
+
+_CALL_ID_PATH = _param("call_id", "The call_id returned by click2call.", required=True,
+                       where="path", pattern=patterns.CALL_ID.anchored)
+
+def build_openapi() -> dict[str, Any]:
+    codes = [cls.code for cls in ERROR_CLASSES]
+    record = record_schema()
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "c2c-ami", "version": __version__,
+                 "description": "HTTP click-to-call gateway for Asterisk. Ring an extension; when "
+                                "it answers, dial a number through a hotline trunk."},
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Success": {"type": "object", "required": ["status", "call_id"],
+                            "properties": {"status": {"type": "string", "enum": ["success"]},
+                                           "call_id": {"type": "string", "format": "uuid"}}},
+                "Failure": {"type": "object", "required": ["status", "error", "message"],
+                            "properties": {"status": {"type": "string", "enum": ["fail"]},
+                                           "error": {"type": "string", "enum": codes},
+                                           "message": {"type": "string"},
+                                           "call_id": {"type": "string"}}},
+                "CallRecord": record,
+                "CallResponse": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "call": {"$ref": "#/components/schemas/CallRecord"}}},
+                "LiveCalls": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "calls": {"type": "array", "items": {"type": "object", "properties": {
+                        key: record["properties"][name] for key, name in LIVE_CALL_KEYS.items()}}}}},
+                "CdrList": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
+                    "cdrs": {"type": "array", "items": {"$ref": "#/components/schemas/CallRecord"}}}},
+                "Webhook": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
+                    "events": {"type": "array", "items": {"type": "string", "enum": [*EVENTS, ALL_EVENTS]}},
+                    "created_at": {"type": "string"},
+                    "secret": {"type": "string", "description": "only in the POST answer"}}},
+                "WebhookCreated": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "hook": {"$ref": "#/components/schemas/Webhook"}}},
+                "WebhookCreate": {"type": "object", "required": ["url"], "properties": {
+                    "url": {"type": "string", "format": "uri"},
+                    "events": {"type": "array", "items": {"type": "string", "enum": [*EVENTS, ALL_EVENTS]}},
+                    "secret": {"type": "string", "description": "HMAC key; generated if absent",
+                               "pattern": patterns.HOOK_SECRET.anchored}}},
+                "Webhooks": {"type": "object", "properties": {
+                    "status": {"type": "string"},
+                    "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}},
+                "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+            },
+        },
+        "paths": {
+            "/v1/click2call": {"get": {
+                "summary": "Click-to-call, synchronous: returns when the extension answers",
+                "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
+                "responses": {**_ok("Success", "the extension answered; the number is being dialed"),
+                              **_failures(400, 401, 403, 404, 409, 429, 502, 503)}}},
+            "/v1/click2call/async": {"get": {
+                "summary": "Click-to-call, asynchronous: returns once the call is queued",
+                "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
+                "responses": {**_ok("Success", "the extension is registered and free; it is ringing"),
+                              **_failures(400, 401, 403, 404, 409, 429, 502, 503)}}},
+            "/v1/calls/{call_id}": {
+                "get": {"summary": "A call's live state, or its final record", "security": _BEARER,
+                        "parameters": [_CALL_ID_PATH],
+                        "responses": {**_ok("CallResponse", "the call"), **_failures(400, 401, 404, 429)}},
+                "delete": {"summary": "Hang up a call, or cancel it while the extension rings",
+                           "security": _BEARER, "parameters": [_CALL_ID_PATH],
+                           "responses": {**_ok("Success", "hangup requested"),
+                                         **_failures(400, 401, 404, 429, 503)}}},
+            "/v1/call": {"get": {"summary": "The tenant's live calls", "security": _BEARER,
+                                 "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
+            "/v1/cdr": {"get": {
+                "summary": "Call detail records of ended calls, newest first", "security": _BEARER,
+                "parameters": [_param("start_date", "ISO-8601; time_started >= start_date"),
+                               _param("end_date", "ISO-8601; time_started < end_date"),
+                               _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),
+                               _param("phone", "exact number (either party)", pattern=patterns.CID_NUMBER.anchored),
+                               _param("status", ", ".join(CDR_STATUSES)),
+                               _param("limit", "1-500, default 50", kind="integer"),
+                               _param("page", "from 1", kind="integer")],
+                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 429)}}},
+            "/v1/cdr/{call_id}": {"get": {
+                "summary": "One CDR", "security": _BEARER, "parameters": [_CALL_ID_PATH],
+                "responses": {**_ok("CallResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
+            "/v1/event": {
+                "get": {"summary": "The tenant's webhooks", "security": _BEARER,
+                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(401, 429)}},
+                "post": {"summary": "Register a webhook", "security": _BEARER,
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/WebhookCreate"}}}},
+                         "responses": {**_ok("WebhookCreated", "the webhook, with its secret"),
+                                       **_failures(400, 401, 429)}},
+                "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
+                           "security": _BEARER,
+                           "parameters": [_param("id", "webhook id", required=True)],
+                           "responses": {**_ok("Status", "removed"), **_failures(400, 401, 404, 429)}}},
+            "/v1/event/{hook_id}": {"delete": {
+                "summary": "Remove a webhook", "security": _BEARER,
+                "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
+                "responses": {**_ok("Status", "removed"), **_failures(401, 404, 429)}}},
+            "/healthz": {"get": {"summary": "The process is alive",
+                                 "responses": _ok("Status", "alive")}},
+            "/readyz": {"get": {"summary": "AMI logged in and usable",
+                                "responses": {**_ok("Status", "ready"),
+                                              "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/v1/openapi.json": {"get": {"summary": "This document",
+                                         "responses": {"200": {"description": "OpenAPI 3 document",
+                                                               "content": {"application/json": {
+                                                                   "schema": {"type": "object"}}}}}}},
+        },
+    }

@@ -1,0 +1,37 @@
+"""For operators and tools: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..app_keys import METRICS, SERVICE
+from .openapi import build_openapi
+
+routes = web.RouteTableDef()
+_OPENAPI = build_openapi()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and serving HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """200 when calls can be placed; 503 with the AMI link's state and why not."""
+    readiness = request.app[SERVICE].readiness()
+    body = {"status": "ready" if readiness.ready else "not_ready", "ami": readiness.ami}
+    if readiness.detail:
+        body["detail"] = readiness.detail
+    return web.json_response(body, status=200 if readiness.ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(_OPENAPI)

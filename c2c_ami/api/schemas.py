@@ -1,0 +1,233 @@
+"""Request validation: raw query strings and JSON bodies become typed requests, or an
+``InvalidParams`` whose message starts with the parameter's name.
+
+Every value that can later reach AMI is checked here against a whitelist (charset, length;
+the patterns are in ``patterns.py``), so CR, LF, NUL, other control characters, Unicode
+separators, quotes, commas and brackets never leave this module. The AMI client re-checks
+at the socket as a last guard.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlsplit
+
+from .. import patterns
+from ..calls.call import CdrStatus
+from ..calls.requests import CdrQuery, ClickToCallRequest
+from ..errors import InvalidParams
+from ..notify.webhooks import ALL_EVENTS, EVENTS
+from ..patterns import Pattern
+from ..store import MAX_PAGE
+
+MAX_QUERY_LENGTH = 4096
+KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name",
+                "dest_cid_number", "auto_answer", "hotline", "is_encode")
+CDR_STATUSES: tuple[CdrStatus, ...] = ("ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_query(raw_query: str) -> dict[str, str]:
+    """Decode a raw query string strictly: UTF-8 only, no repeated known parameter."""
+    if len(raw_query) > MAX_QUERY_LENGTH:
+        raise InvalidParams(f"query: longer than {MAX_QUERY_LENGTH} characters")
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, encoding="utf-8",
+                          errors="strict", max_num_fields=64)
+    except UnicodeDecodeError:
+        raise InvalidParams("query: not valid UTF-8 after percent-decoding") from None
+    except ValueError:
+        raise InvalidParams("query: too many parameters") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params and name in KNOWN_PARAMS:
+            raise InvalidParams(f"{name}: given more than once")
+        params.setdefault(name, value)
+    return params
+
+
+# -- click-to-call -----------------------------------------------------------------------------
+
+def parse_click_to_call(params: dict[str, str]) -> ClickToCallRequest:
+    """Build the request from decoded parameters; unknown parameters are ignored."""
+    ext = _required(params, "ext")
+    if not patterns.EXTENSION.fullmatch(ext):
+        raise InvalidParams(f"ext: must be {patterns.EXTENSION.rule}")
+    phone = _required(params, "phone")
+    if parse_bool(params, "is_encode"):
+        phone = _decode_base64(phone)
+    return ClickToCallRequest(
+        ext=ext,
+        phone=normalize_phone(phone),
+        src_cid_name=_name(params, "src_cid_name") or "Click2Call",
+        src_cid_number=optional_match(params, "src_cid_number", patterns.CID_NUMBER),
+        dest_cid_name=_name(params, "dest_cid_name"),
+        dest_cid_number=optional_match(params, "dest_cid_number", patterns.CID_NUMBER),
+        auto_answer=parse_bool(params, "auto_answer"),
+        hotline=optional_match(params, "hotline", patterns.HOTLINE),
+    )
+
+
+def normalize_phone(raw: str) -> str:
+    """Remove common formatting (spaces, dots, dashes, parentheses, one leading +)."""
+    digits = patterns.PHONE_FORMATTING.sub("", raw)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    if not patterns.PHONE_DIGITS.fullmatch(digits):
+        raise InvalidParams(f"phone: must be {patterns.PHONE_DIGITS.rule}")
+    return digits
+
+
+def parse_bool(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "")
+    if value == "":
+        return False
+    try:
+        return _BOOLEANS[value.lower()]
+    except KeyError:
+        raise InvalidParams(f"{name}: must be true, false, 1, 0, yes or no") from None
+
+
+def _decode_base64(value: str) -> str:
+    """``is_encode=true``: phone is Base64 (standard or URL-safe alphabet, padding optional)."""
+    if len(value) > 64:
+        raise InvalidParams("phone: Base64 value too long")
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        alphabet_fixed = padded.replace("-", "+").replace("_", "/")
+        decoded = base64.b64decode(alphabet_fixed, validate=True)
+        return decoded.decode("ascii")
+    except (binascii.Error, ValueError):
+        raise InvalidParams("phone: is_encode is true but phone is not valid Base64 of an ASCII number") from None
+
+
+def _name(params: dict[str, str], name: str) -> str | None:
+    """Caller-ID names: letters (any script), digits, space and . - _ ' @ +; NFC-normalised."""
+    value = params.get(name, "")
+    if value == "":
+        return None
+    value = unicodedata.normalize("NFC", value)
+    if len(value) > patterns.NAME_MAX_LENGTH:
+        raise InvalidParams(f"{name}: longer than {patterns.NAME_MAX_LENGTH} characters")
+    for ch in value:
+        if ch in patterns.NAME_PUNCTUATION:
+            continue
+        if unicodedata.category(ch)[0] not in "LMN":
+            raise InvalidParams(f"{name}: character {ch!r} is not allowed "
+                                "(letters, digits, space and . - _ ' @ + only)")
+    if value.strip() != value or not value.strip():
+        raise InvalidParams(f"{name}: must not start or end with a space")
+    return value
+
+
+# -- shared by every resource ------------------------------------------------------------------
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if value == "":
+        raise InvalidParams(f"{name}: required")
+    return value
+
+
+def optional_match(params: dict[str, str], name: str, pattern: Pattern) -> str | None:
+    """An optional parameter that must fully match ``pattern``; None when absent or empty."""
+    value = params.get(name, "")
+    if value == "":
+        return None
+    if not pattern.fullmatch(value):
+        raise InvalidParams(f"{name}: must be {pattern.rule}")
+    return value
+
+
+def checked(name: str, value: str, pattern: Pattern) -> str:
+    """A required value (a path part, a header) that must fully match ``pattern``."""
+    if not pattern.fullmatch(value):
+        raise InvalidParams(f"{name}: {pattern.rule}")
+    return value
+
+
+# -- CDRs --------------------------------------------------------------------------------------
+
+def parse_cdr_query(params: dict[str, str]) -> CdrQuery:
+    """``GET /v1/cdr``: start_date, end_date, extension, phone, status, limit, page."""
+    return CdrQuery(
+        start_date=_date(params, "start_date"), end_date=_date(params, "end_date"),
+        extension=optional_match(params, "extension", patterns.EXTENSION),
+        phone=optional_match(params, "phone", patterns.CID_NUMBER),
+        status=_status(params),
+        limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6))
+
+
+def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name, "")
+    if value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidParams(f"{name}: a whole number from {low} to {high}")
+    return int(value)
+
+
+def _date(params: dict[str, str], name: str) -> str | None:
+    value = params.get(name, "")
+    if value == "":
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParams(f"{name}: an ISO-8601 date or date-time") from None
+    if not value.isascii() or len(value) > 40:
+        raise InvalidParams(f"{name}: an ISO-8601 date or date-time")
+    return value
+
+
+def _status(params: dict[str, str]) -> str | None:
+    value = params.get("status", "")
+    if value == "":
+        return None
+    if value not in CDR_STATUSES:
+        raise InvalidParams(f"status: one of {', '.join(CDR_STATUSES)}")
+    return value
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HookRequest:
+    url: str
+    events: list[str]
+    secret: str | None       # None: generate one
+
+
+def parse_hook(raw_body: bytes) -> HookRequest:
+    """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        raise InvalidParams("body: must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidParams("body: must be a JSON object")
+    secret = body.get("secret") or None
+    if secret is not None and (not isinstance(secret, str) or not patterns.HOOK_SECRET.fullmatch(secret)):
+        raise InvalidParams(f"secret: {patterns.HOOK_SECRET.rule}")
+    return HookRequest(url=_hook_url(body.get("url")), events=_hook_events(body.get("events", [ALL_EVENTS])),
+                       secret=secret)
+
+
+def _hook_url(url: object) -> str:
+    if not isinstance(url, str) or not patterns.HOOK_URL.fullmatch(url):
+        raise InvalidParams(f"url: {patterns.HOOK_URL.rule}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidParams("url: must be an absolute http:// or https:// URL")
+    return url
+
+
+def _hook_events(events: object) -> list[str]:
+    if not isinstance(events, list) or not events or not all(
+            isinstance(e, str) and (e in EVENTS or e == ALL_EVENTS) for e in events):
+        raise InvalidParams(f"events: a non-empty list of {', '.join(EVENTS)} or {ALL_EVENTS}")
+    return sorted(set(events))

@@ -1,0 +1,36 @@
+"""A tenant's webhook registrations (``/v1/event``)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import patterns
+from ..app_keys import SUBSCRIPTIONS
+from .common import principal_of, query_of, success
+from .schemas import checked, parse_hook
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/event")
+async def list_hooks(request: web.Request) -> web.Response:
+    """The tenant's webhooks (secrets are never shown again)."""
+    tenant = principal_of(request).tenant
+    return success(hooks=request.app[SUBSCRIPTIONS].list(tenant.domain))
+
+
+@routes.post("/v1/event")
+async def add_hook(request: web.Request) -> web.Response:
+    """{"url": ..., "events": [...], "secret": optional} -> the hook, with its secret."""
+    tenant = principal_of(request).tenant
+    hook = parse_hook(await request.read())
+    return success(hook=request.app[SUBSCRIPTIONS].add(tenant.domain, hook.url, hook.events, hook.secret))
+
+
+@routes.delete("/v1/event")
+@routes.delete("/v1/event/{hook_id}")
+async def delete_hook(request: web.Request) -> web.Response:
+    """DELETE /v1/event/{hook_id}, or DELETE /v1/event?id=..."""
+    tenant = principal_of(request).tenant
+    hook_id = request.match_info.get("hook_id") or query_of(request).get("id", "")
+    request.app[SUBSCRIPTIONS].remove(tenant.domain, checked("id", hook_id, patterns.HOOK_ID))
+    return success()

@@ -1,0 +1,1 @@
+"""Calls: the state machine, the registry of live calls, the rules (service) and guards."""

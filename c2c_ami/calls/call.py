@@ -1,0 +1,284 @@
+"""One click-to-call and its state machine: the only code that changes a call's state.
+
+A call moves forward only: originating -> ext_ringing -> ext_answered -> dialing ->
+number_ringing -> number_answered -> ended (events about one call can arrive out of order,
+so a late event never moves it back). Each method below is one thing that happened to the
+call, in the domain's words; the AMI event translator (``pbx/events.py``), the service and
+the registry call them and never write a field themselves.
+
+Every step forward is reported to the call's observer (webhooks, logs); the end is reported
+once, by ``end``, which only the registry calls when it lets the call go.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..errors import C2CError, CallCancelled, CallFailed, NoAnswer, UserBusy, UserNotRegistered
+
+
+class CallState(enum.Enum):
+    ORIGINATING = "originating"          # Originate sent, no channel yet
+    EXT_RINGING = "ext_ringing"
+    EXT_ANSWERED = "ext_answered"
+    DIALING = "dialing"                  # the dialplan is dialing the number
+    NUMBER_RINGING = "number_ringing"
+    NUMBER_ANSWERED = "number_answered"
+    ENDED = "ended"
+
+
+_ORDER = {state: n for n, state in enumerate(CallState)}
+
+
+class Leg(enum.Enum):
+    """The two channels of a click-to-call."""
+    EXTENSION = "extension"   # the agent's phone, originated by the gateway
+    NUMBER = "number"         # the customer, dialed through the hotline trunk
+
+
+# The values a call record shows (README, "Call states" and the record's fields).
+HangupBy = Literal["extension", "number", "api"]
+ExtFailure = Literal["rejected", "no_answer", "unavailable"]
+NumberFailure = Literal["busy", "no_answer", "congestion", "unavailable", "cancelled"]
+CdrStatus = Literal["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL"]
+# What gets announced while a call is live; "ended" is announced once, at its end.
+Step = Literal["ringing", "answered", "dialing", "ended"]
+
+
+class ExtLegFailure(enum.Enum):
+    """Why the PBX could not connect the extension, as far as it said."""
+    REJECTED = "rejected"               # the phone refused (486/603) or is busy
+    NO_ANSWER = "no_answer"             # it rang for the whole ring timeout
+    NOT_REGISTERED = "not_registered"   # no phone to ring: no channel was ever created
+    CONGESTION = "congestion"
+    OTHER = "other"
+
+
+# ExtLegFailure -> (API error, its message, the record's ext_failure)
+_EXT_FAILURES: dict[ExtLegFailure, tuple[type[C2CError], str, ExtFailure]] = {
+    ExtLegFailure.REJECTED: (UserBusy, "the extension rejected the call or is busy", "rejected"),
+    ExtLegFailure.NO_ANSWER: (NoAnswer, "the extension did not answer within the ring timeout", "no_answer"),
+    ExtLegFailure.NOT_REGISTERED: (UserNotRegistered, "the extension has no registered phone", "unavailable"),
+    ExtLegFailure.CONGESTION: (CallFailed, "the PBX reported congestion calling the extension", "unavailable"),
+    ExtLegFailure.OTHER: (CallFailed, "the PBX could not call the extension", "unavailable"),
+}
+
+
+class CallObserver(Protocol):
+    """Whoever reports calls outward (webhooks, CDR store, logs)."""
+
+    def call_event(self, call: Call, event: Step) -> None:
+        """``ended`` comes once, after the call left the registry."""
+
+
+@dataclass(eq=False)
+class Call:
+    """One click-to-call attempt, identified by ``call_id`` (= Originate ActionID = ChannelId
+    = the extension channel's Uniqueid = Linkedid of every leg)."""
+    tenant: str
+    ext: str
+    device: str
+    phone: str
+    hotline: str
+    trunk: str
+    call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    observer: CallObserver | None = field(default=None, repr=False)
+    state: CallState = CallState.ORIGINATING
+    ext_channel: str | None = None
+    trunk_channel: str | None = None
+    trunk_uniqueid: str | None = None
+    sip_call_id: str | None = None
+    ext_channel_seen: bool = False
+    ext_hungup: bool = False
+    trunk_hungup: bool = False
+    hangup_cause: str | None = None      # extension leg
+    hangup_cause_txt: str | None = None
+    trunk_cause: str | None = None
+    trunk_cause_txt: str | None = None
+    hangup_by: HangupBy | None = None
+    ext_failure: ExtFailure | None = None
+    number_failure: NumberFailure | None = None
+    cancel_requested: bool = False
+    error: C2CError | None = None        # why the extension leg failed, once known
+    started_at: float = field(default_factory=time.time)
+    ext_answered_at: float | None = None
+    number_answered_at: float | None = None
+    ended_at: float | None = None
+    outcome_known: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)   # the registry's
+    deadline: str | None = field(default=None, repr=False)               # the registry's
+
+    # -- questions -----------------------------------------------------------------------------
+    def leg_of(self, uniqueid: str | None) -> Leg | None:
+        """Which of this call's channels a Uniqueid names, if any."""
+        if uniqueid is None:
+            return None
+        if uniqueid == self.call_id:
+            return Leg.EXTENSION
+        if uniqueid == self.trunk_uniqueid:
+            return Leg.NUMBER
+        return None
+
+    @property
+    def over(self) -> bool:
+        """Nothing more can happen: the extension leg failed, or it ended after its outcome
+        was known and the number's leg (if there is one) ended too."""
+        if self.error is not None:
+            return True
+        return (self.ext_hungup and self.outcome_known.is_set()
+                and (self.trunk_uniqueid is None or self.trunk_hungup))
+
+    @property
+    def awaiting_number_hangup(self) -> bool:
+        """The extension leg ended; the number's leg has yet to report its own end."""
+        return (self.ext_hungup and self.outcome_known.is_set()
+                and self.trunk_uniqueid is not None and not self.trunk_hungup)
+
+    # -- the extension's leg -------------------------------------------------------------------
+    def ext_leg_created(self, channel: str | None) -> None:
+        self.ext_channel = channel
+        self.ext_channel_seen = True
+
+    def ext_leg_seen(self) -> None:
+        """A state change of the extension's channel: it exists (so a failure with no
+        channel at all can be told from a rejection)."""
+        self.ext_channel_seen = True
+
+    def ext_ringing(self) -> None:
+        self._advance(CallState.EXT_RINGING, "ringing")
+
+    def ext_answered(self) -> None:
+        """The extension picked up: a synchronous request may now return success."""
+        if self.outcome_known.is_set():
+            return
+        self.ext_answered_at = time.time()
+        self.outcome_known.set()
+        self._advance(CallState.EXT_ANSWERED, "answered")
+
+    def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None:
+        """The PBX gave up on the extension (or the API cancelled it while it rang)."""
+        if self.outcome_known.is_set():
+            return
+        if self.cancel_requested:
+            self._fail(CallCancelled("the call was cancelled before the extension answered"))
+            return
+        error_class, message, failure = _EXT_FAILURES[why]
+        self.ext_failure = failure
+        self._fail(error_class(f"{message} ({detail})" if detail else message))
+
+    # -- the number's leg ----------------------------------------------------------------------
+    def number_leg_created(self, uniqueid: str | None, channel: str | None) -> None:
+        """The dialplan created the leg to the number (only the first such leg counts)."""
+        if self.trunk_uniqueid is not None or uniqueid is None:
+            return
+        self.trunk_uniqueid = uniqueid
+        self.trunk_channel = channel
+        self._advance(CallState.DIALING, "dialing")
+
+    def number_ringing(self) -> None:
+        self._advance(CallState.NUMBER_RINGING, "ringing")
+
+    def number_answered(self) -> None:
+        if self.number_answered_at is None:
+            self.number_answered_at = time.time()
+        self._advance(CallState.NUMBER_ANSWERED, "answered")
+
+    def number_failed(self, failure: NumberFailure) -> None:
+        """The number was not reached; unless the dial was cancelled, that was the number's
+        doing (it was busy, did not answer, or could not be reached)."""
+        self.number_failure = failure
+        if failure != "cancelled":
+            self._hung_up_by("number")
+
+    def sip_call_id_learned(self, sip_call_id: str) -> None:
+        self.sip_call_id = sip_call_id
+
+    # -- the end -------------------------------------------------------------------------------
+    def hangup_requested(self, leg: Leg) -> None:
+        """That side sent the first hangup (a BYE or CANCEL from its phone)."""
+        self._hung_up_by(leg.value)
+
+    def cancel(self) -> None:
+        """``DELETE /v1/calls/{id}``: before the number answered this is a cancel (a waiting
+        sync request gets CALL_CANCELLED); after, a plain hangup by the API."""
+        self.cancel_requested = self.number_answered_at is None
+        self._hung_up_by("api")
+
+    def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None) -> None:
+        if leg is Leg.EXTENSION:
+            self.ext_hungup = True
+            self.hangup_cause, self.hangup_cause_txt = cause, cause_txt
+        else:
+            self.trunk_hungup = True
+            self.trunk_cause, self.trunk_cause_txt = cause, cause_txt
+
+    def end(self, error: C2CError | None = None) -> None:
+        """The registry let the call go: wake anyone waiting on its outcome, then report it.
+        ``error`` says why, if the outcome was still unknown."""
+        self._fail(error or CallFailed("the call ended before its outcome was known"))
+        self.state = CallState.ENDED
+        self.ended_at = time.time()
+        self._report("ended")
+
+    # -- what the record shows -----------------------------------------------------------------
+    @property
+    def status(self) -> CdrStatus | None:
+        """The carrier's CDR status, once the call has ended."""
+        if self.state is not CallState.ENDED:
+            return None
+        if self.number_answered_at is not None:
+            return "ANSWERED"
+        if self.cancel_requested or self.number_failure == "cancelled":
+            return "CANCEL"
+        if self.ext_failure == "rejected" or self.number_failure == "busy":
+            return "BUSY"
+        if self.ext_failure == "no_answer" or self.number_failure == "no_answer":
+            return "NO ANSWER"
+        return "FAILED"
+
+    @property
+    def cause(self) -> str | None:
+        """The Q.850 cause of the leg that tells how the call ended: the number's, if dialed."""
+        return self.trunk_cause if self.trunk_uniqueid is not None else self.hangup_cause
+
+    @property
+    def cause_txt(self) -> str | None:
+        return self.trunk_cause_txt if self.trunk_uniqueid is not None else self.hangup_cause_txt
+
+    @property
+    def duration(self) -> int:
+        end = self.ended_at or time.time()
+        return max(0, round(end - self.started_at))
+
+    @property
+    def billsec(self) -> int:
+        if self.number_answered_at is None:
+            return 0
+        end = self.ended_at or time.time()
+        return max(0, round(end - self.number_answered_at))
+
+    # -- internals -----------------------------------------------------------------------------
+    def _advance(self, state: CallState, step: Step) -> None:
+        if _ORDER[state] <= _ORDER[self.state]:
+            return
+        self.state = state
+        self._report(step)
+
+    def _hung_up_by(self, party: HangupBy) -> None:
+        """The first to hang up is the one the record names; later reports do not change it."""
+        if self.hangup_by is None:
+            self.hangup_by = party
+
+    def _fail(self, error: C2CError) -> None:
+        if not self.outcome_known.is_set():
+            error.call_id = self.call_id
+            self.error = error
+            self.outcome_known.set()
+
+    def _report(self, step: Step) -> None:
+        if self.observer is not None:
+            self.observer.call_event(self, step)

@@ -1,0 +1,114 @@
+"""The call record: the one definition of what a call looks like from outside.
+
+``FIELDS`` lists every field once, with its type, its allowed values and how it is read off
+a ``Call``. From it come the record itself (``GET /v1/calls/{id}``, CDRs, webhook bodies),
+the store's columns and the OpenAPI schema; a test pins the store's first migration, written
+before this module, to the same names.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+from .call import Call, CallState, CdrStatus, ExtFailure, HangupBy, NumberFailure
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Times are ISO-8601 in UTC with milliseconds (e.g. 2026-11-30T09:35:45.123+00:00)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str                          # JSON type: string or integer
+    read: Callable[[Call], Any]
+    description: str = ""
+    values: tuple[str, ...] = ()       # the only values it takes (besides null, if nullable)
+    nullable: bool = True
+    format: str | None = None
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.kind}
+        if self.format:
+            schema["format"] = self.format
+        if self.values:
+            schema["enum"] = [*self.values, None] if self.nullable else list(self.values)
+        if self.nullable:
+            schema["nullable"] = True
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+
+def _time(name: str, read: Callable[[Call], float | None], description: str, *,
+          nullable: bool = True) -> Field:
+    return Field(name, "string", lambda c: iso(read(c)), description, nullable=nullable, format="date-time")
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("call_id", "string", lambda c: c.call_id, "the id click2call returned", nullable=False),
+    Field("tenant", "string", lambda c: c.tenant, "the tenant (domain) that placed the call", nullable=False),
+    Field("direction", "string", lambda c: "outbound", values=("outbound",), nullable=False),
+    Field("extension", "string", lambda c: c.ext, "the agent's extension", nullable=False),
+    Field("from_number", "string", lambda c: c.ext, "the calling party: the extension", nullable=False),
+    Field("to_number", "string", lambda c: c.phone, "the number dialed (digits only)", nullable=False),
+    Field("hotline", "string", lambda c: c.hotline, "the hotline the number was called from", nullable=False),
+    Field("trunk", "string", lambda c: c.trunk, "the hotline's trunk endpoint", nullable=False),
+    Field("state", "string", lambda c: c.state.value, values=tuple(s.value for s in CallState), nullable=False),
+    Field("status", "string", lambda c: c.status, "the carrier's CDR status, once ended",
+          values=get_args(CdrStatus)),
+    Field("cause", "string", lambda c: c.cause, "Q.850 hangup cause"),
+    Field("cause_txt", "string", lambda c: c.cause_txt),
+    Field("hangup_by", "string", lambda c: c.hangup_by, "who hung up first", values=get_args(HangupBy)),
+    Field("ext_failure", "string", lambda c: c.ext_failure, "why the extension was not connected",
+          values=get_args(ExtFailure)),
+    Field("number_failure", "string", lambda c: c.number_failure, "why the number was not reached",
+          values=get_args(NumberFailure)),
+    Field("sip_call_id", "string", lambda c: c.sip_call_id, "SIP Call-ID of the outbound leg"),
+    Field("ext_channel", "string", lambda c: c.ext_channel),
+    Field("trunk_channel", "string", lambda c: c.trunk_channel),
+    _time("time_started", lambda c: c.started_at, "when the request arrived", nullable=False),
+    _time("time_ext_answered", lambda c: c.ext_answered_at, "when the extension answered"),
+    _time("time_answered", lambda c: c.number_answered_at, "when the called number answered"),
+    _time("time_ended", lambda c: c.ended_at, "when the call ended"),
+    Field("duration", "integer", lambda c: c.duration, "seconds from request to end", nullable=False),
+    Field("billsec", "integer", lambda c: c.billsec, "seconds from the number's answer to end", nullable=False),
+)
+NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+
+
+def call_record(call: Call) -> dict[str, Any]:
+    """The call as the API, the webhooks and the CDR store show it."""
+    return {f.name: f.read(call) for f in FIELDS}
+
+
+def record_schema() -> dict[str, Any]:
+    """The OpenAPI schema of a call record."""
+    return {"type": "object", "required": [f.name for f in FIELDS if not f.nullable],
+            "properties": {f.name: f.schema() for f in FIELDS}}
+
+
+def webhook_body(record: dict[str, Any]) -> dict[str, Any]:
+    """A webhook's payload: the record with the tenant as the carrier's ``domain``."""
+    body = dict(record)
+    body["domain"] = body.pop("tenant")
+    return body
+
+
+# The carrier's live-calls list (GET /v1/call): its key -> the record field it shows.
+LIVE_CALL_KEYS: dict[str, str] = {
+    "call_id": "call_id", "source": "extension", "destination": "to_number",
+    "direction": "direction", "state": "state", "created_time": "time_started", "hotline": "hotline",
+}
+
+
+_LIVE_CALL_FIELDS = tuple((key, next(f for f in FIELDS if f.name == name)) for key, name in LIVE_CALL_KEYS.items())
+
+
+def live_call_summary(call: Call) -> dict[str, Any]:
+    return {key: field.read(call) for key, field in _LIVE_CALL_FIELDS}

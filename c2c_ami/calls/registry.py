@@ -1,0 +1,116 @@
+"""The registry of live calls: the only place per-call state lives while a call is up.
+
+Every call leaves it by exactly one path, ``finish``: when it is over (``settle`` sees that
+after each event), when its Originate fails, when its deadline fires, or when the AMI link
+drops. So nothing survives its call, and two requests can never ring one device at once.
+
+Each live call has one deadline, chosen by its phase: waiting for the PBX's outcome
+(ring timeout plus a grace), talking (``max_call_seconds``), or waiting for the number's
+leg to report its end after the extension's did. Past it the call is let go.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ..errors import C2CError, CallFailed
+from ..waits import wait_set
+from .call import Call, CallObserver
+
+NUMBER_HANGUP_WAIT = 2.0    # after the extension leg ended, wait this long for the number's
+
+
+class CallRegistry:
+    """call_id -> Call, and device -> call_id for the one-call-per-extension rule."""
+
+    def __init__(self, observer: CallObserver | None = None, *, outcome_wait: float = 35.0,
+                 max_call_seconds: float = 4 * 3600.0) -> None:
+        self.observer = observer
+        self.outcome_wait = outcome_wait
+        self.max_call_seconds = max_call_seconds
+        self._calls: dict[str, Call] = {}
+        self._devices: dict[str, str] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @property
+    def claimed_devices(self) -> int:
+        return len(self._devices)
+
+    def get(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def live(self, tenant: str | None = None) -> list[Call]:
+        return [c for c in self._calls.values() if tenant is None or c.tenant == tenant]
+
+    def claim(self, call: Call) -> bool:
+        """Register the call and its device; False if the device already has a live call.
+        A claimed call reports its steps to the registry's observer."""
+        if call.device in self._devices:
+            return False
+        call.observer = self.observer
+        self._devices[call.device] = call.call_id
+        self._calls[call.call_id] = call
+        self._empty.clear()
+        return True
+
+    def settle(self, call: Call) -> None:
+        """After something happened to a live call: let it go if it is over, else keep the
+        deadline of its phase."""
+        if call.call_id not in self._calls:
+            return
+        if call.over:
+            self.finish(call)
+            return
+        if call.awaiting_number_hangup:
+            self._deadline(call, "number_hangup", NUMBER_HANGUP_WAIT)
+        elif call.outcome_known.is_set():
+            self._deadline(call, "talk", self.max_call_seconds)
+        else:
+            self._deadline(call, "outcome", self.outcome_wait)
+
+    def release(self, call: Call) -> bool:
+        """Forget a call and free its device; False if it was already gone. Alone, for a
+        call refused before its Originate was sent (nothing to report)."""
+        if self._calls.pop(call.call_id, None) is None:
+            return False
+        if self._devices.get(call.device) == call.call_id:
+            del self._devices[call.device]
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        if not self._calls:
+            self._empty.set()
+        return True
+
+    def finish(self, call: Call, error: C2CError | None = None) -> None:
+        """Remove the call for good, wake anyone waiting on its outcome, report it."""
+        if self.release(call):
+            call.end(error)
+
+    def finish_all(self, error_factory: Callable[[], C2CError]) -> int:
+        """No event about these calls can arrive any more (the AMI link dropped, or the
+        gateway is stopping)."""
+        calls = list(self._calls.values())
+        for call in calls:
+            self.finish(call, error_factory())
+        return len(calls)
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait (bounded) until no call is live: for shutdown and for tests."""
+        return await wait_set(self._empty, timeout)
+
+    def _deadline(self, call: Call, phase: str, seconds: float) -> None:
+        if call.deadline == phase:
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+        call.deadline = phase
+        call.timer = asyncio.get_running_loop().call_later(seconds, self._expire, call)
+
+    def _expire(self, call: Call) -> None:
+        call.timer = None
+        self.finish(call, CallFailed("the PBX reported no outcome for this call in time"))

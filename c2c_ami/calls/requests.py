@@ -1,0 +1,30 @@
+"""What a caller may ask of the call service, already validated (by ``api/schemas.py``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClickToCallRequest:
+    """A validated click-to-call request; optional caller-ID fields are None when absent."""
+    ext: str
+    phone: str                           # digits only, formatting removed
+    src_cid_name: str = "Click2Call"
+    src_cid_number: str | None = None    # default: the ext
+    dest_cid_name: str | None = None     # default: the hotline number
+    dest_cid_number: str | None = None   # default: the hotline number
+    auto_answer: bool = False
+    hotline: str | None = None           # default: the tenant's first hotline
+
+
+@dataclass(frozen=True)
+class CdrQuery:
+    """Filters and page of ``GET /v1/cdr``. Dates are ISO-8601 text compared with
+    ``time_started``: ``start_date`` inclusive, ``end_date`` exclusive."""
+    start_date: str | None = None
+    end_date: str | None = None
+    extension: str | None = None
+    phone: str | None = None             # either party's number
+    status: str | None = None
+    limit: int = 50
+    page: int = 1

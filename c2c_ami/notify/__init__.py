@@ -1,0 +1,1 @@
+"""What goes out: CDR rows and signed, durable webhooks, and their subscriptions."""

@@ -1,0 +1,308 @@
+"""The long-lived AMI link to one PBX, with panoramisk 1.4's sharp edges filed off.
+
+panoramisk frames the protocol (``pbx/protocol.py`` adapts it); this module owns the link's
+life, which panoramisk gets wrong:
+
+* reconnects with exponential backoff, driven by one supervisor task, never by panoramisk's
+  fixed timer (which also survives ``close()``);
+* a refused login is logged as an error and retried slowly (panoramisk loops silently);
+* a silent peer is detected by a Ping that must be answered within a deadline;
+* actions are sent only while logged in (panoramisk queues them while disconnected and
+  replays some after a reconnect: a second Originate) and every wait has a bound; a
+  timed-out action is unregistered (panoramisk keeps it forever);
+* in-flight actions fail at once when the connection drops (panoramisk never resolves them);
+* nothing containing a control character is ever written to the socket (Asterisk splits
+  headers on a bare LF, so one would let a caller add headers to an action).
+
+It raises only its own errors (``AmiError`` and subclasses); what they mean for an API
+request is the call service's business.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from panoramisk.actions import Action
+from panoramisk.message import Message
+
+from ..config import AmiConfig
+from ..waits import wait_set
+from .parser import AmiEvent
+from .protocol import AmiProtocol, AmiSession, EventHandler
+
+log = logging.getLogger(__name__)
+
+# Every action we send is "forgetable": panoramisk must never replay one after a reconnect.
+_NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
+                 "command", "coreshowchannels")
+
+
+# A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
+AUTH_RETRY_SECONDS = 30.0
+
+
+class AmiState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    AUTH_FAILED = "auth_failed"
+    READY = "ready"
+
+
+class AmiError(Exception):
+    """An AMI action did not get a usable answer."""
+
+
+class AmiLinkDown(AmiError):
+    """The link is not logged in (``sent`` is False: nothing was written), or it dropped
+    after the action was written and before its answer (``sent`` is True: Asterisk may or
+    may not have acted on it)."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class AmiTimeout(AmiError):
+    """The link is up but the action went unanswered within its deadline."""
+
+
+class AmiRefused(AmiError):
+    """Asterisk answered the action with an error (the message is Asterisk's)."""
+
+
+class UnsafeAmiValue(ValueError):
+    """A header would carry a control character: a bug upstream, refused at the socket."""
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_safe(headers: dict[str, Any]) -> None:
+    """The last guard before the socket: no CR, LF, NUL, other C0/C1 controls or separators."""
+    for key, value in headers.items():
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        if _UNSAFE.search(key) or any(_UNSAFE.search(str(item)) for item in items):
+            raise UnsafeAmiValue(f"refusing to send AMI header {key!r}: control character")
+
+
+class AmiClient:
+    """Owns the AMI link for the app's lifetime; ``send`` works only while ``ready``.
+
+    Construct it, ``subscribe`` the event consumers, then ``start`` it."""
+
+    def __init__(self, config: AmiConfig) -> None:
+        self.config = config
+        self._event_handlers: tuple[EventHandler, ...] = ()
+        self.state = AmiState.DISCONNECTED
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._session: AmiSession | None = None
+        self._inflight: set[asyncio.Future] = set()
+        self._supervisor: asyncio.Task | None = None
+        self._booted: asyncio.Event = asyncio.Event()
+        self._down_listeners: list[Callable[[], None]] = []
+        self._state_listeners: list[Callable[[AmiState], None]] = []
+        self._ready_event = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.state is AmiState.READY
+
+    def subscribe(self, handler: EventHandler) -> None:
+        """``handler`` gets every event, synchronously, in the order Asterisk sent them; it
+        runs inside the socket read and must not block (it may spawn tasks)."""
+        self._event_handlers = (*self._event_handlers, handler)
+
+    def on_down(self, callback: Callable[[], None]) -> None:
+        """Called (synchronously) each time a ready link is lost."""
+        self._down_listeners.append(callback)
+
+    def on_state(self, callback: Callable[[AmiState], None]) -> None:
+        self._state_listeners.append(callback)
+
+    def start(self) -> None:
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="ami-supervisor")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        return await wait_set(self._ready_event, timeout)
+
+    async def close(self) -> None:
+        """Log off (bounded) and stop reconnecting."""
+        if self._supervisor is None:
+            return
+        if self.ready:
+            with contextlib.suppress(AmiError):
+                await self.send({"Action": "Logoff"}, timeout=1.0)
+        self._supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._supervisor
+        self._supervisor = None
+
+    # -- actions -----------------------------------------------------------------------------
+    async def send(self, headers: dict[str, Any], timeout: float | None = None) -> Message:
+        """Send one action and return its response (whatever its ``Response``); raise
+        AmiLinkDown if the link is not ready or drops before the answer, AmiTimeout if it is
+        unanswered within ``timeout``."""
+        check_safe(headers)
+        session = self._session
+        if not self.ready or session is None or session.protocol is None:
+            raise AmiLinkDown(f"PBX link is {self.state.value}", sent=False)
+        action = Action(dict(headers), as_list=False)
+        future = session.send_action(action, as_list=False)
+        self._inflight.add(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout or self.config.action_timeout)
+        except TimeoutError:
+            self._forget(session, action)
+            raise AmiTimeout(f"no answer to {headers.get('Action')} within "
+                             f"{timeout or self.config.action_timeout:g} s") from None
+        except asyncio.CancelledError:
+            self._forget(session, action)
+            raise
+        finally:
+            self._inflight.discard(future)
+
+    @staticmethod
+    def _forget(session: AmiSession, action: Action) -> None:
+        """panoramisk keeps unanswered actions forever; drop ours and its future."""
+        responses = getattr(session.protocol, "responses", {})
+        responses.pop(action.id, None)
+        if action.action_id:
+            responses.pop(action.action_id, None)
+        if not action.future.done():
+            action.future.cancel()
+
+    # -- supervision -------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        delay = self.config.reconnect_min
+        while True:
+            was_ready = False
+            try:
+                was_ready = await self._run_session()
+            except asyncio.CancelledError:
+                self._teardown("closed")
+                raise
+            except _LoginRefused as exc:
+                self.last_error = str(exc)
+                delay = max(self.config.reconnect_max, AUTH_RETRY_SECONDS)
+                log.error("AMI login refused for user %r at %s:%s (%s); check ami.username and "
+                          "ami.secret and manager.conf; retrying in %.0f s", self.config.username,
+                          self.config.host, self.config.port, exc, delay)
+                self._teardown(str(exc), AmiState.AUTH_FAILED)
+            except (OSError, TimeoutError, AmiError, _LinkLost) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("AMI %s:%s unavailable: %s; retrying in %.1f s", self.config.host,
+                            self.config.port, self.last_error, delay)
+                self._teardown(self.last_error)
+            else:
+                self._teardown("connection lost")
+            if was_ready:
+                delay = self.config.reconnect_min
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+            if self.state is not AmiState.AUTH_FAILED:
+                delay = min(max(delay * 2, self.config.reconnect_min), self.config.reconnect_max)
+
+    async def _run_session(self) -> bool:
+        """Connect, log in, serve until the link is lost; return whether it became ready."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._set_state(AmiState.CONNECTING)
+        self._booted = asyncio.Event()
+        session = AmiSession(self._route, loop=loop, host=cfg.host, port=cfg.port,
+                             username=cfg.username, secret=cfg.secret, events="on",
+                             encoding="utf-8", protocol_factory=AmiProtocol, ping_delay=10**6,
+                             forgetable_actions=_NEVER_REPLAY, log=log)
+        self._session = session
+        await asyncio.wait_for(session.connect(), cfg.connect_timeout)
+        login = session.authenticated_future
+        done, _ = await asyncio.wait({login, session.lost}, timeout=cfg.connect_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if login not in done:
+            raise _LinkLost("connection closed during login") if session.lost in done \
+                else TimeoutError("no answer to Login")
+        response = login.result()
+        if response.get("Response") != "Success":
+            raise _LoginRefused(response.get("Message") or "login failed")
+        try:
+            await asyncio.wait_for(self._booted.wait(), cfg.boot_wait)
+        except TimeoutError:
+            log.warning("no FullyBooted event within %.1f s of login (does the AMI user have "
+                        "read=system?); assuming Asterisk is booted", cfg.boot_wait)
+        if session.lost.done():
+            raise _LinkLost("connection lost after login")
+        self.last_error = None
+        self._set_state(AmiState.READY)
+        log.info("AMI logged in to %s:%s as %r", cfg.host, cfg.port, cfg.username)
+        await self._watch(session)
+        return True
+
+    async def _watch(self, session: AmiSession) -> None:
+        """Ping on a timer while connected; a Ping unanswered within its deadline means the
+        peer is silent (TCP still open), so drop the link and reconnect."""
+        cfg = self.config
+        while True:
+            done, _ = await asyncio.wait({session.lost}, timeout=cfg.ping_interval)
+            if done:
+                return
+            started = time.monotonic()
+            try:
+                await self.send({"Action": "Ping"}, timeout=cfg.ping_timeout)
+            except AmiLinkDown:
+                return
+            except AmiTimeout:
+                log.error("AMI peer silent: no Ping reply within %.1f s; reconnecting", cfg.ping_timeout)
+                raise _LinkLost("peer silent") from None
+            log.debug("AMI ping %.1f ms", (time.monotonic() - started) * 1000)
+
+    def _route(self, event: AmiEvent) -> None:
+        if event.get("Event") == "FullyBooted":
+            self._booted.set()
+        for handler in self._event_handlers:
+            handler(event)
+
+    def _teardown(self, reason: str, state: AmiState = AmiState.DISCONNECTED) -> None:
+        was_ready = self.ready
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+            if not session.lost.done():
+                session.lost.set_result(None)
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(AmiLinkDown(f"PBX link lost ({reason})", sent=True))
+        self._inflight.clear()
+        self._set_state(state)
+        if was_ready:
+            for callback in self._down_listeners:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("AMI down listener failed")
+
+    def _set_state(self, state: AmiState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if state is AmiState.READY:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+        for callback in self._state_listeners:
+            callback(state)
+
+
+class _LoginRefused(Exception):
+    pass
+
+
+class _LinkLost(Exception):
+    pass
+

@@ -1,0 +1,158 @@
+"""AMI events -> call transitions: the only module that reads Asterisk's call events.
+
+Every event is routed in O(1) by one dictionary lookup: ``OriginateResponse`` by its
+ActionID, channel events by Linkedid (every leg of a click-to-call shares the extension
+channel's Uniqueid, which we chose to be the call_id). Events of other calls are ignored.
+Each handler only says, in the call's own words, what the event means; the call decides
+its state (``calls/call.py``) and the registry whether it is over (``settle``).
+
+What each transition is read from:
+  ext leg created   Newchannel with Uniqueid = call_id
+  ext ringing       Newstate Ringing of the extension channel
+  ext answered      Newstate Up of the extension channel, or OriginateResponse Success
+  ext failed        OriginateResponse Failure; Reason says why (see ``ext_failure``)
+  number leg        Newchannel of another channel with Linkedid = call_id (the trunk leg)
+  number ringing    Newstate Ringing of the trunk leg, or DialState RINGING
+  number answered   DialEnd DialStatus=ANSWER for the trunk leg
+  number failed     DialEnd with any other DialStatus
+  hung up by        the first HangupRequest (a BYE or CANCEL from that side)
+  leg hung up       Hangup, with Cause and Cause-txt
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from ..calls.call import Call, ExtLegFailure, Leg, NumberFailure
+from ..calls.registry import CallRegistry
+
+_ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")
+_EXT_BUSY_CAUSES = {"17", "21"}   # user busy, call rejected
+
+# DialEnd DialStatus of the trunk leg -> why the number was not reached.
+NUMBER_FAILURES: dict[str, NumberFailure] = {
+    "BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion",
+    "CHANUNAVAIL": "unavailable", "CANCEL": "cancelled"}
+
+
+def correlation_id(event: Mapping[str, str]) -> str | None:
+    """The call_id an event belongs to, if any."""
+    if event.get("Event") == "OriginateResponse":
+        return event.get("ActionID") or None
+    for key in _ROUTING_KEYS:
+        value = event.get(key)
+        if value:
+            return value
+    return None
+
+
+def ext_failure(call: Call, reason: str) -> tuple[ExtLegFailure, str]:
+    """OriginateResponse ``Reason`` (the last control frame seen) -> why, and a detail.
+
+    Reason 0 means both "no such/unregistered endpoint" and "rejected while ringing"; the
+    difference is whether the extension channel ever existed (or hung up busy)."""
+    if reason == "3":
+        return ExtLegFailure.NO_ANSWER, ""
+    if reason in ("1", "5") or (reason == "0" and (call.ext_channel_seen or call.hangup_cause in _EXT_BUSY_CAUSES)):
+        return ExtLegFailure.REJECTED, ""
+    if reason == "0":
+        return ExtLegFailure.NOT_REGISTERED, ""
+    if reason == "8":
+        return ExtLegFailure.CONGESTION, ""
+    return ExtLegFailure.OTHER, f"reason {reason}"
+
+
+class LegActions(Protocol):
+    """What the translator may ask of the call service, never awaited here: it runs inside
+    the socket read and must stay synchronous."""
+
+    def hangup_later(self, call: Call) -> None: ...
+
+    def fetch_sip_call_id_later(self, call: Call) -> None: ...
+
+
+class CallEvents:
+    """Feeds AMI events to the calls they belong to; subscribe it to the AMI client."""
+
+    def __init__(self, registry: CallRegistry, actions: LegActions) -> None:
+        self.registry = registry
+        self.actions = actions
+        self.events_routed = 0
+
+    def __call__(self, event: Mapping[str, str]) -> None:
+        key = correlation_id(event)
+        if key is None:
+            return
+        call = self.registry.get(key)
+        if call is None:
+            return
+        self.events_routed += 1
+        handler = _HANDLERS.get(event.get("Event", ""))
+        if handler is not None:
+            handler(self, call, event)
+            self.registry.settle(call)
+
+    def _originate_response(self, call: Call, event: Mapping[str, str]) -> None:
+        if event.get("Response") == "Success":
+            call.ext_answered()
+        else:
+            call.ext_failed(*ext_failure(call, event.get("Reason", "")))
+
+    def _new_channel(self, call: Call, event: Mapping[str, str]) -> None:
+        if event.get("Uniqueid") == call.call_id:
+            call.ext_leg_created(event.get("Channel"))
+            if call.cancel_requested:
+                self.actions.hangup_later(call)   # DELETE arrived before the channel existed
+        else:
+            call.number_leg_created(event.get("Uniqueid"), event.get("Channel"))
+
+    def _new_state(self, call: Call, event: Mapping[str, str]) -> None:
+        desc = event.get("ChannelStateDesc")
+        leg = call.leg_of(event.get("Uniqueid"))
+        if leg is Leg.EXTENSION:
+            call.ext_leg_seen()
+            if desc == "Ringing":
+                call.ext_ringing()
+            elif desc == "Up":
+                call.ext_answered()
+        elif leg is Leg.NUMBER and desc == "Ringing":
+            call.number_ringing()
+
+    def _dial_begin(self, call: Call, event: Mapping[str, str]) -> None:
+        if event.get("DestUniqueid") not in (None, call.call_id):
+            self.actions.fetch_sip_call_id_later(call)
+
+    def _dial_state(self, call: Call, event: Mapping[str, str]) -> None:
+        if event.get("DestUniqueid") != call.call_id and event.get("DialStatus") == "RINGING":
+            call.number_ringing()
+
+    def _dial_end(self, call: Call, event: Mapping[str, str]) -> None:
+        if event.get("DestUniqueid") == call.call_id:
+            return  # the Originate's own dial of the extension
+        status = event.get("DialStatus") or ""
+        if status == "ANSWER":
+            call.number_answered()
+        else:
+            call.number_failed(NUMBER_FAILURES.get(status, "unavailable"))
+
+    def _hangup_request(self, call: Call, event: Mapping[str, str]) -> None:
+        leg = call.leg_of(event.get("Uniqueid"))
+        if leg is not None:
+            call.hangup_requested(leg)
+
+    def _hangup(self, call: Call, event: Mapping[str, str]) -> None:
+        leg = call.leg_of(event.get("Uniqueid"))
+        if leg is not None:
+            call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
+
+
+_HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str]], None]] = {
+    "OriginateResponse": CallEvents._originate_response,
+    "Newchannel": CallEvents._new_channel,
+    "Newstate": CallEvents._new_state,
+    "DialBegin": CallEvents._dial_begin,
+    "DialState": CallEvents._dial_state,
+    "DialEnd": CallEvents._dial_end,
+    "HangupRequest": CallEvents._hangup_request,
+    "Hangup": CallEvents._hangup,
+}

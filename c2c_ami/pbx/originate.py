@@ -1,0 +1,77 @@
+"""The AMI Originate of one click-to-call, and the dialplan variable contract it carries.
+
+The extension's channel is originated into the tenant's context at extension = the
+normalized phone, priority 1. The dialplan reads these channel variables (README,
+"Dialplan contract"): C2C_CALL_ID, C2C_EXT, C2C_PHONE, C2C_HOTLINE, C2C_TRUNK,
+C2C_DEST_CID_NAME, C2C_DEST_CID_NUMBER, C2C_DIAL_TIMEOUT.
+
+Every value comes validated (request parameters by ``api/schemas.py``, the rest from the
+config, checked at start), so none holds a comma, quote or control character; the AMI client
+re-checks at the socket.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Originate:
+    """Everything one Originate says, resolved (no defaults left to apply)."""
+    call_id: str
+    device: str                 # the extension's dial string, e.g. PJSIP/101
+    context: str
+    ext: str
+    phone: str                  # digits only: also the dialplan extension
+    hotline: str
+    trunk: str
+    caller_id_name: str         # shown on the extension's phone
+    caller_id_number: str
+    dest_cid_name: str          # sent to the called number
+    dest_cid_number: str
+    ring_timeout: float         # seconds the extension may ring
+    dial_timeout: float         # seconds the number may ring (the dialplan's Dial timeout)
+    auto_answer_headers: tuple[tuple[str, str], ...] = ()   # empty: no auto-answer
+
+    def action(self) -> dict[str, object]:
+        """``Async: true`` always (without it panoramisk hangs or Asterisk blocks the session);
+        ActionID = ChannelId = call_id so every event of the call can be routed back."""
+        return {
+            "Action": "Originate",
+            "ActionID": self.call_id,
+            "ChannelId": self.call_id,
+            "Channel": self.device,
+            "Context": self.context,
+            "Exten": self.phone,
+            "Priority": "1",
+            "Timeout": str(int(self.ring_timeout * 1000)),
+            "CallerID": caller_id(self.caller_id_name, self.caller_id_number),
+            "Async": "true",
+            "Variable": [f"{name}={value}" for name, value in self.channel_variables().items()],
+        }
+
+    def channel_variables(self) -> dict[str, str]:
+        variables = {
+            "C2C_CALL_ID": self.call_id,
+            "C2C_EXT": self.ext,
+            "C2C_PHONE": self.phone,
+            "C2C_HOTLINE": self.hotline,
+            "C2C_TRUNK": self.trunk,
+            "C2C_DEST_CID_NAME": self.dest_cid_name,
+            "C2C_DEST_CID_NUMBER": self.dest_cid_number,
+            "C2C_DIAL_TIMEOUT": str(int(self.dial_timeout)),
+        }
+        variables.update(auto_answer_variables(self.device, self.auto_answer_headers))
+        return variables
+
+
+def caller_id(name: str, number: str) -> str:
+    """``"name" <number>``: the name is validated to hold no quote, bracket or backslash."""
+    return f'"{name}" <{number}>'
+
+
+def auto_answer_variables(device: str, headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Channel variables that add the auto-answer headers to the INVITE sent to the phone:
+    ``PJSIP_HEADER(add,…)`` for PJSIP, ``SIPADDHEADERnn`` for chan_sip (Asterisk ≤ 20)."""
+    if device.upper().startswith("SIP/"):
+        return {f"SIPADDHEADER{n:02d}": f"{name}: {value}" for n, (name, value) in enumerate(headers, 1)}
+    return {f"PJSIP_HEADER(add,{name})": value for name, value in headers}
