@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .api import error_middleware, setup_routes
 from .api.auth import TokenAuthority
-from .app_keys import AMI, AUTH, CONFIG, METRICS, RATE_LIMITER, REGISTRY, SERVICE, STORAGE, SUBSCRIPTIONS, WEBHOOKS
+from .api.keys import AMI, AUTH, CONFIG, METRICS, RATE_LIMITER, REGISTRY, SERVICE, STORAGE, SUBSCRIPTIONS, WEBHOOKS
 from .calls.guards import RateLimiter, SingleFlight
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
+from c2c_ami.api.keys import AMI
 from c2c_ami.app import create_app
-from c2c_ami.app_keys import AMI
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
 

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from c2c_ami.app_keys import AMI, REGISTRY, SERVICE
+from c2c_ami.api.keys import AMI, REGISTRY, SERVICE
 from c2c_ami.pbx.ami import AmiClient, AmiState, AmiTimeout, UnsafeAmiValue, check_safe
 from c2c_ami.testing.fake_ami import Behaviour
 

@@ -36,3 +36,38 @@ def test_bad_authorization_is_unauthorized(header):
 def test_token_never_appears_in_repr_of_tenant():
     tenant = authority().authenticate("Bearer dev-token").tenant
     assert "dev-token" not in repr(tenant)
+
+
+PUBLIC = {"/v1/openapi.json"}
+
+
+def v1_routes(app):
+    """(method, concrete path) of every /v1 route, path parameters filled with valid values."""
+    out = []
+    for route in app.router.routes():
+        path = route.resource.canonical
+        if route.method == "HEAD" or not path.startswith("/v1/") or path in PUBLIC:
+            continue
+        path = path.replace("{call_id}", "c2c-1").replace("{hook_id}", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+        out.append((route.method, path))
+    return out
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic eA=="}])
+async def test_every_v1_route_needs_a_valid_token(gateway, fake_ami, headers):
+    routes = v1_routes(gateway.app)
+    assert len(routes) >= 10, routes      # every resource: click2call, calls, cdr, event
+    for method, path in routes:
+        resp = await gateway.request(method, path, headers=headers, json={} if method == "POST" else None)
+        body = await resp.json()
+        assert (resp.status, body["error"]) == (401, "UNAUTHORIZED"), (method, path)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer"), (method, path)
+    assert fake_ami.actions_named("Getvar") == [] and fake_ami.actions_named("Originate") == []
+
+
+async def test_the_openapi_document_marks_every_v1_route_secured(gateway):
+    spec = await (await gateway.get("/v1/openapi.json")).json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/") and path not in PUBLIC:
+                assert operation.get("security") == [{"bearerAuth": []}], (method, path)

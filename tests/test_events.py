@@ -13,11 +13,11 @@ class Actions:
     def __init__(self):
         self.hangups, self.sip_call_id_reads = [], []
 
-    def hangup_later(self, call):
-        self.hangups.append(call.call_id)
+    def hangup_later(self, call_id):
+        self.hangups.append(call_id)
 
-    def fetch_sip_call_id_later(self, call):
-        self.sip_call_id_reads.append(call.call_id)
+    def fetch_sip_call_id_later(self, call_id):
+        self.sip_call_id_reads.append(call_id)
 
 
 def new_call(ext="101"):

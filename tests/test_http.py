@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from c2c_ami.app_keys import AMI, REGISTRY, STORAGE
+from c2c_ami.api.keys import AMI, REGISTRY, STORAGE
 from c2c_ami.testing.fake_ami import Behaviour
 
 from .fixtures_gateway import AUTH, OTHER_TOKEN

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from c2c_ami.app_keys import REGISTRY, STORAGE, WEBHOOKS
+from c2c_ami.api.keys import REGISTRY, STORAGE, WEBHOOKS
 from c2c_ami.notify.webhooks import verify
 from c2c_ami.testing.fake_ami import Behaviour
 
@@ -128,8 +128,8 @@ async def test_webhook_registration_is_validated_and_tenant_scoped(gateway, rece
 
 
 async def test_undelivered_webhooks_survive_a_gateway_restart(aiohttp_client, fake_ami, receiver, tmp_path):
+    from c2c_ami.api.keys import AMI
     from c2c_ami.app import create_app
-    from c2c_ami.app_keys import AMI
 
     from .fixtures_gateway import gateway_config
     config = gateway_config(fake_ami.port, storage={"path": str(tmp_path / "c2c.sqlite3")})

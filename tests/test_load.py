@@ -2,7 +2,7 @@
 import asyncio
 from collections import Counter
 
-from c2c_ami.app_keys import AMI, REGISTRY, SERVICE
+from c2c_ami.api.keys import AMI, REGISTRY, SERVICE
 from c2c_ami.testing.fake_ami import Behaviour
 
 from .fixtures_gateway import TOKEN

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..app_keys import SERVICE
 from .common import call_id_of, principal_of, success
+from .keys import SERVICE
 
 routes = web.RouteTableDef()
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..app_keys import SERVICE
 from .common import call_id_of, principal_of, query_of, success
+from .keys import SERVICE
 from .schemas import parse_cdr_query
 
 routes = web.RouteTableDef()

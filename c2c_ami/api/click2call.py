@@ -7,9 +7,9 @@ import time
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import METRICS, SERVICE
 from ..errors import C2CError
 from .common import principal_of, query_of, success
+from .keys import METRICS, SERVICE
 from .schemas import checked, parse_click_to_call
 
 routes = web.RouteTableDef()

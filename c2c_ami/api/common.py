@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import AUTH, RATE_LIMITER
 from ..errors import C2CError, CallFailed
 from .auth import Principal
+from .keys import AUTH, RATE_LIMITER
 from .schemas import checked, parse_query
 
 log = logging.getLogger("c2c_ami.api")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..app_keys import METRICS, SERVICE
+from .keys import METRICS, SERVICE
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()

@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import SUBSCRIPTIONS
 from .common import principal_of, query_of, success
+from .keys import SUBSCRIPTIONS
 from .schemas import checked, parse_hook
 
 routes = web.RouteTableDef()

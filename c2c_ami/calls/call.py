@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..errors import C2CError, CallCancelled, CallFailed, NoAnswer, UserBusy, UserNotRegistered
+from ..pbx.events import CallLegs, ExtLegFailure, Leg, NumberFailure
+
+__all__ = ["Call", "CallObserver", "CallState", "CdrStatus", "ExtFailure", "ExtLegFailure", "HangupBy",
+           "Leg", "NumberFailure", "Step"]
 
 
 class CallState(enum.Enum):
@@ -34,28 +38,12 @@ class CallState(enum.Enum):
 _ORDER = {state: n for n, state in enumerate(CallState)}
 
 
-class Leg(enum.Enum):
-    """The two channels of a click-to-call."""
-    EXTENSION = "extension"   # the agent's phone, originated by the gateway
-    NUMBER = "number"         # the customer, dialed through the hotline trunk
-
-
 # The values a call record shows (README, "Call states" and the record's fields).
 HangupBy = Literal["extension", "number", "api"]
 ExtFailure = Literal["rejected", "no_answer", "unavailable"]
-NumberFailure = Literal["busy", "no_answer", "congestion", "unavailable", "cancelled"]
 CdrStatus = Literal["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL"]
 # What gets announced while a call is live; "ended" is announced once, at its end.
 Step = Literal["ringing", "answered", "dialing", "ended"]
-
-
-class ExtLegFailure(enum.Enum):
-    """Why the PBX could not connect the extension, as far as it said."""
-    REJECTED = "rejected"               # the phone refused (486/603) or is busy
-    NO_ANSWER = "no_answer"             # it rang for the whole ring timeout
-    NOT_REGISTERED = "not_registered"   # no phone to ring: no channel was ever created
-    CONGESTION = "congestion"
-    OTHER = "other"
 
 
 # ExtLegFailure -> (API error, its message, the record's ext_failure)
@@ -76,7 +64,7 @@ class CallObserver(Protocol):
 
 
 @dataclass(eq=False)
-class Call:
+class Call(CallLegs):
     """One click-to-call attempt, identified by ``call_id`` (= Originate ActionID = ChannelId
     = the extension channel's Uniqueid = Linkedid of every leg)."""
     tenant: str
@@ -200,7 +188,7 @@ class Call:
     # -- the end -------------------------------------------------------------------------------
     def hangup_requested(self, leg: Leg) -> None:
         """That side sent the first hangup (a BYE or CANCEL from its phone)."""
-        self._hung_up_by(leg.value)
+        self._hung_up_by("extension" if leg is Leg.EXTENSION else "number")
 
     def cancel(self) -> None:
         """``DELETE /v1/calls/{id}``: before the number answered this is a cancel (a waiting

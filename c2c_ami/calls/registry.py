@@ -57,6 +57,16 @@ class CallRegistry:
         self._empty.clear()
         return True
 
+    def update(self, call_id: str, change: Callable[[Call], None]) -> bool:
+        """Apply ``change`` (something that happened) to a live call, then settle it;
+        False if no live call has this id."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        change(call)
+        self.settle(call)
+        return True
+
     def settle(self, call: Call) -> None:
         """After something happened to a live call: let it go if it is over, else keep the
         deadline of its phase."""

@@ -187,11 +187,14 @@ class CallService:
                 log.warning("call %s: hangup failed: %s", call.call_id, exc)
 
     # -- asked by the AMI event translator, which must not await -------------------------------
-    def hangup_later(self, call: Call) -> None:
-        self._spawn(self.hangup_quietly(call))
+    def hangup_later(self, call_id: str) -> None:
+        call = self.registry.get(call_id)
+        if call is not None:
+            self._spawn(self.hangup_quietly(call))
 
-    def fetch_sip_call_id_later(self, call: Call) -> None:
-        if call.trunk_channel and call.sip_call_id is None:
+    def fetch_sip_call_id_later(self, call_id: str) -> None:
+        call = self.registry.get(call_id)
+        if call is not None and call.trunk_channel and call.sip_call_id is None:
             self._spawn(self._fetch_sip_call_id(call, call.trunk_channel))
 
     async def _fetch_sip_call_id(self, call: Call, channel: str) -> None:

@@ -3,8 +3,9 @@
 Every event is routed in O(1) by one dictionary lookup: ``OriginateResponse`` by its
 ActionID, channel events by Linkedid (every leg of a click-to-call shares the extension
 channel's Uniqueid, which we chose to be the call_id). Events of other calls are ignored.
-Each handler only says, in the call's own words, what the event means; the call decides
-its state (``calls/call.py``) and the registry whether it is over (``settle``).
+Each handler only says, in the call's own words (``CallLegs``), what the event means; the
+call decides its state (``calls/call.py`` implements ``CallLegs``) and the registry of live
+calls whether it is over.
 
 What each transition is read from:
   ext leg created   Newchannel with Uniqueid = call_id
@@ -20,11 +21,66 @@ What each transition is read from:
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Literal, Protocol
 
-from ..calls.call import Call, ExtLegFailure, Leg, NumberFailure
-from ..calls.registry import CallRegistry
+
+class Leg(enum.Enum):
+    """The two channels of a click-to-call."""
+    EXTENSION = "extension"   # the agent's phone, originated by the gateway
+    NUMBER = "number"         # the customer, dialed through the hotline trunk
+
+
+class ExtLegFailure(enum.Enum):
+    """Why the PBX could not connect the extension, as far as it said."""
+    REJECTED = "rejected"               # the phone refused (486/603) or is busy
+    NO_ANSWER = "no_answer"             # it rang for the whole ring timeout
+    NOT_REGISTERED = "not_registered"   # no phone to ring: no channel was ever created
+    CONGESTION = "congestion"
+    OTHER = "other"
+
+
+# Why the number was not reached (also the call record's ``number_failure``).
+NumberFailure = Literal["busy", "no_answer", "congestion", "unavailable", "cancelled"]
+
+
+class CallLegs(Protocol):
+    """What AMI events can tell a click-to-call, one method per thing that happened
+    (``calls/call.py``'s ``Call`` implements it)."""
+    call_id: str
+    cancel_requested: bool       # the API asked to cancel before the channel existed
+    ext_channel_seen: bool
+    hangup_cause: str | None     # the extension leg's
+
+    def leg_of(self, uniqueid: str | None) -> Leg | None: ...
+    def ext_leg_created(self, channel: str | None) -> None: ...
+    def ext_leg_seen(self) -> None: ...
+    def ext_ringing(self) -> None: ...
+    def ext_answered(self) -> None: ...
+    def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None: ...
+    def number_leg_created(self, uniqueid: str | None, channel: str | None) -> None: ...
+    def number_ringing(self) -> None: ...
+    def number_answered(self) -> None: ...
+    def number_failed(self, failure: NumberFailure) -> None: ...
+    def hangup_requested(self, leg: Leg) -> None: ...
+    def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None) -> None: ...
+
+
+class LiveCalls(Protocol):
+    def update(self, call_id: str, change: Callable[[CallLegs], None]) -> bool:
+        """Apply ``change`` to the live call ``call_id`` (then see whether it is over);
+        False if there is no such call."""
+
+
+class LegActions(Protocol):
+    """What the translator may ask of the call service, never awaited here: it runs inside
+    the socket read and must stay synchronous."""
+
+    def hangup_later(self, call_id: str) -> None: ...
+
+    def fetch_sip_call_id_later(self, call_id: str) -> None: ...
+
 
 _ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")
 _EXT_BUSY_CAUSES = {"17", "21"}   # user busy, call rejected
@@ -46,7 +102,7 @@ def correlation_id(event: Mapping[str, str]) -> str | None:
     return None
 
 
-def ext_failure(call: Call, reason: str) -> tuple[ExtLegFailure, str]:
+def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
     """OriginateResponse ``Reason`` (the last control frame seen) -> why, and a detail.
 
     Reason 0 means both "no such/unregistered endpoint" and "rejected while ringing"; the
@@ -62,51 +118,37 @@ def ext_failure(call: Call, reason: str) -> tuple[ExtLegFailure, str]:
     return ExtLegFailure.OTHER, f"reason {reason}"
 
 
-class LegActions(Protocol):
-    """What the translator may ask of the call service, never awaited here: it runs inside
-    the socket read and must stay synchronous."""
-
-    def hangup_later(self, call: Call) -> None: ...
-
-    def fetch_sip_call_id_later(self, call: Call) -> None: ...
-
-
 class CallEvents:
     """Feeds AMI events to the calls they belong to; subscribe it to the AMI client."""
 
-    def __init__(self, registry: CallRegistry, actions: LegActions) -> None:
-        self.registry = registry
+    def __init__(self, calls: LiveCalls, actions: LegActions) -> None:
+        self.calls = calls
         self.actions = actions
-        self.events_routed = 0
+        self.events_routed = 0    # events that told a live call something
 
     def __call__(self, event: Mapping[str, str]) -> None:
-        key = correlation_id(event)
-        if key is None:
-            return
-        call = self.registry.get(key)
-        if call is None:
-            return
-        self.events_routed += 1
         handler = _HANDLERS.get(event.get("Event", ""))
-        if handler is not None:
-            handler(self, call, event)
-            self.registry.settle(call)
+        if handler is None:       # most of what Asterisk sends (VarSet, Newexten, ...)
+            return
+        key = correlation_id(event)
+        if key is not None and self.calls.update(key, lambda call: handler(self, call, event)):
+            self.events_routed += 1
 
-    def _originate_response(self, call: Call, event: Mapping[str, str]) -> None:
+    def _originate_response(self, call: CallLegs, event: Mapping[str, str]) -> None:
         if event.get("Response") == "Success":
             call.ext_answered()
         else:
             call.ext_failed(*ext_failure(call, event.get("Reason", "")))
 
-    def _new_channel(self, call: Call, event: Mapping[str, str]) -> None:
+    def _new_channel(self, call: CallLegs, event: Mapping[str, str]) -> None:
         if event.get("Uniqueid") == call.call_id:
             call.ext_leg_created(event.get("Channel"))
             if call.cancel_requested:
-                self.actions.hangup_later(call)   # DELETE arrived before the channel existed
+                self.actions.hangup_later(call.call_id)   # DELETE arrived before the channel existed
         else:
             call.number_leg_created(event.get("Uniqueid"), event.get("Channel"))
 
-    def _new_state(self, call: Call, event: Mapping[str, str]) -> None:
+    def _new_state(self, call: CallLegs, event: Mapping[str, str]) -> None:
         desc = event.get("ChannelStateDesc")
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is Leg.EXTENSION:
@@ -118,15 +160,15 @@ class CallEvents:
         elif leg is Leg.NUMBER and desc == "Ringing":
             call.number_ringing()
 
-    def _dial_begin(self, call: Call, event: Mapping[str, str]) -> None:
+    def _dial_begin(self, call: CallLegs, event: Mapping[str, str]) -> None:
         if event.get("DestUniqueid") not in (None, call.call_id):
-            self.actions.fetch_sip_call_id_later(call)
+            self.actions.fetch_sip_call_id_later(call.call_id)
 
-    def _dial_state(self, call: Call, event: Mapping[str, str]) -> None:
+    def _dial_state(self, call: CallLegs, event: Mapping[str, str]) -> None:
         if event.get("DestUniqueid") != call.call_id and event.get("DialStatus") == "RINGING":
             call.number_ringing()
 
-    def _dial_end(self, call: Call, event: Mapping[str, str]) -> None:
+    def _dial_end(self, call: CallLegs, event: Mapping[str, str]) -> None:
         if event.get("DestUniqueid") == call.call_id:
             return  # the Originate's own dial of the extension
         status = event.get("DialStatus") or ""
@@ -135,18 +177,18 @@ class CallEvents:
         else:
             call.number_failed(NUMBER_FAILURES.get(status, "unavailable"))
 
-    def _hangup_request(self, call: Call, event: Mapping[str, str]) -> None:
+    def _hangup_request(self, call: CallLegs, event: Mapping[str, str]) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.hangup_requested(leg)
 
-    def _hangup(self, call: Call, event: Mapping[str, str]) -> None:
+    def _hangup(self, call: CallLegs, event: Mapping[str, str]) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
 
 
-_HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str]], None]] = {
+_HANDLERS: dict[str, Callable[[CallEvents, CallLegs, Mapping[str, str]], None]] = {
     "OriginateResponse": CallEvents._originate_response,
     "Newchannel": CallEvents._new_channel,
     "Newstate": CallEvents._new_state,

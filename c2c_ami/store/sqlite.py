@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from ..calls.record import NAMES as CALL_COLUMNS
 from .base import MAX_PAGE, StorageError
 from .migrations import MIGRATIONS
 
@@ -70,6 +69,10 @@ class SqliteStorage:
         self._db.execute("PRAGMA foreign_keys = ON")
         try:
             self.schema_version = migrate(self._db)
+            # The calls table's own columns (the call record's fields) hold a record; any
+            # other key of a record is kept in its JSON ``extra`` column.
+            self.call_columns: tuple[str, ...] = tuple(
+                row["name"] for row in self._db.execute("PRAGMA table_info(calls)") if row["name"] != "extra")
         except BaseException:
             self._db.close()
             raise
@@ -100,13 +103,13 @@ class SqliteStorage:
             raise ValueError("a call record needs call_id and tenant")
         with self._transaction() as db:
             row = db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
-            merged = _call_from_row(row) if row is not None else {}
+            merged = self._call_from_row(row) if row is not None else {}
             if row is not None and row["tenant"] != tenant:
                 raise ValueError(f"call {call_id} belongs to another tenant")
             merged.update(record)
-            columns = {k: merged.get(k) for k in CALL_COLUMNS}
-            extra = {k: v for k, v in merged.items() if k not in CALL_COLUMNS}
-            names = [*CALL_COLUMNS, "extra"]
+            columns = {k: merged.get(k) for k in self.call_columns}
+            extra = {k: v for k, v in merged.items() if k not in columns}
+            names = [*self.call_columns, "extra"]
             values = [*columns.values(), json.dumps(extra, separators=(",", ":"), default=str)]
             updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
             # ON CONFLICT ... DO UPDATE keeps the rowid (the tie-break of list_calls' order).
@@ -117,7 +120,7 @@ class SqliteStorage:
     def get_call(self, tenant: str, call_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM calls WHERE tenant = ? AND call_id = ?",
                                (tenant, call_id)).fetchone()
-        return _call_from_row(row) if row is not None else None
+        return self._call_from_row(row) if row is not None else None
 
     def list_calls(self, tenant: str, *, start_date: str | None = None,
                    end_date: str | None = None, extension: str | None = None,
@@ -151,7 +154,12 @@ class SqliteStorage:
         rows = self._db.execute(
             f"SELECT * FROM calls WHERE {clause} "
             "ORDER BY time_started DESC, rowid DESC LIMIT ? OFFSET ?", [*args, limit, offset])
-        return [_call_from_row(r) for r in rows], total
+        return [self._call_from_row(r) for r in rows], total
+
+    def _call_from_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        record = {k: row[k] for k in self.call_columns}
+        extra = json.loads(row["extra"] or "{}")
+        return {**extra, **record}
 
     # ---- webhook subscriptions -----------------------------------------------------------
 
@@ -268,9 +276,3 @@ class SqliteStorage:
 
 _OUTBOX_FIELDS = ("o.id, o.hook_id, o.call_id, o.event, o.body, o.attempts, "
                   "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret")
-
-
-def _call_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    record = {k: row[k] for k in CALL_COLUMNS}
-    extra = json.loads(row["extra"] or "{}")
-    return {**extra, **record}

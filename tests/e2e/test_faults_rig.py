@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from c2c_ami.app_keys import AMI, REGISTRY, SERVICE, STORAGE
+from c2c_ami.api.keys import AMI, REGISTRY, SERVICE, STORAGE
 from c2c_ami.pbx.ami import AmiState
 
 from ..hostile_corpus import cases

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from c2c_ami.api.keys import AMI, REGISTRY, STORAGE, WEBHOOKS
 from c2c_ami.app import create_app
-from c2c_ami.app_keys import AMI, REGISTRY, STORAGE, WEBHOOKS
 from c2c_ami.notify.webhooks import verify
 
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config

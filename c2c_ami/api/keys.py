@@ -1,18 +1,19 @@
-"""Typed application keys: what the app factory puts in the app, for handlers to take out."""
+"""Typed application keys: what the app factory (``app.py``) puts in the app, for the
+handlers to take out."""
 from __future__ import annotations
 
 from aiohttp import web
 
-from .api.auth import TokenAuthority
-from .calls.guards import RateLimiter
-from .calls.registry import CallRegistry
-from .calls.service import CallService
-from .config import Config
-from .metrics import Metrics
-from .notify.subscriptions import Subscriptions
-from .notify.webhooks import WebhookNotifier
-from .pbx import AmiClient
-from .store import Storage
+from ..calls.guards import RateLimiter
+from ..calls.registry import CallRegistry
+from ..calls.service import CallService
+from ..config import Config
+from ..metrics import Metrics
+from ..notify.subscriptions import Subscriptions
+from ..notify.webhooks import WebhookNotifier
+from ..pbx import AmiClient
+from ..store import Storage
+from .auth import TokenAuthority
 
 CONFIG = web.AppKey("config", Config)
 AUTH = web.AppKey("auth", TokenAuthority)

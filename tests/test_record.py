@@ -1,0 +1,75 @@
+"""The call record is defined once: the record, the store's columns, the OpenAPI schema and
+the webhook body all carry exactly its fields, with its values."""
+import sqlite3
+
+from openapi_schema_validator import OAS30Validator
+
+from c2c_ami.api.openapi import build_openapi
+from c2c_ami.calls.call import Call, ExtLegFailure, Leg
+from c2c_ami.calls.record import FIELDS, LIVE_CALL_KEYS, NAMES, call_record, live_call_summary, webhook_body
+from c2c_ami.store import MIGRATIONS, SqliteStorage, migrate
+
+
+def ended_call(kind):
+    call = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk")
+    if kind == "answered":
+        call.ext_leg_created("PJSIP/101-1")
+        call.ext_answered()
+        call.number_leg_created("1.2", "PJSIP/trunk-2")
+        call.number_answered()
+        call.hangup_requested(Leg.NUMBER)
+        call.leg_hung_up(Leg.NUMBER, "16", "Normal Clearing")
+    elif kind == "rejected":
+        call.ext_failed(ExtLegFailure.REJECTED)
+    call.end()
+    return call
+
+
+def test_names_are_unique():
+    assert len(set(NAMES)) == len(NAMES)
+
+
+async def test_a_record_has_exactly_the_fields_in_order():
+    for kind in ("answered", "rejected", "silent"):
+        assert tuple(call_record(ended_call(kind))) == NAMES
+
+
+def test_the_stores_calls_table_has_exactly_the_records_fields():
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(db, MIGRATIONS)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(calls)")]
+    assert columns == [*NAMES, "extra"]
+    assert SqliteStorage(":memory:").call_columns == NAMES
+
+
+def test_openapi_call_record_is_the_records_fields():
+    schema = build_openapi()["components"]["schemas"]["CallRecord"]
+    assert tuple(schema["properties"]) == NAMES
+    live = build_openapi()["components"]["schemas"]["LiveCalls"]["properties"]["calls"]["items"]
+    assert tuple(live["properties"]) == tuple(LIVE_CALL_KEYS)
+
+
+async def test_real_records_validate_against_the_openapi_schema():
+    spec = build_openapi()
+    validator = OAS30Validator(spec["components"]["schemas"]["CallRecord"])
+    for kind in ("answered", "rejected", "silent"):
+        record = call_record(ended_call(kind))
+        assert not list(validator.iter_errors(record)), record
+
+
+async def test_enumerated_fields_take_only_their_values():
+    record = call_record(ended_call("answered"))
+    for field in FIELDS:
+        if field.values:
+            assert record[field.name] in (*field.values, None)
+    assert (record["status"], record["hangup_by"], record["state"]) == ("ANSWERED", "number", "ended")
+
+
+async def test_webhook_body_and_live_summary_derive_from_the_record():
+    call = ended_call("answered")
+    body = webhook_body(call_record(call))
+    assert "tenant" not in body and body["domain"] == "t"
+    assert set(body) == (set(NAMES) - {"tenant"}) | {"domain"}
+    summary = live_call_summary(call)
+    assert summary == {"call_id": call.call_id, "source": "101", "destination": "0899", "direction": "outbound",
+                       "state": "ended", "created_time": call_record(call)["time_started"], "hotline": "028"}

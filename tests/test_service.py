@@ -1,0 +1,95 @@
+"""The call service turns the PBX's own errors into API errors, and only a call that may have
+reached the PBX is reported (CDR, webhooks)."""
+import pytest
+
+from c2c_ami.calls.guards import SingleFlight
+from c2c_ami.calls.registry import CallRegistry
+from c2c_ami.calls.requests import ClickToCallRequest
+from c2c_ami.calls.service import CallService
+from c2c_ami.config import CallsConfig, parse_config
+from c2c_ami.errors import CallFailed, PbxUnavailable, UserBusy, UserNotRegistered
+from c2c_ami.pbx import AmiLinkDown, AmiRefused, AmiState, AmiTimeout, Availability, DeviceState
+
+from .test_config import BASE
+
+
+class StubPbx:
+    """A Pbx whose answers the test sets: a DeviceState or an error per action."""
+    ready = True
+    state = AmiState.READY
+    last_error = None
+
+    def __init__(self, device=None, originate=None):
+        device = device or DeviceState(Availability.FREE, "NOT_INUSE")
+        self.device, self.originate_error, self.originated = device, originate, []
+
+    async def device_state(self, device):
+        if isinstance(self.device, Exception):
+            raise self.device
+        return self.device
+
+    async def originate(self, originate):
+        self.originated.append(originate)
+        if self.originate_error is not None:
+            raise self.originate_error
+
+
+class Reported:
+    def __init__(self):
+        self.ended = []
+
+    def call_event(self, call, step):
+        if step == "ended":
+            self.ended.append(call.call_id)
+
+
+def service(pbx):
+    registry = CallRegistry(Reported())
+    return CallService(pbx, registry, store=None, calls=CallsConfig(),
+                       duplicates=SingleFlight(5, remember_failures=False),
+                       idempotency=SingleFlight(60, remember_failures=True))
+
+
+TENANT = parse_config(BASE, {}).tenants[0]
+REQUEST = ClickToCallRequest(ext="101", phone="0899")
+
+
+@pytest.mark.parametrize("answer, error, message", [
+    (AmiLinkDown("PBX link is connecting", sent=False), PbxUnavailable, "PBX link is connecting"),
+    (AmiTimeout("no answer to Getvar within 3 s"), CallFailed, "device state check failed: no answer"),
+    (AmiRefused("Permission denied"), CallFailed, "device state check refused by the PBX: Permission denied"),
+    (DeviceState(Availability.BUSY, "INUSE"), UserBusy, "the extension is busy (INUSE)"),
+    (DeviceState(Availability.ABSENT, "UNAVAILABLE"), UserNotRegistered, "the extension is not registered"),
+])
+async def test_device_check_refusals_place_and_report_nothing(answer, error, message):
+    pbx = StubPbx(device=answer)
+    calls = service(pbx)
+    with pytest.raises(error) as info:
+        await calls.place(TENANT, REQUEST, wait=False)
+    assert info.value.message.startswith(message) and info.value.call_id is None
+    assert pbx.originated == [] and len(calls.registry) == 0 and calls.registry.observer.ended == []
+
+
+async def test_originate_not_sent_is_not_a_call():
+    pbx = StubPbx(originate=AmiLinkDown("PBX link is disconnected", sent=False))
+    calls = service(pbx)
+    with pytest.raises(PbxUnavailable) as info:
+        await calls.place(TENANT, REQUEST, wait=False)
+    assert info.value.call_id is None and "may or may not" not in info.value.message
+    assert len(calls.registry) == 0 and calls.registry.observer.ended == []
+
+
+@pytest.mark.parametrize("failure, error, message", [
+    (AmiLinkDown("PBX link lost (connection lost)", sent=True), PbxUnavailable,
+     "PBX link lost (connection lost); the call may or may not have been placed"),
+    (AmiTimeout("no answer to Originate within 3 s"), CallFailed, "Originate not acknowledged: no answer"),
+    (AmiRefused("Extension does not exist."), CallFailed, "Originate refused by the PBX: Extension does not"),
+])
+async def test_originate_that_may_have_reached_the_pbx_is_reported(failure, error, message):
+    pbx = StubPbx(originate=failure)
+    calls = service(pbx)
+    with pytest.raises(error) as info:
+        await calls.place(TENANT, REQUEST, wait=False)
+    call_id = pbx.originated[0].call_id
+    assert info.value.message.startswith(message) and info.value.call_id == call_id
+    assert len(calls.registry) == 0 and calls.registry.observer.ended == [call_id]
