@@ -18,8 +18,7 @@ from typing import Any
 
 from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
-from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Pbx
-from ..pbx.originate import Originate
+from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Originate, Pbx
 from ..store import Storage
 from ..waits import wait_set
 from .call import Call
