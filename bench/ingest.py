@@ -107,7 +107,7 @@ class _PanoramiskProtocol(AmiProtocol):
 
 def _pipeline(registry: CallRegistry, protocol_cls: type) -> tuple[Any, CallEvents]:
     loop = asyncio.get_running_loop()
-    router = CallEvents(registry, _NoActions())
+    router = CallEvents("default", registry, _NoActions())
     client = AmiClient(AmiConfig())
     client.subscribe(router)
     session = AmiSession(client._route, loop=loop, host="127.0.0.1", port=1, username="u",

@@ -1,32 +1,49 @@
 """Application factory: config in, a ready-to-run aiohttp app out; all the wiring is here.
 
 Long-lived resources are opened and closed in ``cleanup_ctx`` generators, inside the running
-loop as panoramisk requires: the store and webhook worker first (closed last, so every call
-that ends during shutdown is still recorded), then the AMI link and the calls that depend on
-it. On shutdown (SIGTERM under ``run_app``) new calls are refused, waiting synchronous
-requests get ``limits.shutdown_grace`` to finish, the rest are answered, then AMI logs off.
+loop as panoramisk requires: the store, webhook worker and call reporter first (closed last,
+so every fact a call gets during shutdown is still stored), then one AMI link per PBX and
+the calls that depend on them. On shutdown (SIGTERM under ``run_app``) new calls are refused,
+waiting synchronous requests get ``limits.shutdown_grace`` to finish, the rest are answered,
+then AMI logs off; live calls stay in the store for the next start to track again.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from .api import error_middleware, setup_routes
 from .api.auth import TokenAuthority
-from .api.keys import AMI, AUTH, CONFIG, METRICS, RATE_LIMITER, REGISTRY, SERVICE, STORAGE, SUBSCRIPTIONS, WEBHOOKS
+from .api.keys import (
+    AMI,
+    AMIS,
+    AUTH,
+    CONFIG,
+    METRICS,
+    RATE_LIMITER,
+    RECONCILER,
+    REGISTRY,
+    REPORTER,
+    SERVICE,
+    STORAGE,
+    SUBSCRIPTIONS,
+    WEBHOOKS,
+)
 from .calls.guards import RateLimiter, SingleFlight
+from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .config import Config
-from .errors import PbxUnavailable
 from .metrics import Metrics
 from .notify.reporter import CallReporter
 from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
 from .pbx.events import CallEvents
-from .store import SqliteStorage
+from .store import open_storage
 
 
 def create_app(config: Config) -> web.Application:
@@ -43,41 +60,51 @@ def create_app(config: Config) -> web.Application:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """CDR store and webhook outbox: opened before the AMI link, closed after it."""
+    """The store, the webhook worker and the call reporter: opened before the AMI links,
+    closed after them, so every fact a call gets during shutdown is still stored."""
     config = app[CONFIG]
-    storage = SqliteStorage(config.storage.path)
+    storage = await open_storage(config.storage)
     hooks = config.webhooks
     webhooks = WebhookNotifier(storage, timeout=hooks.timeout, max_attempts=hooks.max_attempts,
                                backoff_base=hooks.backoff_base, backoff_max=hooks.backoff_max,
                                concurrency=hooks.concurrency)
-    app[STORAGE] = storage
-    app[WEBHOOKS] = webhooks
+    reporter = CallReporter(storage, webhooks)
+    app[STORAGE], app[WEBHOOKS], app[REPORTER] = storage, webhooks, reporter
     app[SUBSCRIPTIONS] = Subscriptions(storage)
     await webhooks.start()
+    reporter.start()
     yield
+    await reporter.close()
     await webhooks.close()
-    storage.close()
+    await storage.close()
 
 
 async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The AMI link and the calls that depend on it live exactly as long as the app."""
+    """One AMI link per PBX, and the calls that depend on them, live exactly as long as the
+    app. Calls still live at the end are left to the next start (``calls/reconcile.py``)."""
     config, limits = app[CONFIG], app[CONFIG].limits
-    ami = AmiClient(config.ami)
-    registry = CallRegistry(CallReporter(app[STORAGE], app[WEBHOOKS]),
-                            outcome_wait=config.calls.ring_timeout + OUTCOME_GRACE_SECONDS,
+    registry = CallRegistry(app[REPORTER], outcome_wait=config.calls.ring_timeout + OUTCOME_GRACE_SECONDS,
                             max_call_seconds=config.calls.max_call_seconds)
-    service = CallService(Pbx(ami), registry, app[STORAGE], config.calls,
+    amis = {pbx.name: AmiClient(pbx.ami, name=pbx.name) for pbx in config.pbxs}
+    pbxs = {name: Pbx(ami, name) for name, ami in amis.items()}
+    service = CallService(pbxs, registry, app[STORAGE], config.calls,
                           duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
                           idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True))
-    ami.subscribe(CallEvents(registry, service))
-    ami.on_down(service.pbx_lost)
-    app[AMI], app[REGISTRY], app[SERVICE] = ami, registry, service
-    app[METRICS].watch(ami, registry)
-    ami.start()
+    reconciler = Reconciler(pbxs, registry, app[STORAGE])
+    for name, ami in amis.items():
+        ami.subscribe(CallEvents(name, registry, service))
+        ami.on_down(functools.partial(reconciler.link_lost, name))
+        ami.on_ready(functools.partial(reconciler.link_ready, name))
+        app[METRICS].watch(name, ami, registry)
+    app[AMIS], app[AMI], app[REGISTRY] = amis, amis[config.pbxs[0].name], registry
+    app[SERVICE], app[RECONCILER] = service, reconciler
+    await reconciler.adopt_stored()
+    for ami in amis.values():
+        ami.start()
     yield
+    await reconciler.close()
     await service.close()
-    await ami.close()
-    registry.finish_all(lambda: PbxUnavailable("the gateway is shutting down"))
+    await asyncio.gather(*(ami.close() for ami in amis.values()))
 
 
 async def drain_calls(app: web.Application) -> None:

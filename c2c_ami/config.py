@@ -69,7 +69,21 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """``url``: ``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``sqlite://:memory:``
+    or ``postgresql://user:password@host:port/database``. ``path`` (a SQLite file) is the
+    older spelling of the same thing; give one or the other."""
+    url: str = ""
     path: str = "var/c2c-ami.sqlite3"   # SQLite file, created on first start; ":memory:" for tests
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.url.startswith(("postgresql://", "postgres://")) else "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        if not self.url:
+            return self.path
+        return self.url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,13 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class PbxConfig:
+    """One Asterisk server, reached over its own AMI link."""
+    name: str
+    ami: AmiConfig
+
+
+@dataclass(frozen=True)
 class Tenant:
     domain: str
     token_digests: tuple[bytes, ...] = field(repr=False)
@@ -89,6 +110,7 @@ class Tenant:
     context: str
     extensions: re.Pattern[str]
     hotlines: Mapping[str, str]     # hotline number -> trunk endpoint, first = default
+    pbx: str = "default"            # the PBX its extensions and trunks live on
 
     @property
     def default_hotline(self) -> str:
@@ -102,12 +124,17 @@ class Tenant:
 @dataclass(frozen=True)
 class Config:
     listen: ListenConfig
-    ami: AmiConfig
+    pbxs: tuple[PbxConfig, ...]     # at least one; names are unique
     calls: CallsConfig
     tenants: tuple[Tenant, ...]
     limits: LimitsConfig = LimitsConfig()
     storage: StorageConfig = StorageConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+
+    @property
+    def ami(self) -> AmiConfig:
+        """The first PBX's AMI link (the only one in a single-PBX config)."""
+        return self.pbxs[0].ami
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -126,22 +153,57 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document (tests build configs from dicts)."""
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
-    _only(root, "", {"listen", "ami", "calls", "limits", "storage", "webhooks", "tenants"})
+    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "tenants"})
     listen = _section(root, "listen", ListenConfig)
-    ami = _section(root, "ami", AmiConfig)
+    pbxs = _pbxs(root)
     calls = _section(root, "calls", CallsConfig)
     limits = _section(root, "limits", LimitsConfig)
-    storage = _section(root, "storage", StorageConfig)
+    storage = _storage(root)
     webhooks = _section(root, "webhooks", WebhooksConfig)
-    _check_ami(ami)
     _check_calls(calls)
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
-    tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(tenants_raw))
+    pbx_names = [p.name for p in pbxs]
+    tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
-    return Config(listen=listen, ami=ami, calls=calls, tenants=tenants, limits=limits,
+    return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
                   storage=storage, webhooks=webhooks)
+
+
+def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
+    """``pbxs: [{name, ami: {...}}]``, or the single ``ami:`` block (one PBX, ``default``)."""
+    if "pbxs" in root and "ami" in root:
+        raise ConfigError("pbxs: give either pbxs or ami, not both")
+    if "pbxs" not in root:
+        ami = _section(root, "ami", AmiConfig)
+        _check_ami(ami, "ami")
+        return (PbxConfig("default", ami),)
+    items = root["pbxs"]
+    if not isinstance(items, list) or not items:
+        raise ConfigError("pbxs: a non-empty list of {name, ami} is required")
+    pbxs: list[PbxConfig] = []
+    for i, item in enumerate(items):
+        path = f"pbxs[{i}]"
+        entry = _mapping(item, path)
+        _only(entry, path, {"name", "ami"})
+        name = _name(entry.get("name"), f"{path}.name")
+        if name in {p.name for p in pbxs}:
+            raise ConfigError(f"{path}.name: {name!r} is used twice")
+        ami = _section(entry, "ami", AmiConfig, path=f"{path}.ami")
+        _check_ami(ami, f"{path}.ami")
+        pbxs.append(PbxConfig(name, ami))
+    return tuple(pbxs)
+
+
+def _storage(root: dict) -> StorageConfig:
+    storage = _section(root, "storage", StorageConfig)
+    given = _mapping(root.get("storage", {}) or {}, "storage")
+    if "url" in given and "path" in given:
+        raise ConfigError("storage.url: give either storage.url or storage.path, not both")
+    if storage.url and not storage.url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        raise ConfigError("storage.url: must start with sqlite:// or postgresql://")
+    return storage
 
 
 def token_digest(token: str) -> bytes:
@@ -179,16 +241,17 @@ def _only(mapping: dict, path: str, allowed: set[str]) -> None:
         raise ConfigError(f"{_join(path, unknown[0])}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _section(root: dict, name: str, cls: type) -> Any:
+def _section(root: dict, name: str, cls: type, *, path: str | None = None) -> Any:
     """Build a flat dataclass section, checking each key's type against its default."""
-    values = _mapping(root.get(name, {}) or {}, name)
+    path = path or name
+    values = _mapping(root.get(name, {}) or {}, path)
     defaults = cls()
     allowed = {f.name for f in dataclasses.fields(cls)}
-    _only(values, name, allowed)
+    _only(values, path, allowed)
     kwargs = {}
     for key, value in values.items():
         default = getattr(defaults, key)
-        kwargs[key] = _coerce(value, default, _join(name, key))
+        kwargs[key] = _coerce(value, default, _join(path, key))
     return cls(**kwargs)
 
 
@@ -226,14 +289,14 @@ def _headers(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _check_ami(ami: AmiConfig) -> None:
+def _check_ami(ami: AmiConfig, path: str) -> None:
     for key in ("host", "username", "secret"):
         if not patterns.AMI_TEXT.fullmatch(getattr(ami, key)):
-            raise ConfigError(f"ami.{key}: {patterns.AMI_TEXT.rule}")
+            raise ConfigError(f"{path}.{key}: {patterns.AMI_TEXT.rule}")
     if not 0 < ami.port < 65536:
-        raise ConfigError("ami.port: must be a TCP port number")
+        raise ConfigError(f"{path}.port: must be a TCP port number")
     if ami.reconnect_min > ami.reconnect_max:
-        raise ConfigError("ami.reconnect_min: must not exceed ami.reconnect_max")
+        raise ConfigError(f"{path}.reconnect_min: must not exceed {path}.reconnect_max")
 
 
 def _check_calls(calls: CallsConfig) -> None:
@@ -242,9 +305,12 @@ def _check_calls(calls: CallsConfig) -> None:
                           "or a synchronous request could give up while the phone still rings")
 
 
-def _tenant(raw: Any, path: str) -> Tenant:
+def _tenant(raw: Any, path: str, pbx_names: list[str]) -> Tenant:
     t = _mapping(raw, path)
-    _only(t, path, {"domain", "tokens", "endpoint", "context", "extensions", "hotlines"})
+    _only(t, path, {"domain", "tokens", "endpoint", "context", "extensions", "hotlines", "pbx"})
+    pbx = t.get("pbx", pbx_names[0])
+    if pbx not in pbx_names:
+        raise ConfigError(f"{path}.pbx: no PBX named {pbx!r} (pbxs: {', '.join(pbx_names)})")
     domain = _name(t.get("domain", "default"), f"{path}.domain")
     tokens = t.get("tokens")
     if not isinstance(tokens, list) or not tokens:
@@ -270,7 +336,7 @@ def _tenant(raw: Any, path: str) -> Tenant:
                               "quote it in YAML to keep leading zeros")
         hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
-                  extensions=extensions, hotlines=hotlines)
+                  extensions=extensions, hotlines=hotlines, pbx=pbx)
 
 
 def _name(value: Any, path: str) -> str:

@@ -1,15 +1,37 @@
-# ---- c2c-ami test rig (real Asterisk): fixtures `rig`, `rig_factory` ------------------
-# From the c2c-rig package (asterisk-test-config/, installed editable by scripts/setup).
-# ---- a local webhook receiver (tests/test_lifecycle.py, tests/e2e/test_lifecycle_rig.py) ----
-import asyncio  # noqa: E402
+"""Shared fixtures.
 
-import pytest  # noqa: E402
-from aiohttp import web  # noqa: E402
+* ``rig``, ``rig_factory``: the real Asterisk rig (package ``c2c_rig`` in asterisk-test-config/).
+* ``fake_ami``, ``make_gateway``, ``gateway``: the gateway on the in-process fake AMI.
+* ``postgres``: a private PostgreSQL server for the session; ``storage_url``: a fresh
+  database per test, on each backend (``sqlite`` and ``postgresql``).
+* ``receiver``: a local webhook receiver.
+"""
+import asyncio
+
+import pytest
+from aiohttp import web
 
 from c2c_rig.fixtures import rig, rig_factory  # noqa: F401
+from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
+from tests.postgres import PrivatePostgres
 
-# ---- gateway fixtures on the in-process fake AMI: fake_ami, make_gateway, gateway ----------
-from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: E402,F401
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the session's own; if it cannot start, the tests using it fail."""
+    server = PrivatePostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path):
+    """A ``storage.url`` for a new, empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/c2c.sqlite3"
+    return request.getfixturevalue("postgres").create_database()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Fixtures for gateway tests against the in-process fake AMI (unit and fault tests)."""
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
 
-from c2c_ami.api.keys import AMI
+from c2c_ami.api.keys import AMI, REPORTER
 from c2c_ami.app import create_app
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
@@ -60,3 +61,26 @@ def make_gateway(aiohttp_client, fake_ami):
 @pytest.fixture
 async def gateway(make_gateway):
     return await make_gateway()
+
+
+class Steps:
+    """Every step the gateway reports about its calls, to wait on (no polling, no sleeps)."""
+
+    def __init__(self, app):
+        self._seen: set[tuple[str, str]] = set()
+        self._changed = asyncio.Event()
+        reporter = app[REPORTER]
+        original = reporter.call_event
+
+        def call_event(call, event):
+            original(call, event)
+            self._seen.add((call.call_id, call.state.value))
+            self._changed.set()
+        reporter.call_event = call_event
+
+    async def until(self, call_id: str, state: str, timeout: float = 3.0) -> None:
+        async def seen():
+            while (call_id, state) not in self._seen:
+                self._changed.clear()
+                await self._changed.wait()
+        await asyncio.wait_for(seen(), timeout)

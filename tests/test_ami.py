@@ -4,11 +4,12 @@ import logging
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, SERVICE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE, STORAGE
+from c2c_ami.calls.record import iso
 from c2c_ami.pbx.ami import AmiClient, AmiState, AmiTimeout, UnsafeAmiValue, check_safe
 from c2c_ami.testing.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, gateway_config
+from .fixtures_gateway import AUTH, Steps, gateway_config
 
 
 def state_waiter(ami: AmiClient):
@@ -58,18 +59,59 @@ async def test_readyz_reports_the_login_failure(make_gateway, fake_ami, aiohttp_
     assert (status, call["error"]) == (503, "PBX_UNAVAILABLE")
 
 
-async def test_drop_answers_waiting_sync_requests_and_never_replays(gateway, fake_ami):
+async def test_drop_answers_waiting_sync_requests_keeps_the_calls_and_never_replays(gateway, fake_ami):
+    """A lost link is not the calls' end: waiting requests get PBX_UNAVAILABLE with their
+    call_id at once; after the reconnect the PBX is asked, the calls (still ringing there)
+    are tracked again and can be cancelled; no Originate is ever sent twice."""
     fake_ami.default_behaviour = Behaviour("answer", ring_delay=60)
+    reconciler, registry = gateway.app[RECONCILER], gateway.app[REGISTRY]
+    assert await reconciler.wait_run(1, 3)          # the one at start
     requests = [asyncio.create_task(sync_call(gateway, ext=f"1{n:02d}", phone="0899")) for n in range(10)]
     await fake_ami.wait_for_action("Originate", count=10)
     wait = state_waiter(gateway.app[AMI])
+    runs = reconciler.runs
     await fake_ami.drop_connections()
     results = await asyncio.wait_for(asyncio.gather(*requests), 2)
     assert {(s, b["error"]) for s, b in results} == {(503, "PBX_UNAVAILABLE")}
-    assert all(b["call_id"] for _, b in results)
-    assert len(gateway.app[REGISTRY]) == 0 and gateway.app[SERVICE].waiters == 0
+    call_ids = {b["call_id"] for _, b in results}
+    assert len(call_ids) == 10 and {c.call_id for c in registry.live()} == call_ids
+    assert all(c.unobserved_since for c in registry.live()) and gateway.app[SERVICE].waiters == 0
     await wait(AmiState.READY)
+    assert await reconciler.wait_run(runs + 1, 3)
+    assert len(fake_ami.actions_named("CoreShowChannels")) >= 1
+    assert {c.call_id for c in registry.live()} == call_ids and not any(c.unobserved_since for c in registry.live())
     assert len(fake_ami.actions_named("Originate")) == 10  # nothing replayed after reconnect
+    cancelled = await gateway.delete(f"/v1/calls/{results[0][1]['call_id']}", headers=AUTH)
+    assert cancelled.status == 200
+    hangup = await fake_ami.wait_for_action("Hangup")
+    assert hangup["Channel"].startswith("PJSIP/100-")
+
+
+async def test_calls_that_ended_while_the_link_was_down_end_unobserved(gateway, fake_ami):
+    """Answered, then hung up while nobody watched: the CDR keeps the last known state
+    (ANSWERED, with the answer time seen), ends when the call was last known up, and says so."""
+    fake_ami.default_behaviour = Behaviour("answer", ring_delay=0.01, dial="trunk", dial_delay=0.01, talk_time=None)
+    reconciler, registry = gateway.app[RECONCILER], gateway.app[REGISTRY]
+    assert await reconciler.wait_run(1, 3)
+    steps = Steps(gateway.app)
+    status, body = await sync_call(gateway, ext="101", phone="0899")
+    assert status == 200
+    call = registry.get(body["call_id"])
+    await steps.until(call.call_id, "number_answered")
+    wait = state_waiter(gateway.app[AMI])
+    runs = reconciler.runs
+    await fake_ami.pause_accepting()                  # the link stays down a moment...
+    await fake_ami.drop_connections()
+    await wait(AmiState.CONNECTING, AmiState.DISCONNECTED)
+    lost_at = call.unobserved_since
+    fake_ami.hang_up(call.ext_channel)                # ...and the call ends meanwhile
+    await fake_ami.start()
+    await wait(AmiState.READY)
+    assert await reconciler.wait_run(runs + 1, 3)
+    assert registry.get(body["call_id"]) is None
+    record = await gateway.app[STORAGE].get_call("default", body["call_id"])
+    assert (record["status"], record["ended_unobserved"], record["state"]) == ("ANSWERED", True, "ended")
+    assert record["time_ended"] == iso(lost_at) and record["hangup_by"] is None
 
 
 async def test_silent_peer_is_detected_by_ping_deadline(gateway, fake_ami):
@@ -116,20 +158,24 @@ def test_control_characters_never_reach_the_socket(value):
 
 
 async def test_fault_storm_leaves_no_per_call_state(gateway, fake_ami):
-    """Calls in every phase while the link drops, goes silent and comes back: afterwards
-    every per-call structure is empty again."""
+    """Calls in every phase while the link drops, goes silent and comes back: every request
+    gets a declared answer, and once the calls still up are hung up every per-call
+    structure is empty again."""
     ami, registry, service = gateway.app[AMI], gateway.app[REGISTRY], gateway.app[SERVICE]
+    reconciler = gateway.app[RECONCILER]
+    assert await reconciler.wait_run(1, 3)
     wait = state_waiter(ami)
     behaviours = [Behaviour("answer", ring_delay=0.05, dial="none", talk_time=0.05),
                   Behaviour("answer", ring_delay=30), Behaviour("reject", ring_delay=0.02),
                   Behaviour("silent"), Behaviour("no_answer", ring_timeout=0.05)]
-    for n, behaviour in enumerate(behaviours):
-        fake_ami.behaviours[f"PJSIP/1{n:02d}"] = behaviour
     outcomes = []
     for round_ in range(4):
-        tasks = [asyncio.create_task(sync_call(gateway, ext=f"1{n:02d}", phone=f"0899{round_}"))
-                 for n in range(len(behaviours))]
+        exts = [f"1{round_}{n}" for n in range(len(behaviours))]
+        for ext, behaviour in zip(exts, behaviours, strict=True):
+            fake_ami.behaviours[f"PJSIP/{ext}"] = behaviour
+        tasks = [asyncio.create_task(sync_call(gateway, ext=ext, phone="0899")) for ext in exts]
         await fake_ami.wait_for_action("Originate", count=len(behaviours) * (round_ + 1), timeout=3)
+        runs = reconciler.runs
         if round_ % 2:
             await fake_ami.drop_connections()
         else:
@@ -139,8 +185,12 @@ async def test_fault_storm_leaves_no_per_call_state(gateway, fake_ami):
             await fake_ami.drop_connections()
         outcomes += await asyncio.wait_for(asyncio.gather(*tasks), 5)
         await wait(AmiState.READY)
+        assert await reconciler.wait_run(runs + 1, 3)
     declared = {"success", "USER_BUSY", "NO_ANSWER", "PBX_UNAVAILABLE", "CALL_FAILED"}
     assert {b.get("error", "success") for _, b in outcomes} <= declared
-    assert len(registry) == 0 and registry.claimed_devices == 0 and service.waiters == 0 and not ami._inflight
+    assert not any(c.unobserved_since for c in registry.live())
+    for call in registry.live():                      # the 30 s ringers are still up: hang up
+        assert (await gateway.delete(f"/v1/calls/{call.call_id}", headers=AUTH)).status == 200
+    assert await registry.wait_empty(3)
+    assert registry.claimed_devices == 0 and service.waiters == 0 and not ami._inflight
     assert not ami._session.protocol.responses
-

@@ -29,7 +29,7 @@ def setup(**timers):
     registry = CallRegistry(**timers)
     call = new_call()
     assert registry.claim(call)
-    return registry, CallEvents(registry, Actions()), call
+    return registry, CallEvents("default", registry, Actions()), call
 
 
 def ext(call, event, **kw):

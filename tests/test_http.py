@@ -82,7 +82,7 @@ async def test_device_precheck_refuses_without_originating(gateway, fake_ami, st
     assert body["error"] == code and "call_id" not in body
     assert fake_ami.actions_named("Originate") == []
     assert fake_ami.actions_named("Getvar")[0]["Variable"] == ["DEVICE_STATE(PJSIP/101)"]
-    assert gateway.app[STORAGE].list_calls("default") == ([], 0)  # no call, so no CDR
+    assert (await gateway.app[STORAGE].list_calls("default")) == ([], 0)  # no call, so no CDR
 
 
 async def test_two_concurrent_requests_never_ring_one_extension_twice(gateway, fake_ami):
@@ -163,7 +163,7 @@ async def test_health_ready_and_metrics(gateway, fake_ami):
     await get(gateway, "/v1/click2call", ext="101", phone="x")
     text = await (await gateway.get("/metrics")).text()
     assert 'c2c_requests_total{endpoint="sync",outcome="INVALID_PARAMS"} 1.0' in text
-    assert "c2c_ami_up 1.0" in text and "c2c_calls_in_flight 0.0" in text
+    assert 'c2c_ami_up{pbx="default"} 1.0' in text and 'c2c_calls_in_flight{pbx="default"} 0.0' in text
 
 
 async def test_rate_limit_is_per_token_with_retry_after(make_gateway, fake_ami):

@@ -15,6 +15,7 @@ from .test_config import BASE
 
 class StubPbx:
     """A Pbx whose answers the test sets: a DeviceState or an error per action."""
+    name = "default"
     ready = True
     state = AmiState.READY
     last_error = None
@@ -42,10 +43,13 @@ class Reported:
         if step == "ended":
             self.ended.append(call.call_id)
 
+    def call_changed(self, call):
+        pass
+
 
 def service(pbx):
     registry = CallRegistry(Reported())
-    return CallService(pbx, registry, store=None, calls=CallsConfig(),
+    return CallService({"default": pbx}, registry, store=None, calls=CallsConfig(),
                        duplicates=SingleFlight(5, remember_failures=False),
                        idempotency=SingleFlight(60, remember_failures=True))
 

@@ -1,15 +1,29 @@
+"""The store, on both backends (SQLite, and a private PostgreSQL): same schema, same answers."""
+import asyncio
 import sqlite3
 
+import asyncpg
 import pytest
 
-from c2c_ami.store import MIGRATIONS, SCHEMA_VERSION, SqliteStorage, StorageError, migrate
+from c2c_ami.config import StorageConfig
+from c2c_ami.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Delivery,
+    Migration,
+    SqliteStorage,
+    StorageError,
+    migrate,
+    open_storage,
+)
+from c2c_ami.store.postgres import PostgresStorage
 
 
 @pytest.fixture
-def store():
-    s = SqliteStorage(":memory:")
+async def store(storage_url):
+    s = await open_storage(StorageConfig(url=storage_url))
     yield s
-    s.close()
+    await s.close()
 
 
 def call(call_id, tenant="acme", **kw):
@@ -31,22 +45,55 @@ def user_version(path):
 
 # ---- schema -------------------------------------------------------------------------------
 
-def test_fresh_database_gets_every_migration_and_its_directory(tmp_path):
+async def test_fresh_database_gets_every_migration_and_its_directory(tmp_path):
     path = tmp_path / "not" / "yet" / "c2c.sqlite3"
     s = SqliteStorage(str(path))
     assert path.exists()
-    assert s.schema_version == SCHEMA_VERSION == MIGRATIONS[-1][0]
+    assert s.schema_version == SCHEMA_VERSION == MIGRATIONS[-1].version
     assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    s.close()
+    await s.close()
     assert user_version(path) == SCHEMA_VERSION
 
 
 def test_versions_are_ordered_and_unique():
-    versions = [v for v, _ in MIGRATIONS]
+    versions = [m.version for m in MIGRATIONS]
     assert versions == sorted(set(versions)) and versions[0] == 1
 
 
-def test_upgrade_from_v1_applies_only_missing_migrations_and_keeps_data(tmp_path):
+async def test_both_backends_end_with_the_same_tables_and_columns(postgres, tmp_path):
+    lite = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
+    tables = ("calls", "hooks", "outbox", "live_calls")
+    sqlite_columns = {t: [r[1] for r in lite._db.execute(f"PRAGMA table_info({t})")] for t in tables}
+    await lite.close()
+    url = postgres.create_database()
+    pg = await PostgresStorage.connect(url)
+    assert pg.schema_version == SCHEMA_VERSION
+    await pg.close()
+    conn = await asyncpg.connect(url)
+    try:
+        pg_columns = {t: [r["column_name"] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+            "ORDER BY ordinal_position", t)] for t in tables}
+        assert await conn.fetchval("SELECT max(version) FROM c2c_schema") == SCHEMA_VERSION
+    finally:
+        await conn.close()
+    assert pg_columns == sqlite_columns
+
+
+async def test_postgresql_gateways_starting_together_migrate_once(postgres):
+    url = postgres.create_database()
+    stores = await asyncio.gather(*(PostgresStorage.connect(url) for _ in range(4)))
+    assert {s.schema_version for s in stores} == {SCHEMA_VERSION}
+    await asyncio.gather(*(s.close() for s in stores))
+    conn = await asyncpg.connect(url)
+    try:
+        assert [r["version"] for r in await conn.fetch("SELECT version FROM c2c_schema ORDER BY version")] == \
+            [m.version for m in MIGRATIONS]
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_from_v1_applies_only_missing_migrations_and_keeps_data(tmp_path):
     path = str(tmp_path / "old.sqlite3")
     db = sqlite3.connect(path, isolation_level=None)
     assert migrate(db, MIGRATIONS[:1]) == 1
@@ -56,16 +103,16 @@ def test_upgrade_from_v1_applies_only_missing_migrations_and_keeps_data(tmp_path
 
     s = SqliteStorage(path)
     assert s.schema_version == SCHEMA_VERSION
-    assert s.get_call("acme", "c1")["time_started"] == "2024"
-    assert s.add_hook("acme", "http://x/", ["*"], "k")["id"]   # v2 tables exist
-    s.close()
-    SqliteStorage(path).close()   # reopening an up-to-date file changes nothing
+    assert (await s.get_call("acme", "c1"))["time_started"] == "2024"
+    assert (await s.add_hook("acme", "http://x/", ["*"], "k"))["id"]   # v2 tables exist
+    await s.close()
+    await SqliteStorage(path).close()   # reopening an up-to-date file changes nothing
     assert user_version(path) == SCHEMA_VERSION
 
 
-def test_newer_database_is_refused(tmp_path):
+async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
-    SqliteStorage(path).close()
+    await SqliteStorage(path).close()
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.commit()
@@ -74,9 +121,9 @@ def test_newer_database_is_refused(tmp_path):
         SqliteStorage(path)
 
 
-def test_failed_migration_rolls_back_entirely(tmp_path):
+async def test_failed_migration_rolls_back_entirely(tmp_path):
     db = sqlite3.connect(str(tmp_path / "x.sqlite3"), isolation_level=None)
-    bad = [(1, "CREATE TABLE a (x); CREATE TABLE a (x);")]
+    bad = [Migration(1, sqlite="CREATE TABLE a (x); CREATE TABLE a (x);", postgresql="")]
     with pytest.raises(StorageError, match="migration 1"):
         migrate(db, bad)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 0
@@ -86,168 +133,194 @@ def test_failed_migration_rolls_back_entirely(tmp_path):
 
 # ---- calls ----------------------------------------------------------------------------------
 
-def test_save_and_get_round_trip_with_extra_keys(store):
-    store.save_call(call("c1", recording="rec/c1.wav", tags=["vip"]))
-    got = store.get_call("acme", "c1")
+async def test_save_and_get_round_trip_with_extra_keys(store):
+    await store.save_call(call("c1", recording="rec/c1.wav", tags=["vip"]))
+    got = (await store.get_call("acme", "c1"))
     assert got["status"] == "ANSWERED" and got["duration"] == 30 and got["time_ended"] is None
     assert got["recording"] == "rec/c1.wav" and got["tags"] == ["vip"]
     assert "extra" not in got
 
 
-def test_save_is_an_upsert_that_keeps_absent_keys(store):
-    store.save_call(call("c1", status=None, state="ext_ringing", duration=None, note="a"))
-    store.save_call({"call_id": "c1", "tenant": "acme", "state": "ended", "status": "BUSY",
-                     "duration": 5, "other": 1})
-    got = store.get_call("acme", "c1")
+async def test_save_is_an_upsert_that_keeps_absent_keys(store):
+    await store.save_call(call("c1", status=None, state="ext_ringing", duration=None, note="a"))
+    (await store.save_call({"call_id": "c1", "tenant": "acme", "state": "ended", "status": "BUSY",
+                     "duration": 5, "other": 1}))
+    got = (await store.get_call("acme", "c1"))
     assert (got["state"], got["status"], got["duration"], got["extension"]) == ("ended", "BUSY", 5, "101")
     assert (got["note"], got["other"]) == ("a", 1)
-    assert store.list_calls("acme")[1] == 1
+    assert (await store.list_calls("acme"))[1] == 1
 
 
-def test_save_requires_ids_and_never_moves_a_call_to_another_tenant(store):
+async def test_save_requires_ids_and_never_moves_a_call_to_another_tenant(store):
     with pytest.raises(ValueError):
-        store.save_call({"call_id": "c1"})
-    store.save_call(call("c1"))
+        await store.save_call({"call_id": "c1"})
+    await store.save_call(call("c1"))
     with pytest.raises(ValueError, match="another tenant"):
-        store.save_call(call("c1", tenant="evil", status="FAILED"))
-    assert store.get_call("acme", "c1")["status"] == "ANSWERED"
-    assert store.get_call("evil", "c1") is None
+        await store.save_call(call("c1", tenant="evil", status="FAILED"))
+    assert (await store.get_call("acme", "c1"))["status"] == "ANSWERED"
+    assert (await store.get_call("evil", "c1")) is None
 
 
-def test_list_filters_order_and_pagination(store):
+async def test_list_filters_order_and_pagination(store):
     for i in range(7):
-        store.save_call(call(f"c{i}", time_started=f"2024-05-0{i + 1}T10:00:00.000+00:00",
+        (await store.save_call(call(f"c{i}", time_started=f"2024-05-0{i + 1}T10:00:00.000+00:00",
                              extension="101" if i % 2 else "102",
                              to_number="0900000000" if i == 3 else "0901234567",
-                             status="BUSY" if i in (2, 4) else "ANSWERED"))
-    store.save_call(call("other", tenant="globex", time_started="2024-05-03T10:00:00.000+00:00"))
+                             status="BUSY" if i in (2, 4) else "ANSWERED")))
+    await store.save_call(call("other", tenant="globex", time_started="2024-05-03T10:00:00.000+00:00"))
 
-    rows, total = store.list_calls("acme")
+    rows, total = (await store.list_calls("acme"))
     assert total == 7 and [r["call_id"] for r in rows] == [f"c{i}" for i in range(6, -1, -1)]
 
-    rows, total = store.list_calls("acme", start_date="2024-05-02", end_date="2024-05-04")
+    rows, total = (await store.list_calls("acme", start_date="2024-05-02", end_date="2024-05-04"))
     assert total == 2 and [r["call_id"] for r in rows] == ["c2", "c1"]   # start incl., end excl.
-    assert store.list_calls("acme", extension="101")[1] == 3
-    assert [r["call_id"] for r in store.list_calls("acme", phone="0900000000")[0]] == ["c3"]
-    assert [r["call_id"] for r in store.list_calls("acme", phone="02812345678")[0]][:1] == ["c6"]
-    assert [r["call_id"] for r in store.list_calls("acme", status="BUSY")[0]] == ["c4", "c2"]
+    assert (await store.list_calls("acme", extension="101"))[1] == 3
+    assert [r["call_id"] for r in (await store.list_calls("acme", phone="0900000000"))[0]] == ["c3"]
+    assert [r["call_id"] for r in (await store.list_calls("acme", phone="02812345678"))[0]][:1] == ["c6"]
+    assert [r["call_id"] for r in (await store.list_calls("acme", status="BUSY"))[0]] == ["c4", "c2"]
 
-    page2, total = store.list_calls("acme", limit=3, page=2)
+    page2, total = (await store.list_calls("acme", limit=3, page=2))
     assert total == 7 and [r["call_id"] for r in page2] == ["c3", "c2", "c1"]
-    page3, _ = store.list_calls("acme", limit=3, page=3)
+    page3, _ = (await store.list_calls("acme", limit=3, page=3))
     assert [r["call_id"] for r in page3] == ["c0"]
-    assert store.list_calls("acme", limit=3, page=9) == ([], 7)
+    assert (await store.list_calls("acme", limit=3, page=9)) == ([], 7)
 
 
-def test_list_limit_is_capped(store):
+async def test_list_limit_is_capped(store):
     for i in range(502):
-        store.save_call(call(f"c{i:03d}"))
-    rows, total = store.list_calls("acme", limit=10_000)
+        await store.save_call(call(f"c{i:03d}"))
+    rows, total = (await store.list_calls("acme", limit=10_000))
     assert total == 502 and len(rows) == 500
-    assert len(store.list_calls("acme", limit=0)[0]) == 1
+    assert len((await store.list_calls("acme", limit=0))[0]) == 1
 
 
-def test_calls_are_tenant_scoped(store):
-    store.save_call(call("a1", tenant="acme"))
-    store.save_call(call("g1", tenant="globex"))
-    assert store.get_call("globex", "a1") is None
-    assert [r["call_id"] for r in store.list_calls("globex")[0]] == ["g1"]
-    assert store.list_calls("nobody") == ([], 0)
+async def test_calls_are_tenant_scoped(store):
+    await store.save_call(call("a1", tenant="acme"))
+    await store.save_call(call("g1", tenant="globex"))
+    assert (await store.get_call("globex", "a1")) is None
+    assert [r["call_id"] for r in (await store.list_calls("globex"))[0]] == ["g1"]
+    assert (await store.list_calls("nobody")) == ([], 0)
 
 
 # ---- hooks ----------------------------------------------------------------------------------
 
-def test_hooks_crud_hides_secrets_and_is_tenant_scoped(store):
-    h1 = store.add_hook("acme", "https://crm.example/hook", ["ringing", "hangup"], "s1")
-    h2 = store.add_hook("acme", "https://crm.example/all", [], "s2")
-    g1 = store.add_hook("globex", "https://globex.example/", ["*"], "s3")
+async def test_hooks_crud_hides_secrets_and_is_tenant_scoped(store):
+    h1 = (await store.add_hook("acme", "https://crm.example/hook", ["ringing", "hangup"], "s1"))
+    h2 = (await store.add_hook("acme", "https://crm.example/all", [], "s2"))
+    g1 = (await store.add_hook("globex", "https://globex.example/", ["*"], "s3"))
     assert set(h1) == {"id", "url", "events", "created_at"} and h1["events"] == ["ringing", "hangup"]
 
-    listed = store.list_hooks("acme")
+    listed = (await store.list_hooks("acme"))
     assert [h["id"] for h in listed] == [h1["id"], h2["id"]]
     assert all("secret" not in h for h in listed)
 
-    assert [(h["id"], h["secret"]) for h in store.hooks_for("acme", "ringing")] == [
+    assert [(h["id"], h["secret"]) for h in (await store.hooks_for("acme", "ringing"))] == [
         (h1["id"], "s1"), (h2["id"], "s2")]
-    assert [h["id"] for h in store.hooks_for("acme", "cdr")] == [h2["id"]]
-    assert [h["id"] for h in store.hooks_for("globex", "cdr")] == [g1["id"]]
+    assert [h["id"] for h in (await store.hooks_for("acme", "cdr"))] == [h2["id"]]
+    assert [h["id"] for h in (await store.hooks_for("globex", "cdr"))] == [g1["id"]]
 
-    assert store.delete_hook("globex", h1["id"]) is False      # not theirs
-    assert store.delete_hook("acme", h1["id"]) is True
-    assert store.delete_hook("acme", h1["id"]) is False
-    assert [h["id"] for h in store.list_hooks("acme")] == [h2["id"]]
-    assert [h["id"] for h in store.list_hooks("globex")] == [g1["id"]]
+    assert (await store.delete_hook("globex", h1["id"])) is False      # not theirs
+    assert (await store.delete_hook("acme", h1["id"])) is True
+    assert (await store.delete_hook("acme", h1["id"])) is False
+    assert [h["id"] for h in (await store.list_hooks("acme"))] == [h2["id"]]
+    assert [h["id"] for h in (await store.list_hooks("globex"))] == [g1["id"]]
 
 
-def test_add_hook_rejects_non_list_events(store):
+async def test_add_hook_rejects_non_list_events(store):
     with pytest.raises(ValueError):
-        store.add_hook("acme", "http://x/", "ringing", "s")
+        await store.add_hook("acme", "http://x/", "ringing", "s")
 
 
 # ---- outbox ---------------------------------------------------------------------------------
 
-def test_outbox_order_and_state_transitions(store):
-    h = store.add_hook("acme", "http://x/", ["*"], "sec")
-    ids = [store.enqueue(h["id"], "c1", ev, f'{{"n":{i}}}'.encode(), now=100.0)
+async def test_outbox_order_and_state_transitions(store):
+    h = (await store.add_hook("acme", "http://x/", ["*"], "sec"))
+    ids = [(await store.enqueue(h["id"], "c1", ev, f'{{"n":{i}}}'.encode(), now=100.0))
            for i, ev in enumerate(["ringing", "answered", "hangup"])]
     assert ids == sorted(ids)
-    pending = store.pending_deliveries(10)
+    pending = (await store.pending_deliveries(10))
     assert [p["id"] for p in pending] == ids
     first = pending[0]
     assert (first["url"], first["secret"], first["attempts"], first["next_attempt_at"]) == (
         "http://x/", "sec", 0, 100.0)
     assert first["body"] == b'{"n":0}' and first["event"] == "ringing" and first["call_id"] == "c1"
-    assert [p["id"] for p in store.pending_deliveries(2)] == ids[:2]
+    assert [p["id"] for p in (await store.pending_deliveries(2))] == ids[:2]
 
-    store.mark_retry(ids[0], 1, 200.0, "HTTP 500")
-    row = store.pending_deliveries(1)[0]
+    await store.mark_retry(ids[0], 1, 200.0, "HTTP 500")
+    row = (await store.pending_deliveries(1))[0]
     assert (row["attempts"], row["next_attempt_at"], row["last_error"]) == (1, 200.0, "HTTP 500")
 
-    store.mark_delivered(ids[1])
-    store.mark_dead(ids[2], "gone")
-    assert store.outbox_counts() == {"pending": 1, "delivered": 1, "dead": 1}
-    assert [p["id"] for p in store.pending_deliveries(10)] == [ids[0]]
-    store.mark_retry(ids[2], 5, 1.0, "late")            # a finished row stays finished
-    assert store.outbox_counts()["dead"] == 1
+    await store.mark_delivered(ids[1])
+    await store.mark_dead(ids[2], "gone")
+    assert (await store.outbox_counts()) == {"pending": 1, "delivered": 1, "dead": 1}
+    assert [p["id"] for p in (await store.pending_deliveries(10))] == [ids[0]]
+    (await store.mark_retry(ids[2], 5, 1.0, "late"))            # a finished row stays finished
+    assert (await store.outbox_counts())["dead"] == 1
 
 
-def test_due_deliveries_offers_only_the_head_of_each_call_per_hook(store):
-    a = store.add_hook("acme", "http://a/", ["*"], "sa")["id"]
-    b = store.add_hook("acme", "http://b/", ["*"], "sb")["id"]
-    a1 = store.enqueue(a, "c1", "ringing", b"1", now=10.0)
-    a2 = store.enqueue(a, "c1", "answered", b"2", now=11.0)
-    a3 = store.enqueue(a, "c2", "ringing", b"3", now=12.0)
-    b1 = store.enqueue(b, "c1", "ringing", b"4", now=13.0)
+async def test_due_deliveries_offers_only_the_head_of_each_call_per_hook(store):
+    a = (await store.add_hook("acme", "http://a/", ["*"], "sa"))["id"]
+    b = (await store.add_hook("acme", "http://b/", ["*"], "sb"))["id"]
+    a1 = (await store.enqueue(a, "c1", "ringing", b"1", now=10.0))
+    a2 = (await store.enqueue(a, "c1", "answered", b"2", now=11.0))
+    a3 = (await store.enqueue(a, "c2", "ringing", b"3", now=12.0))
+    b1 = (await store.enqueue(b, "c1", "ringing", b"4", now=13.0))
 
-    assert [r["id"] for r in store.due_deliveries(100.0, 10)] == [a1, a3, b1]
-    assert [r["id"] for r in store.due_deliveries(12.5, 10)] == [a1, a3]
-    assert [r["id"] for r in store.due_deliveries(100.0, 1)] == [a1, b1]    # per-hook share
+    assert [r["id"] for r in (await store.due_deliveries(100.0, 10))] == [a1, a3, b1]
+    assert [r["id"] for r in (await store.due_deliveries(12.5, 10))] == [a1, a3]
+    assert [r["id"] for r in (await store.due_deliveries(100.0, 1))] == [a1, b1]    # per-hook share
 
-    store.mark_retry(a1, 1, 50.0, "HTTP 500")     # c1's head waits: a2 must wait with it
-    assert [r["id"] for r in store.due_deliveries(20.0, 10)] == [a3, b1]
-    assert store.next_due_at(20.0) == 50.0
-    assert [r["id"] for r in store.due_deliveries(60.0, 10)] == [a3, b1, a1]
-    store.mark_dead(a1, "gone")
-    assert [r["id"] for r in store.due_deliveries(60.0, 10)] == [a2, a3, b1]
-    assert store.next_due_at(60.0) is None
-
-
-def test_deleting_a_hook_drops_its_outbox_rows(store):
-    h = store.add_hook("acme", "http://x/", ["*"], "s")
-    keep = store.add_hook("acme", "http://y/", ["*"], "s")
-    store.enqueue(h["id"], "c1", "ringing", b"{}")
-    kept = store.enqueue(keep["id"], "c1", "ringing", b"{}")
-    assert store.delete_hook("acme", h["id"])
-    assert [p["id"] for p in store.pending_deliveries(10)] == [kept]
+    (await store.mark_retry(a1, 1, 50.0, "HTTP 500"))     # c1's head waits: a2 must wait with it
+    assert [r["id"] for r in (await store.due_deliveries(20.0, 10))] == [a3, b1]
+    assert (await store.next_due_at(20.0)) == 50.0
+    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a3, b1, a1]
+    await store.mark_dead(a1, "gone")
+    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a2, a3, b1]
+    assert (await store.next_due_at(60.0)) is None
 
 
-def test_outbox_survives_reopen(tmp_path):
-    path = str(tmp_path / "db" / "c2c.sqlite3")
-    s = SqliteStorage(path)
-    h = s.add_hook("acme", "http://x/", ["cdr"], "s")
-    rid = s.enqueue(h["id"], "c1", "cdr", b"{}")
-    s.close()
-    s = SqliteStorage(path)
-    assert [p["id"] for p in s.pending_deliveries(10)] == [rid]
-    assert s.enqueue(h["id"], "c1", "cdr", b"{}") > rid
-    s.close()
+async def test_deleting_a_hook_drops_its_outbox_rows(store):
+    h = (await store.add_hook("acme", "http://x/", ["*"], "s"))
+    keep = (await store.add_hook("acme", "http://y/", ["*"], "s"))
+    await store.enqueue(h["id"], "c1", "ringing", b"{}")
+    kept = (await store.enqueue(keep["id"], "c1", "ringing", b"{}"))
+    assert (await store.delete_hook("acme", h["id"]))
+    assert [p["id"] for p in (await store.pending_deliveries(10))] == [kept]
+
+
+async def test_outbox_survives_reopen(storage_url):
+    s = await open_storage(StorageConfig(url=storage_url))
+    h = await s.add_hook("acme", "http://x/", ["cdr"], "s")
+    rid = await s.enqueue(h["id"], "c1", "cdr", b"{}")
+    await s.close()
+    s = await open_storage(StorageConfig(url=storage_url))
+    assert [p["id"] for p in await s.pending_deliveries(10)] == [rid]
+    assert await s.enqueue(h["id"], "c1", "cdr", b"{}") > rid
+    await s.close()
+
+
+# ---- live calls -----------------------------------------------------------------------------
+
+async def test_live_facts_replace_each_other_then_the_cdr_replaces_them(store):
+    hook = await store.add_hook("acme", "http://x/", ["*"], "s")
+    ring = Delivery(hook["id"], "c1", "ringing", b'{"n":1}')
+    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"}, [ring])
+    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_answered"}, [])
+    await store.save_progress("c2", "acme", "pbx-b", {"call_id": "c2", "state": "originating"}, [])
+    live = await store.live_calls("pbx-a")
+    assert [(f["call_id"], f["state"]) for f in live] == [("c1", "ext_answered")] and live[0]["saved_at"] > 0
+    assert {f["call_id"] for f in await store.live_calls()} == {"c1", "c2"}
+    cdr = Delivery(hook["id"], "c1", "cdr", b'{"n":2}')
+    await store.save_end(call("c1", pbx="pbx-a", ended_unobserved=True), [cdr])
+    assert [f["call_id"] for f in await store.live_calls()] == ["c2"]
+    got = await store.get_call("acme", "c1")
+    assert (got["pbx"], got["ended_unobserved"]) == ("pbx-a", True)
+    assert [(p["event"], p["body"]) for p in await store.pending_deliveries(10)] == [
+        ("ringing", b'{"n":1}'), ("cdr", b'{"n":2}')]
+
+
+async def test_an_end_that_fails_leaves_the_live_facts(store):
+    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"}, [])
+    with pytest.raises(ValueError):
+        await store.save_end({"call_id": "c1"}, [])        # no tenant: refused, nothing changes
+    assert [f["call_id"] for f in await store.live_calls()] == ["c1"]

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
+from c2c_ami.config import StorageConfig
 from c2c_ami.notify.webhooks import WebhookNotifier, sign, verify
-from c2c_ami.store import SqliteStorage
+from c2c_ami.store import open_storage
 
 HANG = None  # a Receiver plan answer: never respond
 
@@ -84,10 +85,10 @@ async def receiver(aiohttp_server):
 
 
 @pytest.fixture
-def store():
-    s = SqliteStorage(":memory:")
+async def store(storage_url):
+    s = await open_storage(StorageConfig(url=storage_url))
     yield s
-    s.close()
+    await s.close()
 
 
 @pytest.fixture
@@ -139,12 +140,12 @@ def test_verify_accepts_good_and_rejects_tampered_or_stale():
 # ---- delivery -------------------------------------------------------------------------------
 
 async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, store, notifiers):
-    hook = store.add_hook("acme", receiver.url("crm"), ["ringing", "cdr"], "s3cret")
+    hook = (await store.add_hook("acme", receiver.url("crm"), ["ringing", "cdr"], "s3cret"))
     n = await notifiers(store, start=False)
     payload = {"call_id": "c1", "extension": "101", "name": "Nguyễn Văn A"}
-    assert n.publish("acme", "ringing", payload) == 1
-    assert n.publish("acme", "answered", payload) == 0          # not subscribed
-    delivery_id = store.pending_deliveries(10)[0]["id"]
+    assert (await n.publish("acme", "ringing", payload)) == 1
+    assert (await n.publish("acme", "answered", payload)) == 0          # not subscribed
+    delivery_id = (await store.pending_deliveries(10))[0]["id"]
     await n.start()
 
     await receiver.until(lambda: len(receiver.hits) == 1)
@@ -159,7 +160,7 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     assert json.loads(hit.body) == {**payload, "event": "ringing"}
     assert "Nguyễn".encode() in hit.body and b'": ' not in hit.body   # UTF-8, compact
     assert n.delivered_count == 1
-    assert store.outbox_counts() == {"pending": 0, "delivered": 1, "dead": 0}
+    assert (await store.outbox_counts()) == {"pending": 0, "delivered": 1, "dead": 0}
     assert hook["id"]
 
 
@@ -173,11 +174,11 @@ async def test_per_call_order_survives_a_failed_first_attempt(receiver, store, n
         return 200
 
     receiver.plans["crm"] = plan
-    store.add_hook("acme", receiver.url("crm"), [], "k")
+    await store.add_hook("acme", receiver.url("crm"), [], "k")
     n = await notifiers(store, backoff_base=0.3)
-    n.publish("acme", "ringing", {"call_id": "c1"})
-    n.publish("acme", "answered", {"call_id": "c1"})
-    n.publish("acme", "ringing", {"call_id": "c2"})
+    await n.publish("acme", "ringing", {"call_id": "c1"})
+    await n.publish("acme", "answered", {"call_id": "c1"})
+    await n.publish("acme", "ringing", {"call_id": "c2"})
 
     await receiver.until(lambda: len(receiver.hits) == 4)
     assert await n.wait_idle(5)
@@ -186,91 +187,90 @@ async def test_per_call_order_survives_a_failed_first_attempt(receiver, store, n
     assert c1[0][1] == c1[1][1]                     # a retry keeps its delivery id
     # another call is not held up by c1's retry: sequencing is per call, not global
     assert receiver.hits.index(failed_once[0]) < [h.call_id for h in receiver.hits].index("c2") < 2
-    assert store.outbox_counts() == {"pending": 0, "delivered": 3, "dead": 0}
+    assert (await store.outbox_counts()) == {"pending": 0, "delivered": 3, "dead": 0}
 
 
 async def test_a_hanging_receiver_does_not_delay_another_hook(receiver, store, notifiers):
     receiver.plans["slow"] = lambda hit: HANG
-    store.add_hook("acme", receiver.url("slow"), ["*"], "k1")
-    store.add_hook("acme", receiver.url("fast"), ["*"], "k2")
+    await store.add_hook("acme", receiver.url("slow"), ["*"], "k1")
+    await store.add_hook("acme", receiver.url("fast"), ["*"], "k2")
     # concurrency 4 -> one POST per hook: even 6 hanging calls cannot take the fast hook's share
     n = await notifiers(store, timeout=0.5, concurrency=4, backoff_base=0.01)
     for i in range(6):
-        assert n.publish("acme", "ringing", {"call_id": f"c{i}"}) == 2
+        assert (await n.publish("acme", "ringing", {"call_id": f"c{i}"})) == 2
 
     await receiver.until(lambda: len(receiver.on("fast")) == 6, timeout=3)
     assert len(receiver.on("slow")) == 1
-    assert all(r["attempts"] == 0 for r in store.pending_deliveries(100))   # nothing timed out yet
+    assert all(r["attempts"] == 0 for r in (await store.pending_deliveries(100)))   # nothing timed out yet
 
     # the hang ends as a timeout, which is retried like any failure
     await receiver.until(lambda: len(receiver.on("slow")) >= 2, timeout=3)
-    timed_out = [r for r in store.pending_deliveries(100) if r["attempts"]]
+    timed_out = [r for r in (await store.pending_deliveries(100)) if r["attempts"]]
     assert timed_out and timed_out[0]["last_error"].startswith("no answer within")
     assert n.delivered_count == 6
 
 
 async def test_retries_back_off_then_the_delivery_is_dead(receiver, store, notifiers, caplog):
     receiver.plans["down"] = lambda hit: 503
-    store.add_hook("acme", receiver.url("down"), ["cdr"], "k")
+    await store.add_hook("acme", receiver.url("down"), ["cdr"], "k")
     n = await notifiers(store, max_attempts=3, backoff_base=0.05)
     with caplog.at_level(logging.WARNING, logger="c2c_ami.notify.webhooks"):
-        n.publish("acme", "cdr", {"call_id": "c1"})
+        await n.publish("acme", "cdr", {"call_id": "c1"})
         await receiver.until(lambda: len(receiver.hits) == 3)
         assert await n.wait_idle(5)
     times = [h.at for h in receiver.hits]
     assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1   # base * 2**(attempts-1)
-    assert store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 1}
+    assert (await store.outbox_counts()) == {"pending": 0, "delivered": 0, "dead": 1}
     assert n.dead_count == 1 and n.delivered_count == 0
     assert "dead after 3 attempts: HTTP 503" in caplog.text
     assert len(receiver.hits) == 3
 
 
-async def test_outbox_is_durable_across_a_restart(aiohttp_server, tmp_path, notifiers):
+async def test_outbox_is_durable_across_a_restart(aiohttp_server, storage_url, notifiers):
     port = free_port()
-    path = str(tmp_path / "state" / "c2c.sqlite3")
-    store = SqliteStorage(path)
-    store.add_hook("acme", f"http://127.0.0.1:{port}/crm", ["*"], "k")
+    store = await open_storage(StorageConfig(url=storage_url))
+    await store.add_hook("acme", f"http://127.0.0.1:{port}/crm", ["*"], "k")
     n = await notifiers(store, backoff_base=0.05)
-    n.publish("acme", "ringing", {"call_id": "c1"})          # receiver down: refused, retried
-    n.publish("acme", "hangup", {"call_id": "c1"})
+    await n.publish("acme", "ringing", {"call_id": "c1"})          # receiver down: refused, retried
+    await n.publish("acme", "hangup", {"call_id": "c1"})
     assert await n.wait_idle(5)
-    assert store.pending_deliveries(10)[0]["attempts"] >= 1
+    assert (await store.pending_deliveries(10))[0]["attempts"] >= 1
     await n.close()
-    n.publish("acme", "cdr", {"call_id": "c1"})              # worker stopped: still queued
-    store.close()
+    await n.publish("acme", "cdr", {"call_id": "c1"})              # worker stopped: still queued
+    await store.close()
 
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/{name}", receiver.handle)
     await aiohttp_server(app, port=port)
-    store = SqliteStorage(path)
+    store = await open_storage(StorageConfig(url=storage_url))
     n2 = await notifiers(store, backoff_base=0.05)
     try:
         await receiver.until(lambda: len(receiver.hits) == 3)
         assert await n2.wait_idle(5)
         assert [h.event for h in receiver.hits] == ["ringing", "hangup", "cdr"]
-        assert store.outbox_counts() == {"pending": 0, "delivered": 3, "dead": 0}
+        assert (await store.outbox_counts()) == {"pending": 0, "delivered": 3, "dead": 0}
     finally:
         await n2.close()
-        store.close()
+        await store.close()
 
 
 async def test_publish_without_hooks_writes_nothing(store, notifiers):
     n = await notifiers(store, start=False)
-    assert n.publish("acme", "ringing", {"call_id": "c1"}) == 0
-    store.add_hook("acme", "http://127.0.0.1:9/", ["cdr"], "k")
-    assert n.publish("acme", "ringing", {"call_id": "c1"}) == 0
-    assert n.publish("globex", "cdr", {"call_id": "c1"}) == 0
-    assert store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 0}
+    assert (await n.publish("acme", "ringing", {"call_id": "c1"})) == 0
+    await store.add_hook("acme", "http://127.0.0.1:9/", ["cdr"], "k")
+    assert (await n.publish("acme", "ringing", {"call_id": "c1"})) == 0
+    assert (await n.publish("globex", "cdr", {"call_id": "c1"})) == 0
+    assert (await store.outbox_counts()) == {"pending": 0, "delivered": 0, "dead": 0}
 
 
 async def test_hooks_only_receive_their_own_tenants_events(receiver, store, notifiers):
-    store.add_hook("acme", receiver.url("acme"), ["*"], "ka")
-    store.add_hook("globex", receiver.url("globex"), ["*"], "kg")
+    await store.add_hook("acme", receiver.url("acme"), ["*"], "ka")
+    await store.add_hook("globex", receiver.url("globex"), ["*"], "kg")
     n = await notifiers(store)
-    assert n.publish("globex", "ringing", {"call_id": "g1"}) == 1
-    assert n.publish("acme", "ringing", {"call_id": "a1"}) == 1
-    assert n.publish("globex", "hangup", {"call_id": "g1"}) == 1
+    assert (await n.publish("globex", "ringing", {"call_id": "g1"})) == 1
+    assert (await n.publish("acme", "ringing", {"call_id": "a1"})) == 1
+    assert (await n.publish("globex", "hangup", {"call_id": "g1"})) == 1
     await receiver.until(lambda: len(receiver.hits) == 3)
     assert await n.wait_idle(5)
     assert [h.call_id for h in receiver.on("acme")] == ["a1"]
@@ -281,18 +281,18 @@ async def test_hooks_only_receive_their_own_tenants_events(receiver, store, noti
 
 
 async def test_wait_idle_is_bounded_when_nothing_delivers(store, notifiers):
-    store.add_hook("acme", "http://127.0.0.1:9/", ["*"], "k")
+    await store.add_hook("acme", "http://127.0.0.1:9/", ["*"], "k")
     n = await notifiers(store, start=False)
-    n.publish("acme", "ringing", {"call_id": "c1"})
+    await n.publish("acme", "ringing", {"call_id": "c1"})
     assert await n.wait_idle(0.05) is False
-    assert store.outbox_counts()["pending"] == 1
+    assert (await store.outbox_counts())["pending"] == 1
 
 
 async def test_close_cancels_a_hanging_post_and_keeps_its_row(receiver, store, notifiers):
     receiver.plans["slow"] = lambda hit: HANG
-    store.add_hook("acme", receiver.url("slow"), ["*"], "k")
+    await store.add_hook("acme", receiver.url("slow"), ["*"], "k")
     n = await notifiers(store, timeout=30)
-    n.publish("acme", "ringing", {"call_id": "c1"})
+    await n.publish("acme", "ringing", {"call_id": "c1"})
     await receiver.until(lambda: len(receiver.hits) == 1)
     await asyncio.wait_for(n.close(grace=0.05), 2)
-    assert store.pending_deliveries(10)[0]["attempts"] == 0
+    assert (await store.pending_deliveries(10))[0]["attempts"] == 0

@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 async def get_call(request: web.Request) -> web.Response:
     """The live state, or the CDR once the call has ended."""
     tenant = principal_of(request).tenant
-    return success(call=request.app[SERVICE].call(tenant, call_id_of(request)))
+    return success(call=await request.app[SERVICE].call(tenant, call_id_of(request)))
 
 
 @routes.delete("/v1/calls/{call_id}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..calls.guards import RateLimiter
+from ..calls.reconcile import Reconciler
 from ..calls.registry import CallRegistry
 from ..calls.service import CallService
 from ..config import Config
 from ..metrics import Metrics
+from ..notify.reporter import CallReporter
 from ..notify.subscriptions import Subscriptions
 from ..notify.webhooks import WebhookNotifier
 from ..pbx import AmiClient
@@ -22,6 +24,9 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STORAGE = web.AppKey("storage", Storage)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)
-AMI = web.AppKey("ami", AmiClient)
+REPORTER = web.AppKey("reporter", CallReporter)
+AMIS = web.AppKey("amis", dict[str, AmiClient])     # PBX name -> its AMI link
+AMI = web.AppKey("ami", AmiClient)                  # the first PBX's
 REGISTRY = web.AppKey("registry", CallRegistry)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 SERVICE = web.AppKey("service", CallService)

@@ -19,11 +19,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """200 when calls can be placed; 503 with the AMI link's state and why not."""
+    """200 when calls can be placed on at least one PBX (503 when on none), with every PBX's
+    AMI link state and, when it is not ready, why. ``ami``/``detail`` are the first PBX's."""
     readiness = request.app[SERVICE].readiness()
-    body = {"status": "ready" if readiness.ready else "not_ready", "ami": readiness.ami}
-    if readiness.detail:
-        body["detail"] = readiness.detail
+    pbxs = [{"name": p.name, "ami": p.ami, **({"detail": p.detail} if p.detail else {})} for p in readiness.pbxs]
+    body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs}
+    if "detail" in pbxs[0]:
+        body["detail"] = pbxs[0]["detail"]
     return web.json_response(body, status=200 if readiness.ready else 503)
 
 

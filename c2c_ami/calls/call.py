@@ -16,7 +16,7 @@ import enum
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..errors import C2CError, CallCancelled, CallFailed, NoAnswer, UserBusy, UserNotRegistered
 from ..pbx.events import CallLegs, ExtLegFailure, Leg, NumberFailure
@@ -62,6 +62,18 @@ class CallObserver(Protocol):
     def call_event(self, call: Call, event: Step) -> None:
         """``ended`` comes once, after the call left the registry."""
 
+    def call_changed(self, call: Call) -> None:
+        """Something happened to the live call (its durable facts may have changed)."""
+
+
+# The fields ``facts`` keeps (besides the state): everything but runtime plumbing and the
+# waiting request's error.
+_DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "pbx", "ext_channel",
+            "trunk_channel", "trunk_uniqueid", "sip_call_id", "ext_channel_seen", "ext_hungup", "trunk_hungup",
+            "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
+            "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
+            "unobserved_since")
+
 
 @dataclass(eq=False)
 class Call(CallLegs):
@@ -74,6 +86,7 @@ class Call(CallLegs):
     hotline: str
     trunk: str
     call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    pbx: str = "default"
     observer: CallObserver | None = field(default=None, repr=False)
     state: CallState = CallState.ORIGINATING
     ext_channel: str | None = None
@@ -91,12 +104,16 @@ class Call(CallLegs):
     ext_failure: ExtFailure | None = None
     number_failure: NumberFailure | None = None
     cancel_requested: bool = False
+    ended_unobserved: bool = False       # it ended while the gateway could not see it
+    unobserved_since: float | None = None   # the PBX link is down (or the gateway was) since
     error: C2CError | None = None        # why the extension leg failed, once known
     started_at: float = field(default_factory=time.time)
     ext_answered_at: float | None = None
     number_answered_at: float | None = None
     ended_at: float | None = None
     outcome_known: asyncio.Event = field(default_factory=asyncio.Event)
+    # set when a waiting sync request has its answer: the outcome, or the call went unobserved
+    wake_waiters: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)   # the registry's
     deadline: str | None = field(default=None, repr=False)               # the registry's
 
@@ -145,6 +162,7 @@ class Call(CallLegs):
             return
         self.ext_answered_at = time.time()
         self.outcome_known.set()
+        self.wake_waiters.set()
         self._advance(CallState.EXT_ANSWERED, "answered")
 
     def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None:
@@ -212,6 +230,28 @@ class Call(CallLegs):
         self.ended_at = time.time()
         self._report("ended")
 
+    def unobserved(self, since: float) -> None:
+        """The gateway lost sight of the call (its PBX link dropped): nothing is known of it
+        from ``since`` until the PBX is asked again."""
+        if self.unobserved_since is None:
+            self.unobserved_since = since
+        self.wake_waiters.set()
+
+    def observed(self) -> None:
+        """The PBX was asked again and still has the call."""
+        self.unobserved_since = None
+
+    def ended_unseen(self) -> None:
+        """The PBX no longer has the call and nobody saw it end: keep the last known state,
+        end it when it was last known to be up, and say so."""
+        self.ended_unobserved = True
+        self._fail(CallFailed("the call ended while the gateway could not observe it"))
+        last_seen = self.unobserved_since or time.time()
+        self.state = CallState.ENDED
+        self.ended_at = max(last_seen, self.number_answered_at or 0.0, self.ext_answered_at or 0.0,
+                            self.started_at)
+        self._report("ended")
+
     # -- what the record shows -----------------------------------------------------------------
     @property
     def status(self) -> CdrStatus | None:
@@ -249,6 +289,22 @@ class Call(CallLegs):
         end = self.ended_at or time.time()
         return max(0, round(end - self.number_answered_at))
 
+    # -- durable form ---------------------------------------------------------------------------
+    def facts(self) -> dict[str, Any]:
+        """What must outlive the process for the call to be tracked again after a restart."""
+        facts = {name: getattr(self, name) for name in _DURABLE}
+        facts["state"] = self.state.value
+        return facts
+
+    @classmethod
+    def from_facts(cls, facts: dict[str, Any]) -> Call:
+        """The call as ``facts`` left it; its outcome is known once the extension answered."""
+        call = cls(**{name: facts[name] for name in _DURABLE if name in facts},
+                   state=CallState(facts.get("state", CallState.ORIGINATING.value)))
+        if call.ext_answered_at is not None:
+            call.outcome_known.set()
+        return call
+
     # -- internals -----------------------------------------------------------------------------
     def _advance(self, state: CallState, step: Step) -> None:
         if _ORDER[state] <= _ORDER[self.state]:
@@ -266,6 +322,7 @@ class Call(CallLegs):
             error.call_id = self.call_id
             self.error = error
             self.outcome_known.set()
+            self.wake_waiters.set()
 
     def _report(self, step: Step) -> None:
         if self.observer is not None:

@@ -78,6 +78,11 @@ FIELDS: tuple[Field, ...] = (
     _time("time_ended", lambda c: c.ended_at, "when the call ended"),
     Field("duration", "integer", lambda c: c.duration, "seconds from request to end", nullable=False),
     Field("billsec", "integer", lambda c: c.billsec, "seconds from the number's answer to end", nullable=False),
+    Field("pbx", "string", lambda c: c.pbx, "the PBX the call was placed on"),
+    Field("ended_unobserved", "boolean", lambda c: c.ended_unobserved,
+          "the call ended while the gateway could not observe it (a lost AMI link, a restart): its "
+          "state is the last one known, time_ended when it was last known up, billsec a lower bound",
+          nullable=False),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 

@@ -1,12 +1,14 @@
 """The registry of live calls: the only place per-call state lives while a call is up.
 
-Every call leaves it by exactly one path, ``finish``: when it is over (``settle`` sees that
-after each event), when its Originate fails, when its deadline fires, or when the AMI link
-drops. So nothing survives its call, and two requests can never ring one device at once.
+Every call leaves it by ``finish`` (or ``finish_unseen``): when it is over (``settle`` sees
+that after each event), when its Originate fails, when its deadline fires, or when the PBX,
+asked again after a lost link or a restart, no longer has it. So nothing survives its call,
+and two requests can never ring one device at once.
 
 Each live call has one deadline, chosen by its phase: waiting for the PBX's outcome
-(ring timeout plus a grace), talking (``max_call_seconds``), or waiting for the number's
-leg to report its end after the extension's did. Past it the call is let go.
+(ring timeout plus a grace), talking (``max_call_seconds``), waiting for the number's leg
+to report its end after the extension's did, or unobserved (its PBX link is down:
+``max_call_seconds``, then it is ended as unobserved). Past it the call is let go.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class CallRegistry:
         self.outcome_wait = outcome_wait
         self.max_call_seconds = max_call_seconds
         self._calls: dict[str, Call] = {}
-        self._devices: dict[str, str] = {}
+        self._devices: dict[tuple[str, str], str] = {}    # (pbx, device) -> call_id
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -43,25 +45,52 @@ class CallRegistry:
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
 
-    def live(self, tenant: str | None = None) -> list[Call]:
-        return [c for c in self._calls.values() if tenant is None or c.tenant == tenant]
+    def live(self, tenant: str | None = None, *, pbx: str | None = None) -> list[Call]:
+        return [c for c in self._calls.values()
+                if (tenant is None or c.tenant == tenant) and (pbx is None or c.pbx == pbx)]
 
     def claim(self, call: Call) -> bool:
         """Register the call and its device; False if the device already has a live call.
         A claimed call reports its steps to the registry's observer."""
-        if call.device in self._devices:
+        if (call.pbx, call.device) in self._devices:
             return False
         call.observer = self.observer
-        self._devices[call.device] = call.call_id
+        self._devices[call.pbx, call.device] = call.call_id
         self._calls[call.call_id] = call
         self._empty.clear()
         return True
 
-    def update(self, call_id: str, change: Callable[[Call], None]) -> bool:
-        """Apply ``change`` (something that happened) to a live call, then settle it;
-        False if no live call has this id."""
+    def adopt(self, call: Call) -> bool:
+        """Track again a call placed before a restart (its facts came from the store);
+        False if it is already tracked."""
+        if call.call_id in self._calls:
+            return False
+        call.observer = self.observer
+        self._devices.setdefault((call.pbx, call.device), call.call_id)
+        self._calls[call.call_id] = call
+        self._empty.clear()
+        return True
+
+    def suspend(self, pbx: str, since: float) -> list[Call]:
+        """The PBX's link dropped: its calls are unobserved until it is asked again; they
+        keep only the unobserved deadline."""
+        calls = self.live(pbx=pbx)
+        for call in calls:
+            call.unobserved(since)
+            self.suspend_call(call)
+        return calls
+
+    def suspend_call(self, call: Call) -> None:
+        """An unobserved call keeps only the unobserved deadline (and its facts say since when)."""
+        self._deadline(call, "unobserved", self.max_call_seconds)
+        if call.observer is not None:
+            call.observer.call_changed(call)
+
+    def update(self, pbx: str, call_id: str, change: Callable[[Call], None]) -> bool:
+        """Apply ``change`` (something that happened on ``pbx``) to a live call of that PBX,
+        then settle it; False if it has no live call with this id."""
         call = self._calls.get(call_id)
-        if call is None:
+        if call is None or call.pbx != pbx:
             return False
         change(call)
         self.settle(call)
@@ -75,7 +104,11 @@ class CallRegistry:
         if call.over:
             self.finish(call)
             return
-        if call.awaiting_number_hangup:
+        if call.observer is not None:
+            call.observer.call_changed(call)
+        if call.unobserved_since is not None:
+            self._deadline(call, "unobserved", self.max_call_seconds)
+        elif call.awaiting_number_hangup:
             self._deadline(call, "number_hangup", NUMBER_HANGUP_WAIT)
         elif call.outcome_known.is_set():
             self._deadline(call, "talk", self.max_call_seconds)
@@ -87,8 +120,8 @@ class CallRegistry:
         call refused before its Originate was sent (nothing to report)."""
         if self._calls.pop(call.call_id, None) is None:
             return False
-        if self._devices.get(call.device) == call.call_id:
-            del self._devices[call.device]
+        if self._devices.get((call.pbx, call.device)) == call.call_id:
+            del self._devices[call.pbx, call.device]
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
@@ -100,6 +133,11 @@ class CallRegistry:
         """Remove the call for good, wake anyone waiting on its outcome, report it."""
         if self.release(call):
             call.end(error)
+
+    def finish_unseen(self, call: Call) -> None:
+        """The PBX no longer has the call and nobody saw it end."""
+        if self.release(call):
+            call.ended_unseen()
 
     def finish_all(self, error_factory: Callable[[], C2CError]) -> int:
         """No event about these calls can arrive any more (the AMI link dropped, or the
@@ -123,4 +161,7 @@ class CallRegistry:
 
     def _expire(self, call: Call) -> None:
         call.timer = None
-        self.finish(call, CallFailed("the PBX reported no outcome for this call in time"))
+        if call.deadline == "unobserved":
+            self.finish_unseen(call)
+        else:
+            self.finish(call, CallFailed("the PBX reported no outcome for this call in time"))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,16 +36,22 @@ OUTCOME_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
-class Readiness:
-    ready: bool
+class PbxReadiness:
+    name: str
     ami: str                    # the AMI link's state
-    detail: str | None = None   # why not, when not
+    detail: str | None = None   # why not ready, when not
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool                 # at least one PBX usable, and not shutting down
+    pbxs: tuple[PbxReadiness, ...]
 
 
 class CallService:
-    def __init__(self, pbx: Pbx, registry: CallRegistry, store: Storage, calls: CallsConfig, *,
+    def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight) -> None:
-        self.pbx = pbx
+        self.pbxs = pbxs
         self.registry = registry
         self.store = store
         self.calls = calls
@@ -75,19 +82,20 @@ class CallService:
         hotline, trunk = self._authorize(tenant, request)
         if not self.accepting:
             raise PbxUnavailable("the gateway is shutting down")
-        if not self.pbx.ready:
-            raise PbxUnavailable(f"PBX link is {self.pbx.state.value}")
+        pbx = self.pbxs[tenant.pbx]
+        if not pbx.ready:
+            raise PbxUnavailable(f"PBX link is {pbx.state.value}")
         call = Call(tenant=tenant.domain, ext=request.ext, device=tenant.device(request.ext),
-                    phone=request.phone, hotline=hotline, trunk=trunk)
+                    phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name)
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
-            await self._check_device(call)
+            await self._check_device(pbx, call)
         except BaseException:
             self.registry.release(call)  # nothing was dialed: no call to report
             raise
         try:
-            await self._originate(call, self._originate_of(call, request, tenant))
+            await self._originate(pbx, call, self._originate_of(call, request, tenant))
         except BaseException:
             self.registry.finish(call)
             raise
@@ -105,10 +113,10 @@ class CallService:
             raise Forbidden("hotline: this hotline is not allowed for this token")
         return hotline, trunk
 
-    async def _check_device(self, call: Call) -> None:
+    async def _check_device(self, pbx: Pbx, call: Call) -> None:
         """Asterisk itself would happily send a second INVITE to a phone already on a call."""
         try:
-            device = await self.pbx.device_state(call.device)
+            device = await pbx.device_state(call.device)
         except AmiLinkDown as exc:
             raise PbxUnavailable(str(exc)) from None
         except AmiRefused as exc:
@@ -132,10 +140,10 @@ class CallService:
             ring_timeout=self.calls.ring_timeout, dial_timeout=self.calls.dial_timeout,
             auto_answer_headers=self.calls.auto_answer_headers if request.auto_answer else ())
 
-    async def _originate(self, call: Call, originate: Originate) -> None:
+    async def _originate(self, pbx: Pbx, call: Call, originate: Originate) -> None:
         """Send the Originate exactly once; its ack only means "queued"."""
         try:
-            await self.pbx.originate(originate)
+            await pbx.originate(originate)
         except AmiLinkDown as exc:
             if not exc.sent:
                 self.registry.release(call)   # nothing reached the PBX: no call to report
@@ -147,13 +155,14 @@ class CallService:
         except AmiError as exc:
             raise CallFailed(f"Originate not acknowledged: {exc}", call_id=call.call_id) from None
         self.registry.settle(call)
-        log.info("call %s: ext %s -> %s via %s originated", call.call_id, call.ext, call.phone, call.hotline)
+        log.info("call %s: ext %s -> %s via %s on %s originated", call.call_id, call.ext, call.phone,
+                 call.hotline, pbx.name)
 
     async def _wait_answered(self, call: Call) -> None:
         self.waiters += 1
         self._no_waiters.clear()
         try:
-            await asyncio.wait_for(call.outcome_known.wait(), self.calls.sync_timeout)
+            await asyncio.wait_for(call.wake_waiters.wait(), self.calls.sync_timeout)
         except TimeoutError:
             # sync_timeout > ring_timeout, so Asterisk should have answered long ago.
             await self.hangup_quietly(call)
@@ -164,6 +173,10 @@ class CallService:
                 self._no_waiters.set()
         if call.error is not None:
             raise call.error
+        if not call.outcome_known.is_set():   # out of sight: a lost link, or shutting down
+            raise PbxUnavailable("the PBX link was lost (or the gateway is stopping) before the extension "
+                                 "answered; the call is still tracked and checked with the PBX once the "
+                                 f"link is back: follow it with GET /v1/calls/{call.call_id}", call_id=call.call_id)
 
     # -- controlling calls ---------------------------------------------------------------------
     async def cancel(self, tenant: Tenant, call_id: str) -> Call:
@@ -171,17 +184,21 @@ class CallService:
         answered CALL_CANCELLED. If the channel does not exist yet, it is hung up as soon
         as its Newchannel event arrives."""
         call = self._live_call(tenant, call_id)
-        if not self.pbx.ready:
-            raise PbxUnavailable(f"PBX link is {self.pbx.state.value}", call_id=call.call_id)
+        pbx = self.pbxs[call.pbx]
+        if not pbx.ready or call.unobserved_since is not None:
+            raise PbxUnavailable(f"PBX link is {pbx.state.value}" if not pbx.ready else
+                                 "the call is being checked with the PBX after a lost link; retry",
+                                 call_id=call.call_id)
         call.cancel()
         if call.ext_channel:
             await self.hangup_quietly(call)
         return call
 
     async def hangup_quietly(self, call: Call) -> None:
-        if call.ext_channel and self.pbx.ready:
+        pbx = self.pbxs.get(call.pbx)
+        if call.ext_channel and pbx is not None and pbx.ready:
             try:
-                await self.pbx.hangup(call.ext_channel)
+                await pbx.hangup(call.ext_channel)
             except AmiError as exc:
                 log.warning("call %s: hangup failed: %s", call.call_id, exc)
 
@@ -198,7 +215,7 @@ class CallService:
 
     async def _fetch_sip_call_id(self, call: Call, channel: str) -> None:
         try:
-            sip_call_id = await self.pbx.sip_call_id(channel)
+            sip_call_id = await self.pbxs[call.pbx].sip_call_id(channel)
         except AmiError as exc:
             log.info("call %s: SIP Call-ID not read: %s", call.call_id, exc)
             return
@@ -213,12 +230,12 @@ class CallService:
             raise CallNotFound("no live call with this call_id")
         return call
 
-    def call(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
+    async def call(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
         """The call's live record, or its CDR once it has ended."""
         call = self.registry.get(call_id)
         if call is not None and call.tenant == tenant.domain:
             return call_record(call)
-        record = self.store.get_call(tenant.domain, call_id)
+        record = await self.store.get_call(tenant.domain, call_id)
         if record is None:
             raise CallNotFound("no call with this call_id")
         return record
@@ -226,32 +243,33 @@ class CallService:
     def live_calls(self, tenant: Tenant) -> list[dict[str, Any]]:
         return [live_call_summary(call) for call in self.registry.live(tenant.domain)]
 
-    def cdr(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
-        record = self.store.get_call(tenant.domain, call_id)
+    async def cdr(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
+        record = await self.store.get_call(tenant.domain, call_id)
         if record is None:
             raise CallNotFound("no CDR with this call_id")
         return record
 
-    def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int]:
+    async def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of the tenant's CDRs, newest first, and how many match in all."""
-        return self.store.list_calls(tenant.domain, **asdict(query))
+        return await self.store.list_calls(tenant.domain, **asdict(query))
 
     # -- the service's own life ----------------------------------------------------------------
     def readiness(self) -> Readiness:
-        """Ready = the AMI link is logged in and usable, and the gateway is not stopping."""
-        ready = self.pbx.ready and self.accepting
-        return Readiness(ready, self.pbx.state.value, None if ready else self.pbx.last_error)
-
-    def pbx_lost(self) -> None:
-        """The AMI link dropped: no event about the live calls can arrive any more."""
-        self.registry.finish_all(lambda: PbxUnavailable("the PBX link was lost while the call was in progress"))
+        """Ready = at least one PBX's AMI link is logged in and usable, and the gateway is not
+        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down)."""
+        pbxs = tuple(PbxReadiness(p.name, p.state.value, None if p.ready else p.last_error)
+                     for p in self.pbxs.values())
+        return Readiness(self.accepting and any(p.ready for p in self.pbxs.values()), pbxs)
 
     async def drain(self, grace: float) -> None:
         """Shutdown: refuse new calls, give waiting sync requests ``grace`` seconds, then
-        answer the rest."""
+        answer the rest. Live calls are not ended: the next start tracks them again."""
         self.accepting = False
         await wait_set(self._no_waiters, grace)
-        self.registry.finish_all(lambda: PbxUnavailable("the gateway is shutting down"))
+        now = time.time()
+        for call in self.registry.live():
+            call.unobserved(now)
+            self.registry.suspend_call(call)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -12,17 +12,17 @@ class Subscriptions:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def add(self, tenant: str, url: str, events: list[str], secret: str | None) -> dict[str, Any]:
+    async def add(self, tenant: str, url: str, events: list[str], secret: str | None) -> dict[str, Any]:
         """The new hook with its signing secret (generated when not given): the only time
         the secret is shown."""
         secret = secret or secrets.token_urlsafe(32)
-        hook = self.storage.add_hook(tenant, url, events, secret)
+        hook = await self.storage.add_hook(tenant, url, events, secret)
         return {**hook, "secret": secret}
 
-    def list(self, tenant: str) -> list[dict[str, Any]]:
+    async def list(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's hooks, without their secrets."""
-        return self.storage.list_hooks(tenant)
+        return await self.storage.list_hooks(tenant)
 
-    def remove(self, tenant: str, hook_id: str) -> None:
-        if not self.storage.delete_hook(tenant, hook_id):
+    async def remove(self, tenant: str, hook_id: str) -> None:
+        if not await self.storage.delete_hook(tenant, hook_id):
             raise HookNotFound("no webhook with this id")

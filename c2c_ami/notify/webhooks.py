@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from ..store import Storage
+from ..store import Delivery, Storage
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +101,32 @@ class WebhookNotifier:
         self._hook_load: dict[str, int] = {}
         self._closing = False
 
-    # ---- producer side (the AMI event path) --------------------------------------------
+    # ---- producer side (the call reporter) ---------------------------------------------
 
-    def publish(self, tenant: str, event: str, payload: dict[str, Any]) -> int:
-        """Queue ``event`` for every hook of ``tenant`` subscribed to it; returns how many.
-
-        Synchronous and network-free: one small query and one insert per hook."""
-        hooks = self.storage.hooks_for(tenant, event)
+    async def deliveries(self, tenant: str, event: str, payload: dict[str, Any]) -> list[Delivery]:
+        """The outbox rows ``event`` makes: one per hook of ``tenant`` subscribed to it. The
+        caller stores them (with the call's own facts, in one transaction), then ``wake``s
+        the worker."""
+        hooks = await self.storage.hooks_for(tenant, event)
         if not hooks:
-            return 0
+            return []
         body = json.dumps({**payload, "event": event}, separators=(",", ":"),
                           ensure_ascii=False, default=str).encode("utf-8")
         call_id = str(payload.get("call_id") or "")
+        return [Delivery(hook["id"], call_id, event, body) for hook in hooks]
+
+    async def publish(self, tenant: str, event: str, payload: dict[str, Any]) -> int:
+        """Queue ``event`` for every hook of ``tenant`` subscribed to it; returns how many."""
+        deliveries = await self.deliveries(tenant, event, payload)
         now = self.clock()
-        for hook in hooks:
-            self.storage.enqueue(hook["id"], call_id, event, body, now=now)
+        for delivery in deliveries:
+            await self.storage.enqueue(delivery.hook_id, delivery.call_id, delivery.event, delivery.body, now=now)
+        self.wake()
+        return len(deliveries)
+
+    def wake(self) -> None:
+        """New rows are in the outbox."""
         self._wake.set()
-        return len(hooks)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -156,7 +165,7 @@ class WebhookNotifier:
         deadline = loop.time() + timeout
         while True:
             self._progress.clear()   # clear, then check: a finish in between is not lost
-            if self._idle():
+            if await self._idle():
                 return True
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -164,10 +173,10 @@ class WebhookNotifier:
             try:
                 await asyncio.wait_for(self._progress.wait(), remaining)
             except TimeoutError:
-                return self._idle()
+                return await self._idle()
 
-    def _idle(self) -> bool:
-        return not self._in_flight and not self.storage.due_deliveries(self.clock(), 1)
+    async def _idle(self) -> bool:
+        return not self._in_flight and not await self.storage.due_deliveries(self.clock(), 1)
 
     # ---- worker -------------------------------------------------------------------------
 
@@ -175,20 +184,20 @@ class WebhookNotifier:
         while not self._closing:
             self._wake.clear()
             try:
-                wait = self._dispatch()
+                wait = await self._dispatch()
             except Exception:
                 log.exception("webhook outbox unreadable; retrying in %.0f s", ERROR_PAUSE)
                 wait = ERROR_PAUSE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    def _dispatch(self) -> float:
+    async def _dispatch(self) -> float:
         """Start a POST for every due row whose call and hook have room; return how long
         to sleep if nothing wakes the worker earlier."""
         now = self.clock()
         # in-flight rows are still pending and earliest due, so asking for `concurrency`
         # per hook always leaves enough rows that are not yet running.
-        for row in self.storage.due_deliveries(now, self.concurrency):
+        for row in await self.storage.due_deliveries(now, self.concurrency):
             if len(self._in_flight) >= self.concurrency:
                 break
             key = (row["hook_id"], row["call_id"])
@@ -196,7 +205,7 @@ class WebhookNotifier:
                 continue
             self._hook_load[row["hook_id"]] = self._hook_load.get(row["hook_id"], 0) + 1
             self._in_flight[key] = asyncio.create_task(self._deliver(key, row))
-        next_at = self.storage.next_due_at(now)
+        next_at = await self.storage.next_due_at(now)
         if next_at is None:
             return MAX_IDLE_WAIT
         return min(MAX_IDLE_WAIT, max(0.0, next_at - now))
@@ -206,15 +215,15 @@ class WebhookNotifier:
             error = await self._post(row)
             attempts = row["attempts"] + 1
             if error is None:
-                self.storage.mark_delivered(row["id"])
+                await self.storage.mark_delivered(row["id"])
                 self.delivered_count += 1
             elif attempts >= self.max_attempts:
-                self.storage.mark_dead(row["id"], error)
+                await self.storage.mark_dead(row["id"], error)
                 self.dead_count += 1
                 log.warning("webhook delivery %s (%s, call %s) to %s is dead after %d attempts: %s",
                             row["id"], row["event"], row["call_id"], row["url"], attempts, error)
             else:
-                self.storage.mark_retry(row["id"], attempts, self.clock() + self._backoff(attempts), error)
+                await self.storage.mark_retry(row["id"], attempts, self.clock() + self._backoff(attempts), error)
         except Exception:
             # the row stays pending as it was and is tried again
             log.exception("webhook delivery %s: cannot record its outcome", row["id"])

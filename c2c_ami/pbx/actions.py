@@ -1,5 +1,6 @@
 """The AMI actions the call service needs, in its own terms: is this device free, busy or
-absent; place this Originate; hang up this channel; what is this leg's SIP Call-ID.
+absent; place this Originate; hang up this channel; what is this leg's SIP Call-ID; which
+channels are up now (to reconcile after a lost link or a restart).
 
 Every method raises only ``AmiError`` (and its subclasses); Asterisk's vocabulary (device
 states, Getvar, ``Response: Success``) stays in this module.
@@ -30,11 +31,21 @@ class DeviceState:
     detail: str           # Asterisk's own word for it (INUSE, UNAVAILABLE, ...), for messages
 
 
+@dataclass(frozen=True)
+class Channel:
+    """A channel Asterisk has up now."""
+    uniqueid: str
+    linkedid: str         # every leg of a click-to-call: its call_id
+    name: str             # e.g. PJSIP/101-00000001
+    up: bool              # answered
+
+
 class Pbx:
     """One PBX as the call service sees it, over its AMI link."""
 
-    def __init__(self, ami: AmiClient) -> None:
+    def __init__(self, ami: AmiClient, name: str = "default") -> None:
         self.ami = ami
+        self.name = name
 
     @property
     def ready(self) -> bool:
@@ -70,6 +81,13 @@ class Pbx:
 
     async def hangup(self, channel: str) -> None:
         await self.ami.send({"Action": "Hangup", "Channel": channel})
+
+    async def channels(self) -> list[Channel]:
+        """Every channel up now (one CoreShowChannels round trip)."""
+        events = await self.ami.send_list({"Action": "CoreShowChannels"}, timeout=self.ami.config.action_timeout * 3)
+        return [Channel(uniqueid=str(e.get("Uniqueid", "")), linkedid=str(e.get("Linkedid", "")),
+                        name=str(e.get("Channel", "")), up=e.get("ChannelStateDesc") == "Up")
+                for e in events if e.get("Event") == "CoreShowChannel"]
 
     async def sip_call_id(self, channel: str) -> str | None:
         """The SIP Call-ID of a PJSIP channel (no AMI event carries it)."""

@@ -96,8 +96,9 @@ class AmiClient:
 
     Construct it, ``subscribe`` the event consumers, then ``start`` it."""
 
-    def __init__(self, config: AmiConfig) -> None:
+    def __init__(self, config: AmiConfig, name: str = "default") -> None:
         self.config = config
+        self.name = name          # the PBX's, for logs
         self._event_handlers: tuple[EventHandler, ...] = ()
         self.state = AmiState.DISCONNECTED
         self.reconnects = 0
@@ -107,6 +108,7 @@ class AmiClient:
         self._supervisor: asyncio.Task | None = None
         self._booted: asyncio.Event = asyncio.Event()
         self._down_listeners: list[Callable[[], None]] = []
+        self._ready_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[AmiState], None]] = []
         self._ready_event = asyncio.Event()
 
@@ -123,6 +125,10 @@ class AmiClient:
     def on_down(self, callback: Callable[[], None]) -> None:
         """Called (synchronously) each time a ready link is lost."""
         self._down_listeners.append(callback)
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Called (synchronously) each time the link becomes ready: logged in, booted."""
+        self._ready_listeners.append(callback)
 
     def on_state(self, callback: Callable[[AmiState], None]) -> None:
         self._state_listeners.append(callback)
@@ -150,18 +156,28 @@ class AmiClient:
         """Send one action and return its response (whatever its ``Response``); raise
         AmiLinkDown if the link is not ready or drops before the answer, AmiTimeout if it is
         unanswered within ``timeout``."""
-        check_safe(headers)
+        return await self._send(Action(dict(headers), as_list=False), timeout)
+
+    async def send_list(self, headers: dict[str, Any], timeout: float | None = None) -> list[Message]:
+        """Send a list action (``CoreShowChannels``) and return its events, up to and without
+        the ``...Complete`` one; raise AmiRefused if Asterisk answers with an error."""
+        reply = await self._send(_ListAction(dict(headers), as_list=True), timeout)
+        if not isinstance(reply, list):
+            raise AmiRefused(reply.get("Message", "") or "refused")
+        return [m for m in reply[1:] if not str(m.get("Event", "")).endswith("Complete")]
+
+    async def _send(self, action: Action, timeout: float | None) -> Any:
+        check_safe(action)
         session = self._session
         if not self.ready or session is None or session.protocol is None:
             raise AmiLinkDown(f"PBX link is {self.state.value}", sent=False)
-        action = Action(dict(headers), as_list=False)
-        future = session.send_action(action, as_list=False)
+        future = session.send_action(action, as_list=action.as_list)
         self._inflight.add(future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout or self.config.action_timeout)
         except TimeoutError:
             self._forget(session, action)
-            raise AmiTimeout(f"no answer to {headers.get('Action')} within "
+            raise AmiTimeout(f"no answer to {action.get('Action')} within "
                              f"{timeout or self.config.action_timeout:g} s") from None
         except asyncio.CancelledError:
             self._forget(session, action)
@@ -240,7 +256,7 @@ class AmiClient:
             raise _LinkLost("connection lost after login")
         self.last_error = None
         self._set_state(AmiState.READY)
-        log.info("AMI logged in to %s:%s as %r", cfg.host, cfg.port, cfg.username)
+        log.info("PBX %s: AMI logged in to %s:%s as %r", self.name, cfg.host, cfg.port, cfg.username)
         await self._watch(session)
         return True
 
@@ -281,11 +297,16 @@ class AmiClient:
         self._inflight.clear()
         self._set_state(state)
         if was_ready:
-            for callback in self._down_listeners:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("AMI down listener failed")
+            log.warning("PBX %s: AMI link to %s:%s lost (%s)", self.name, self.config.host, self.config.port, reason)
+            self._notify(self._down_listeners, "down")
+
+    @staticmethod
+    def _notify(listeners: list[Callable[[], None]], what: str) -> None:
+        for callback in listeners:
+            try:
+                callback()
+            except Exception:
+                log.exception("AMI %s listener failed", what)
 
     def _set_state(self, state: AmiState) -> None:
         if state is self.state:
@@ -297,6 +318,17 @@ class AmiClient:
             self._ready_event.clear()
         for callback in self._state_listeners:
             callback(state)
+        if state is AmiState.READY:
+            self._notify(self._ready_listeners, "ready")
+
+
+class _ListAction(Action):
+    """A list action's future resolves with every event up to ``...Complete`` -- or with
+    the error response alone (panoramisk's would wait for events that never come)."""
+
+    @property
+    def multi(self) -> bool:
+        return self.responses[0].get("Response") != "Error"
 
 
 class _LoginRefused(Exception):

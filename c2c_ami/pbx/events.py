@@ -25,6 +25,8 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
+from .actions import Channel
+
 
 class Leg(enum.Enum):
     """The two channels of a click-to-call."""
@@ -50,8 +52,12 @@ class CallLegs(Protocol):
     (``calls/call.py``'s ``Call`` implements it)."""
     call_id: str
     cancel_requested: bool       # the API asked to cancel before the channel existed
+    ext_channel: str | None
     ext_channel_seen: bool
+    ext_hungup: bool
     hangup_cause: str | None     # the extension leg's
+    trunk_uniqueid: str | None
+    trunk_hungup: bool
 
     def leg_of(self, uniqueid: str | None) -> Leg | None: ...
     def ext_leg_created(self, channel: str | None) -> None: ...
@@ -68,9 +74,9 @@ class CallLegs(Protocol):
 
 
 class LiveCalls(Protocol):
-    def update(self, call_id: str, change: Callable[[CallLegs], None]) -> bool:
-        """Apply ``change`` to the live call ``call_id`` (then see whether it is over);
-        False if there is no such call."""
+    def update(self, pbx: str, call_id: str, change: Callable[[CallLegs], None]) -> bool:
+        """Apply ``change`` to the live call ``call_id`` of the PBX ``pbx`` (then see whether
+        it is over); False if it has no such call."""
 
 
 class LegActions(Protocol):
@@ -121,7 +127,8 @@ def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
 class CallEvents:
     """Feeds AMI events to the calls they belong to; subscribe it to the AMI client."""
 
-    def __init__(self, calls: LiveCalls, actions: LegActions) -> None:
+    def __init__(self, pbx: str, calls: LiveCalls, actions: LegActions) -> None:
+        self.pbx = pbx            # the PBX whose AMI link this reads
         self.calls = calls
         self.actions = actions
         self.events_routed = 0    # events that told a live call something
@@ -131,7 +138,7 @@ class CallEvents:
         if handler is None:       # most of what Asterisk sends (VarSet, Newexten, ...)
             return
         key = correlation_id(event)
-        if key is not None and self.calls.update(key, lambda call: handler(self, call, event)):
+        if key is not None and self.calls.update(self.pbx, key, lambda call: handler(self, call, event)):
             self.events_routed += 1
 
     def _originate_response(self, call: CallLegs, event: Mapping[str, str]) -> None:
@@ -186,6 +193,28 @@ class CallEvents:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
+
+
+def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
+    """What a CoreShowChannels snapshot says of one call that was out of sight (a lost link,
+    a restart): legs that are up now, answered or not, and legs that are gone. A leg first
+    seen answered here is taken as answered now (the moment itself was not seen)."""
+    ext = next((leg for leg in legs if leg.uniqueid == call.call_id), None)
+    if ext is not None:
+        if call.ext_channel is None:
+            call.ext_leg_created(ext.name)
+        if ext.up:
+            call.ext_answered()
+    elif call.ext_channel_seen and not call.ext_hungup:
+        call.leg_hung_up(Leg.EXTENSION, None, None)
+    number = next((leg for leg in legs if leg.uniqueid != call.call_id), None)
+    if number is not None:
+        call.number_leg_created(number.uniqueid, number.name)
+        if number.up and call.leg_of(number.uniqueid) is Leg.NUMBER:
+            call.number_answered()
+    if call.trunk_uniqueid is not None and not call.trunk_hungup and \
+            all(leg.uniqueid != call.trunk_uniqueid for leg in legs):
+        call.leg_hung_up(Leg.NUMBER, None, None)
 
 
 _HANDLERS: dict[str, Callable[[CallEvents, CallLegs, Mapping[str, str]], None]] = {

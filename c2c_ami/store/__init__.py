@@ -1,6 +1,17 @@
-"""Persistence behind one interface (``Storage``); SQLite is the embedded backend."""
-from .base import MAX_PAGE, Storage, StorageError
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+"""Persistence behind one interface (``Storage``): SQLite (embedded, the default) or
+PostgreSQL, with the same schema and migrations."""
+from ..config import StorageConfig
+from .base import MAX_PAGE, Delivery, Storage, StorageError
+from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .sqlite import SqliteStorage, migrate
 
-__all__ = ["MAX_PAGE", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStorage", "Storage", "StorageError", "migrate"]
+__all__ = ["MAX_PAGE", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Migration", "SqliteStorage", "Storage",
+           "StorageError", "migrate", "open_storage"]
+
+
+async def open_storage(config: StorageConfig) -> Storage:
+    """The store the config names, its schema brought up to date."""
+    if config.backend == "postgresql":
+        from .postgres import PostgresStorage  # asyncpg is only needed for PostgreSQL
+        return await PostgresStorage.connect(config.url)
+    return SqliteStorage(config.sqlite_path)

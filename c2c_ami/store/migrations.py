@@ -1,14 +1,41 @@
-"""The store's schema, as versioned migrations applied in order.
+"""The store's schema, as versioned migrations applied in order, the same on every backend.
 
-Never edit a released migration: append a new one. The calls table's columns are the call
-record's fields (``calls/record.py``); ``tests/test_storage.py`` keeps the two in step.
+Each migration is one script per backend (SQLite's types, PostgreSQL's types, same tables and
+columns); ``tests/test_storage.py`` checks that both backends end with the same columns, and
+``tests/test_record.py`` that the calls table holds exactly the call record's fields
+(``calls/record.py``). Never edit a released migration: append a new one.
 """
 from __future__ import annotations
 
-# (version, SQL script); on SQLite each runs in its own transaction and PRAGMA user_version
-# records the last one applied.
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    sqlite: str
+    postgresql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, sqlite="""
+        CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            direction TEXT, extension TEXT, from_number TEXT, to_number TEXT,
+            hotline TEXT, trunk TEXT, state TEXT, status TEXT, cause TEXT, cause_txt TEXT,
+            hangup_by TEXT, ext_failure TEXT, number_failure TEXT, sip_call_id TEXT,
+            ext_channel TEXT, trunk_channel TEXT,
+            time_started TEXT, time_ext_answered TEXT, time_answered TEXT, time_ended TEXT,
+            duration INTEGER, billsec INTEGER,
+            extra TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX calls_tenant_started ON calls (tenant, time_started);
+        CREATE INDEX calls_tenant_extension ON calls (tenant, extension, time_started);
+        CREATE INDEX calls_tenant_to ON calls (tenant, to_number, time_started);
+        CREATE INDEX calls_tenant_from ON calls (tenant, from_number, time_started);
+        CREATE INDEX calls_tenant_status ON calls (tenant, status, time_started);
+    """, postgresql="""
         CREATE TABLE calls (
             call_id TEXT PRIMARY KEY,
             tenant TEXT NOT NULL,
@@ -26,7 +53,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX calls_tenant_from ON calls (tenant, from_number, time_started);
         CREATE INDEX calls_tenant_status ON calls (tenant, status, time_started);
     """),
-    (2, """
+    Migration(2, sqlite="""
         CREATE TABLE hooks (
             id TEXT PRIMARY KEY,
             tenant TEXT NOT NULL,
@@ -51,7 +78,57 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE INDEX outbox_pending ON outbox (hook_id, call_id, id) WHERE state = 'pending';
         CREATE INDEX outbox_state ON outbox (state);
+    """, postgresql="""
+        CREATE TABLE hooks (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX hooks_tenant ON hooks (tenant);
+        CREATE TABLE outbox (
+            id BIGSERIAL PRIMARY KEY,
+            hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+            call_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            body BYTEA NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            last_error TEXT,
+            finished_at DOUBLE PRECISION
+        );
+        CREATE INDEX outbox_pending ON outbox (hook_id, call_id, id) WHERE state = 'pending';
+        CREATE INDEX outbox_state ON outbox (state);
+    """),
+    # Live calls' durable facts (a restart adopts them), and two record fields: the PBX a
+    # call was placed on, and whether its end was unobserved (reconciled, not seen).
+    Migration(3, sqlite="""
+        ALTER TABLE calls ADD COLUMN pbx TEXT;
+        ALTER TABLE calls ADD COLUMN ended_unobserved BOOLEAN NOT NULL DEFAULT 0;
+        CREATE TABLE live_calls (
+            call_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            pbx TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX live_calls_pbx ON live_calls (pbx);
+    """, postgresql="""
+        ALTER TABLE calls ADD COLUMN pbx TEXT;
+        ALTER TABLE calls ADD COLUMN ended_unobserved BOOLEAN NOT NULL DEFAULT FALSE;
+        CREATE TABLE live_calls (
+            call_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            pbx TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX live_calls_pbx ON live_calls (pbx);
     """),
 ]
 
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,7 +1,7 @@
 """In-process fake Asterisk Manager Interface server (stdlib only).
 
 It imitates what Asterisk 16/22 put on the AMI socket for the actions the gateway uses
-(Login, Ping, Getvar DEVICE_STATE, Originate, Hangup, Logoff), with the event sequences
+(Login, Ping, Getvar DEVICE_STATE, Originate, Hangup, CoreShowChannels, Logoff), with the event sequences
 measured on the real rig (Asterisk 16.28 and 22.10), so that the gateway's unit tests,
 fault-injection tests and benchmarks can run without a PBX.
 
@@ -370,7 +370,8 @@ class FakeAmiServer:
         self._uid_seq = self._chan_seq = self._conn_seq = 0
         self._handlers = {'login': self._act_login, 'logoff': self._act_logoff,
                           'ping': self._act_ping, 'getvar': self._act_getvar,
-                          'originate': self._act_originate, 'hangup': self._act_hangup}
+                          'originate': self._act_originate, 'hangup': self._act_hangup,
+                          'coreshowchannels': self._act_coreshowchannels}
 
     # ---- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -617,6 +618,18 @@ class FakeAmiServer:
         value = self.device_states.get(m.group(1), self.default_device_state) if m else ''
         self._respond(conn, a, 'Success', None, [('Variable', variable), ('Value', value)])
 
+    def _act_coreshowchannels(self, conn: _Connection, a: AmiAction) -> None:
+        """The list Asterisk sends: a Success response, one CoreShowChannel event per live
+        channel, then CoreShowChannelsComplete (all carrying the ActionID)."""
+        action_id = a.get('ActionID') or ''
+        self._respond(conn, a, 'Success', 'Channels will follow', [('EventList', 'start')])
+        for chan in self.live_channels.values():
+            conn.write(_encode(f'Event: CoreShowChannel\r\nActionID: {action_id}\r\n{chan.snapshot()}'
+                               f'Application: AppDial\r\nApplicationData: (Outgoing Line)\r\n'
+                               f'Duration: 00:00:01\r\nBridgeId: \r\n\r\n'))
+        conn.write(_encode(f'Event: CoreShowChannelsComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\n'
+                           f'ListItems: {len(self.live_channels)}\r\n\r\n'))
+
     def _act_hangup(self, conn: _Connection, a: AmiAction) -> None:
         chan = self.live_channels.get(a.get('Channel') or '')
         if chan is None:
@@ -627,6 +640,14 @@ class FakeAmiServer:
             cause = int(a.get('Cause') or 16)
         except ValueError:
             cause = 16
+        self.hang_up(chan.name, cause)
+
+    def hang_up(self, channel: str, cause: int = 16) -> None:
+        """End a call from that channel's side (a phone's BYE, or a Hangup action), with the
+        events Asterisk sends; a channel that is not live is ignored."""
+        chan = self.live_channels.get(channel)
+        if chan is None:
+            return
         call = chan.call
         if call.task is not None:
             call.task.cancel()
@@ -645,6 +666,7 @@ class FakeAmiServer:
                 if other is not None and other is not chan:
                     self._hangup(other, 16)
         call.phase = 'done'
+        self._notify()
 
     def _act_originate(self, conn: _Connection, a: AmiAction) -> None:
         endpoint = a.get('Channel') or ''

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, SERVICE, STORAGE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE, STORAGE
+from c2c_ami.calls.record import iso
 from c2c_ami.pbx.ami import AmiState
 
 from ..hostile_corpus import cases
@@ -16,25 +17,35 @@ NO_ANSWER_PHONES = ["103", "107", "108", "109"]
 
 
 async def test_sigkill_asterisk_answers_waiters_and_restart_is_used_again(gw, rig):
+    """Asterisk dies while four phones ring: the waiting requests are answered at once, the
+    calls stay (unobserved, nothing invented) until Asterisk is back, then end unobserved --
+    the restarted PBX has none of them -- and the PBX is used again."""
     waiting = [asyncio.create_task(click(gw, ext=ext, phone="0899")) for ext in NO_ANSWER_PHONES]
     t0 = now()
     for ext in NO_ANSWER_PHONES:
         await in_thread(rig.wait_for_invite, ext, after=t0 - 1)
-    ami = gw.app[AMI]
+    ami, registry, reconciler = gw.app[AMI], gw.app[REGISTRY], gw.app[RECONCILER]
     try:
         killed_at = time.monotonic()
         await in_thread(rig.kill_asterisk)
         results = await asyncio.wait_for(asyncio.gather(*waiting), 5)
         answered_within = time.monotonic() - killed_at
         assert {(s, b["error"]) for s, b in results} == {(503, "PBX_UNAVAILABLE")}
-        assert answered_within < 5 and len(gw.app[REGISTRY]) == 0 and gw.app[SERVICE].waiters == 0
+        assert answered_within < 5 and gw.app[SERVICE].waiters == 0
+        assert len(registry) == 4 and all(c.unobserved_since for c in registry.live())
         status, body = await click(gw, ext="201", phone="0899")
         assert (status, body["error"]) == (503, "PBX_UNAVAILABLE")
+        runs = reconciler.runs
     finally:
         await in_thread(rig.start_asterisk)
     booted_at = time.monotonic()
     assert await ami.wait_ready(2), f"not ready 2 s after the restart: {ami.state}"
     print(f"ready {time.monotonic() - booted_at:.2f} s after Asterisk was up again")
+    assert await reconciler.wait_run(runs + 1, 3) and len(registry) == 0
+    for _, body in results:
+        record = await gw.app[STORAGE].get_call("default", body["call_id"])
+        assert (record["status"], record["ended_unobserved"], record["state"]) == ("FAILED", True, "ended")
+        assert record["time_ended"] <= iso(killed_at - time.monotonic() + time.time() + 0.5)
     status, body = await click(gw, ext="201", phone="0899")
     assert (status, body["status"]) == (200, "success")
 
@@ -59,7 +70,7 @@ async def test_trunk_never_answers(gw, rig):
     assert status == 200  # the agent answered; the customer's phone then rings out
     await in_thread(rig.wait_for_trunk_invite, "0909000408", "hotline-trunk", after=t0)
     assert await gw.app[REGISTRY].wait_empty(DIAL_TIMEOUT + 5)
-    record = gw.app[STORAGE].get_call("default", body["call_id"])
+    record = (await gw.app[STORAGE].get_call("default", body["call_id"]))
     assert (record["status"], record["number_failure"]) == ("NO ANSWER", "no_answer")
     assert record["billsec"] == 0 and record["time_answered"] is None
 
@@ -74,7 +85,7 @@ async def test_twenty_concurrent_real_calls(gw, rig):
     registry = gw.app[REGISTRY]
     assert await registry.wait_empty(15), f"{len(registry)} calls still live"
     assert registry.claimed_devices == 0
-    statuses = [gw.app[STORAGE].get_call("default", b["call_id"])["status"] for _, b in results]
+    statuses = [(await gw.app[STORAGE].get_call("default", b["call_id"]))["status"] for _, b in results]
     assert statuses == ["ANSWERED"] * 20
 
 

@@ -1,0 +1,132 @@
+"""Keeping live calls true across lost AMI links and gateway restarts.
+
+A lost link is not a call's end: the PBX's calls become *unobserved* (a waiting sync request
+is answered ``PBX_UNAVAILABLE`` with the call_id; nothing is finished, nothing invented).
+At start, every call the store says is live is adopted, unobserved. Whenever a PBX's link is
+(again) ready, the PBX is asked which channels are up (``CoreShowChannels``; every leg of a
+click-to-call has Linkedid = call_id) and each of its unobserved calls is
+
+* still up: its legs are brought up to date (``pbx/events.py: apply_channels``) and it is
+  tracked again to its end, by events as usual (cancel works again);
+* gone: it ended while nobody watched; it is finished with its last known state, ended when
+  it was last known up, and marked ``ended_unobserved``.
+
+Events that arrive between the reconnect and the snapshot are applied as usual, so a call
+whose hangup they carry ends observed. Calls of a PBX that is no longer configured, or whose
+PBX stays away, end unobserved after ``max_call_seconds``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from ..pbx import AmiError, Channel, Pbx
+from ..pbx.events import apply_channels
+from ..store import Storage
+from .call import Call
+from .registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage) -> None:
+        self.pbxs = pbxs
+        self.registry = registry
+        self.store = store
+        self.runs = 0          # reconciliations completed (for tests and metrics)
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def adopt_stored(self) -> int:
+        """At start: track again every call the store says is live, as unobserved until its
+        PBX is asked. Returns how many."""
+        adopted = 0
+        for facts in await self.store.live_calls():
+            call = Call.from_facts(facts)
+            call.unobserved(call.unobserved_since or facts.get("saved_at") or time.time())
+            if self.registry.adopt(call):
+                adopted += 1
+                if call.pbx not in self.pbxs:
+                    log.warning("call %s: its PBX %r is no longer configured; ended as unobserved",
+                                call.call_id, call.pbx)
+                    self.registry.finish_unseen(call)
+                else:
+                    self.registry.suspend_call(call)
+        if adopted:
+            log.info("adopted %d live call(s) left by a previous run", adopted)
+        return adopted
+
+    def link_ready(self, pbx: str) -> None:
+        """The PBX's AMI link is (again) logged in: ask it about the calls out of sight."""
+        self._spawn(self.reconcile(pbx))
+
+    def link_lost(self, pbx: str) -> None:
+        """The PBX's AMI link dropped: its calls go out of sight (none is finished)."""
+        calls = self.registry.suspend(pbx, time.time())
+        if calls:
+            log.warning("PBX %s: link lost with %d live call(s); they are checked again on reconnect",
+                        pbx, len(calls))
+
+    async def reconcile(self, pbx_name: str) -> int:
+        """Ask the PBX which channels are up and settle its unobserved calls; returns how many
+        ended unobserved. If the PBX cannot answer, they stay unobserved until the next try."""
+        calls = [c for c in self.registry.live(pbx=pbx_name) if c.unobserved_since is not None]
+        if not calls:
+            self._finished_run()
+            return 0
+        try:
+            channels = await self.pbxs[pbx_name].channels()
+        except AmiError as exc:
+            log.warning("PBX %s: cannot list channels to reconcile %d call(s): %s", pbx_name, len(calls), exc)
+            return 0
+        legs: dict[str, list[Channel]] = defaultdict(list)
+        for channel in channels:
+            legs[channel.linkedid].append(channel)
+        ended = 0
+        for call in calls:
+            if self.registry.get(call.call_id) is not call:
+                continue                       # ended, observed, while we asked
+            if legs.get(call.call_id):
+                apply_channels(call, legs[call.call_id])
+                call.observed()
+                self.registry.settle(call)
+                log.info("call %s: still up on PBX %s, tracked again", call.call_id, pbx_name)
+            else:
+                self.registry.finish_unseen(call)
+                ended += 1
+        self._finished_run()
+        return ended
+
+    async def wait_run(self, runs: int, timeout: float) -> bool:
+        """Tests: wait until ``runs`` reconciliations have completed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.runs < runs:
+            self._done.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._done.wait(), remaining)
+            except TimeoutError:
+                return self.runs >= runs
+        return True
+
+    def _finished_run(self) -> None:
+        self.runs += 1
+        self._done.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,104 @@
+"""``Storage`` on PostgreSQL (asyncpg): a server database, for deployments that outgrow a file.
+
+A small connection pool; queries never block the event loop. Migrations run under an
+advisory lock, so gateways starting together apply each one once; the applied version is
+kept in the table ``c2c_schema``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from .base import StorageError
+from .migrations import MIGRATIONS, Migration
+from .sql import Row, SqlStorage
+
+_MIGRATION_LOCK = 0x6332_6361_6D69   # pg_advisory_xact_lock key: "c2cami"
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders (the shared queries') -> ``$1, $2, ...`` (PostgreSQL's)."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class _Connection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return [dict(r) for r in await self._conn.fetch(_numbered(sql), *args)]
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        await self._conn.execute(_numbered(sql), *args)
+
+
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] = MIGRATIONS) -> int:
+    """Bring the schema up to the last of ``migrations``, each in its own transaction."""
+    latest = migrations[-1].version if migrations else 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS c2c_schema (version INTEGER NOT NULL)")
+        current = await conn.fetchval("SELECT max(version) FROM c2c_schema") or 0
+    if current > latest:
+        raise StorageError(f"database schema is version {current}, newer than this c2c-ami "
+                           f"(knows up to {latest}); upgrade c2c-ami or use another storage.url")
+    for migration in migrations:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            current = await conn.fetchval("SELECT max(version) FROM c2c_schema") or 0
+            if migration.version <= current:
+                continue
+            try:
+                await conn.execute(migration.postgresql)
+            except asyncpg.PostgresError as exc:
+                raise StorageError(f"schema migration {migration.version} failed: {exc}") from exc
+            await conn.execute("INSERT INTO c2c_schema (version) VALUES ($1)", migration.version)
+    return max(current, latest)
+
+
+class PostgresStorage(SqlStorage):
+    backend = "postgresql"
+    order_tiebreak = "call_id"
+    hook_order = "created_at, id"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__()
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStorage:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StorageError(f"storage.url: cannot connect to PostgreSQL: {exc}") from exc
+        storage = cls(pool)
+        try:
+            async with pool.acquire() as conn:
+                storage.schema_version = await migrate(conn)
+                columns = await conn.fetch(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = 'calls' AND table_schema = current_schema() ORDER BY ordinal_position")
+            storage._know_columns([(r["column_name"], r["data_type"]) for r in columns])
+        except BaseException:
+            await pool.close()
+            raise
+        return storage
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[_Connection]:
+        async with self._pool.acquire() as conn:
+            yield _Connection(conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Connection]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _Connection(conn)

@@ -1,0 +1,300 @@
+"""``Storage``'s queries, written once for both backends.
+
+A backend (``sqlite.py``, ``postgres.py``) supplies a connection that runs a statement with
+``?`` placeholders and returns rows as dicts, and a transaction; the SQL here is the subset
+both SQLite (3.35+) and PostgreSQL understand. Where they differ (the tie-break of a
+listing) the backend says how.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .base import MAX_PAGE, Delivery
+
+Row = dict[str, Any]
+
+
+class Connection(Protocol):
+    """One database session, as the queries see it."""
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class SqlStorage:
+    backend = "sql"
+    order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
+    hook_order = "created_at, id"
+
+    def __init__(self) -> None:
+        self.schema_version = 0
+        self.call_columns: tuple[str, ...] = ()      # the calls table's, from the database
+        self._boolean_columns: frozenset[str] = frozenset()
+        self._hooks_cache: dict[str, list[Row]] = {}  # tenant -> hooks, for the event path
+
+    # ---- what a backend provides ---------------------------------------------------------
+    def _session(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for a few statements, not a transaction."""
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractAsyncContextManager[Connection]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def _know_columns(self, columns: Sequence[tuple[str, str]]) -> None:
+        """The calls table's (name, type): its own columns hold a record; any other key of
+        a record is kept in its JSON ``extra`` column."""
+        self.call_columns = tuple(name for name, _ in columns if name != "extra")
+        self._boolean_columns = frozenset(name for name, kind in columns if kind.lower() == "boolean")
+
+    # ---- calls ------------------------------------------------------------------------
+    async def save_call(self, record: dict[str, Any]) -> None:
+        """Insert or update the CDR ``record["call_id"]``.
+
+        Keys absent from ``record`` keep their stored value, so a CDR can be written as the
+        call progresses; unknown keys go to the JSON ``extra`` column. A call_id never
+        moves to another tenant: such an update is refused."""
+        async with self._transaction() as db:
+            await self._save_call(db, record)
+
+    async def _save_call(self, db: Connection, record: dict[str, Any]) -> None:
+        call_id, tenant = record.get("call_id"), record.get("tenant")
+        if not call_id or not tenant:
+            raise ValueError("a call record needs call_id and tenant")
+        rows = await db.fetch("SELECT * FROM calls WHERE call_id = ?", (call_id,))
+        merged = self._call_from_row(rows[0]) if rows else {}
+        if rows and rows[0]["tenant"] != tenant:
+            raise ValueError(f"call {call_id} belongs to another tenant")
+        merged.update(record)
+        columns = {k: merged.get(k) for k in self.call_columns}
+        for name in self._boolean_columns:
+            columns[name] = bool(columns[name])
+        extra = {k: v for k, v in merged.items() if k not in columns}
+        names = [*self.call_columns, "extra"]
+        values = [*columns.values(), _json(extra)]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        await db.execute(f"INSERT INTO calls ({', '.join(names)}) "
+                         f"VALUES ({', '.join('?' * len(names))}) "
+                         f"ON CONFLICT (call_id) DO UPDATE SET {updates}", values)
+
+    async def get_call(self, tenant: str, call_id: str) -> dict[str, Any] | None:
+        async with self._session() as db:
+            rows = await db.fetch("SELECT * FROM calls WHERE tenant = ? AND call_id = ?", (tenant, call_id))
+        return self._call_from_row(rows[0]) if rows else None
+
+    async def list_calls(self, tenant: str, *, start_date: str | None = None,
+                         end_date: str | None = None, extension: str | None = None,
+                         phone: str | None = None, status: str | None = None,
+                         limit: int = 50, page: int = 1) -> tuple[list[dict[str, Any]], int]:
+        """One page of the tenant's calls, newest first, and the total matching.
+
+        ``start_date`` (inclusive) and ``end_date`` (exclusive) compare as ISO-8601 strings
+        with ``time_started``, so a bare date like ``2024-05-01`` works too. ``phone``
+        matches either party's number."""
+        where, args = ["tenant = ?"], [tenant]
+        if start_date:
+            where.append("time_started >= ?")
+            args.append(start_date)
+        if end_date:
+            where.append("time_started < ?")
+            args.append(end_date)
+        if extension:
+            where.append("extension = ?")
+            args.append(extension)
+        if phone:
+            where.append("(to_number = ? OR from_number = ?)")
+            args += [phone, phone]
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        clause = " AND ".join(where)
+        limit = max(1, min(int(limit), MAX_PAGE))
+        offset = (max(1, int(page)) - 1) * limit
+        async with self._session() as db:
+            total = (await db.fetch(f"SELECT COUNT(*) AS n FROM calls WHERE {clause}", args))[0]["n"]
+            rows = await db.fetch(f"SELECT * FROM calls WHERE {clause} ORDER BY time_started DESC, "
+                                  f"{self.order_tiebreak} DESC LIMIT ? OFFSET ?", [*args, limit, offset])
+        return [self._call_from_row(r) for r in rows], int(total)
+
+    def _call_from_row(self, row: Row) -> dict[str, Any]:
+        record = {k: row[k] for k in self.call_columns}
+        for name in self._boolean_columns:
+            record[name] = bool(record[name])
+        extra = json.loads(row["extra"] or "{}")
+        return {**extra, **record}
+
+    # ---- live calls -------------------------------------------------------------------
+    async def save_progress(self, call_id: str, tenant: str, pbx: str, facts: dict[str, Any],
+                            deliveries: list[Delivery]) -> None:
+        """A live call's durable facts (replacing the last ones) and the webhooks of its step,
+        in one transaction."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
+                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
+                             "facts = excluded.facts, updated_at = excluded.updated_at",
+                             (call_id, tenant, pbx, _json(facts), time.time()))
+            await self._enqueue_all(db, deliveries)
+
+    async def save_end(self, record: dict[str, Any], deliveries: list[Delivery]) -> None:
+        """The call's CDR replaces its live facts; its last webhooks are queued with it."""
+        async with self._transaction() as db:
+            await self._save_call(db, record)
+            await db.execute("DELETE FROM live_calls WHERE call_id = ?", (record["call_id"],))
+            await self._enqueue_all(db, deliveries)
+
+    async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]:
+        """The durable facts of every call still live (of one PBX), oldest first, each with
+        ``saved_at``: when they were last written."""
+        sql = "SELECT facts, updated_at FROM live_calls"
+        args: list[Any] = []
+        if pbx is not None:
+            sql += " WHERE pbx = ?"
+            args.append(pbx)
+        async with self._session() as db:
+            rows = await db.fetch(sql + " ORDER BY updated_at", args)
+        return [{**json.loads(r["facts"]), "saved_at": r["updated_at"]} for r in rows]
+
+    # ---- webhook subscriptions -----------------------------------------------------------
+    async def add_hook(self, tenant: str, url: str, events: list[str], secret: str) -> dict[str, Any]:
+        """Subscribe ``url`` to ``events`` (``[]`` or ``["*"]``: every event)."""
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            raise ValueError("events must be a list of strings")
+        hook = {"id": str(uuid.uuid4()), "url": url, "events": list(events), "created_at": _utc_now()}
+        async with self._session() as db:
+            await db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"]))
+        self._hooks_cache.pop(tenant, None)
+        return hook
+
+    async def list_hooks(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's hooks without their secrets (those are write-only)."""
+        async with self._session() as db:
+            rows = await db.fetch(f"SELECT id, url, events, created_at FROM hooks WHERE tenant = ? "
+                                  f"ORDER BY {self.hook_order}", (tenant,))
+        return [{**r, "events": json.loads(r["events"])} for r in rows]
+
+    async def hooks_for(self, tenant: str, event: str) -> list[dict[str, Any]]:
+        """The tenant's hooks subscribed to ``event``, with secrets, for signing.
+
+        Called for every call event, so the tenant's hooks are cached in memory; this
+        object's own add_hook/delete_hook invalidate the cache."""
+        hooks = self._hooks_cache.get(tenant)
+        if hooks is None:
+            async with self._session() as db:
+                rows = await db.fetch(f"SELECT id, url, events, secret, created_at FROM hooks "
+                                      f"WHERE tenant = ? ORDER BY {self.hook_order}", (tenant,))
+            hooks = [{**r, "events": json.loads(r["events"])} for r in rows]
+            self._hooks_cache[tenant] = hooks
+        return [h for h in hooks if not h["events"] or "*" in h["events"] or event in h["events"]]
+
+    async def delete_hook(self, tenant: str, hook_id: str) -> bool:
+        """Remove the hook and its undelivered (and past) outbox rows."""
+        async with self._transaction() as db:
+            found = await db.fetch("SELECT 1 AS found FROM hooks WHERE tenant = ? AND id = ?", (tenant, hook_id))
+            if not found:
+                return False
+            await db.execute("DELETE FROM outbox WHERE hook_id = ?", (hook_id,))
+            await db.execute("DELETE FROM hooks WHERE id = ?", (hook_id,))
+        self._hooks_cache.pop(tenant, None)
+        return True
+
+    # ---- webhook outbox ---------------------------------------------------------------
+    async def enqueue(self, hook_id: str, call_id: str, event: str, body: bytes, *,
+                      now: float | None = None) -> int:
+        """Queue one delivery, due at once; the returned id is the global order."""
+        async with self._session() as db:
+            return await self._enqueue(db, Delivery(hook_id, call_id, event, body), now)
+
+    async def _enqueue_all(self, db: Connection, deliveries: list[Delivery]) -> None:
+        now = time.time()
+        for delivery in deliveries:
+            await self._enqueue(db, delivery, now)
+
+    @staticmethod
+    async def _enqueue(db: Connection, delivery: Delivery, now: float | None) -> int:
+        now = time.time() if now is None else now
+        rows = await db.fetch(
+            "INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (delivery.hook_id, delivery.call_id, delivery.event, delivery.body, now, now))
+        return int(rows[0]["id"])
+
+    async def pending_deliveries(self, limit: int) -> list[dict[str, Any]]:
+        """Undelivered, not dead rows in queue order, with the hook's url and secret."""
+        async with self._session() as db:
+            return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
+                                  "WHERE o.state = 'pending' ORDER BY o.id LIMIT ?", (int(limit),))
+
+    async def due_deliveries(self, now: float, per_hook: int) -> list[dict[str, Any]]:
+        """What the notifier may send now: the oldest pending row of each (hook, call) --
+        later rows of a call wait for it -- if due, at most ``per_hook`` per hook (earliest
+        due first) so one hook's backlog never hides another hook's rows."""
+        async with self._session() as db:
+            return await db.fetch(
+                "WITH heads AS ("
+                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
+                "), ranked AS ("
+                "  SELECT o.id, ROW_NUMBER() OVER ("
+                "    PARTITION BY o.hook_id ORDER BY o.next_attempt_at, o.id) AS rank"
+                "  FROM outbox o JOIN heads ON heads.id = o.id WHERE o.next_attempt_at <= ?"
+                ") "
+                f"SELECT {_OUTBOX_FIELDS} FROM ranked r JOIN outbox o ON o.id = r.id "
+                "JOIN hooks h ON h.id = o.hook_id "
+                "WHERE r.rank <= ? ORDER BY o.next_attempt_at, o.id", (now, int(per_hook)))
+
+    async def next_due_at(self, after: float) -> float | None:
+        """The earliest retry time later than ``after`` among rows that are next in line."""
+        async with self._session() as db:
+            rows = await db.fetch(
+                "SELECT MIN(o.next_attempt_at) AS at FROM outbox o JOIN ("
+                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
+                ") heads ON heads.id = o.id WHERE o.next_attempt_at > ?", (after,))
+        return rows[0]["at"]
+
+    async def mark_delivered(self, delivery_id: int) -> None:
+        async with self._session() as db:
+            await db.execute("UPDATE outbox SET state = 'delivered', finished_at = ?, last_error = NULL "
+                             "WHERE id = ?", (time.time(), delivery_id))
+
+    async def mark_retry(self, delivery_id: int, attempts: int, next_attempt_at: float,
+                         error: str) -> None:
+        async with self._session() as db:
+            await db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
+                             "WHERE id = ? AND state = 'pending'", (attempts, next_attempt_at, error, delivery_id))
+
+    async def mark_dead(self, delivery_id: int, error: str) -> None:
+        """Give up on the row; ``attempts`` counts the failed attempt that ended it."""
+        async with self._session() as db:
+            await db.execute("UPDATE outbox SET state = 'dead', attempts = attempts + 1, "
+                             "finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+                             (time.time(), error, delivery_id))
+
+    async def outbox_counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "delivered": 0, "dead": 0}
+        async with self._session() as db:
+            for row in await db.fetch("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state"):
+                counts[row["state"]] = int(row["n"])
+        return counts
+
+
+_OUTBOX_FIELDS = ("o.id, o.hook_id, o.call_id, o.event, o.body, o.attempts, "
+                  "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret")
+
+__all__ = ["Connection", "Row", "SqlStorage"]

@@ -1,0 +1,105 @@
+"""A private, throw-away PostgreSQL server for the tests, from Debian's packages.
+
+``initdb`` into a temporary directory (as the ``postgres`` user when run as root: initdb
+refuses root), then ``postgres`` on a free loopback port with its socket in that directory;
+durability is turned off (the data is thrown away). ``scripts/setup`` installs the package;
+if the server cannot start, the tests that need it fail.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+
+class PostgresError(RuntimeError):
+    pass
+
+
+def _bin_dir() -> str:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    if not dirs or not os.path.exists(os.path.join(dirs[-1], "initdb")):
+        raise PostgresError("PostgreSQL is not installed (scripts/setup installs Debian's postgresql)")
+    return dirs[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostgres:
+    user = "c2c"
+
+    def __init__(self) -> None:
+        self.bin = _bin_dir()
+        self.dir = tempfile.mkdtemp(prefix="c2c-pg-")
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+
+    def _cmd(self, *argv: str) -> list[str]:
+        return (["runuser", "-u", "postgres", "--"] if self._as_postgres else []) + list(argv)
+
+    def start(self, timeout: float = 30.0) -> PrivatePostgres:
+        data = os.path.join(self.dir, "data")
+        subprocess.run(self._cmd(f"{self.bin}/initdb", "-D", data, "-U", self.user, "-A", "trust",
+                                 "-E", "UTF8", "--no-sync", "--no-instructions"),
+                       check=True, capture_output=True, timeout=120)
+        log = open(os.path.join(self.dir, "postgres.log"), "wb")  # noqa: SIM115 - the server keeps it
+        self.proc = subprocess.Popen(
+            self._cmd(f"{self.bin}/postgres", "-D", data, "-k", self.dir, "-p", str(self.port),
+                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                      "-c", "full_page_writes=off", "-c", "max_connections=200"),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                             capture_output=True).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise PostgresError(f"PostgreSQL did not start: {self.log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    def log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "postgres.log"), encoding="utf-8", errors="replace") as fh:
+                return fh.read()[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def create_database(self, name: str | None = None) -> str:
+        """A new empty database; returns its URL."""
+        name = name or "t_" + uuid.uuid4().hex[:12]
+        subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
+                       check=True, capture_output=True, timeout=30)
+        return self.url(name)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            # its own process group (runuser and the postmaster): SIGINT is a fast shutdown
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
