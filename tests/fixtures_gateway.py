@@ -37,7 +37,12 @@ def gateway_config(ami_port: int, **sections):
         ],
     }
     for name, values in sections.items():
-        raw[name] = {**copy.deepcopy(raw.get(name, {})), **values} if name != "tenants" else values
+        if values is None:
+            raw.pop(name, None)                    # e.g. ami=None with pbxs=[...]
+        elif isinstance(values, list):
+            raw[name] = values                     # tenants, pbxs: replaced whole
+        else:
+            raw[name] = {**copy.deepcopy(raw.get(name, {})), **values}
     return parse_config(raw, {})
 
 

@@ -25,6 +25,7 @@ def write_config(tmp_path, ami_port, http_port, grace=1.0):
         "ami": {"host": "127.0.0.1", "port": ami_port, "username": "c2c", "secret": "${TEST_AMI_SECRET}"},
         "calls": {"ring_timeout": 30, "dial_timeout": 60, "sync_timeout": 45},
         "limits": {"shutdown_grace": grace},
+        "storage": {"url": f"sqlite:///{tmp_path}/c2c.sqlite3"},
         "tenants": [{"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
                      "context": "c2c-outbound", "extensions": "^[0-9]{2,6}$",
                      "hotlines": {"02873001234": "hotline-trunk"}}],

@@ -77,3 +77,56 @@ def test_duplicate_token_across_tenants_is_refused():
     raw["tenants"].append(dict(raw["tenants"][0], domain="other"))
     with pytest.raises(ConfigError, match="shared with another tenant"):
         parse_config(raw, {})
+
+
+def test_single_ami_block_is_one_pbx_named_default():
+    config = parse_config(BASE, {})
+    assert [p.name for p in config.pbxs] == ["default"] and config.tenants[0].pbx == "default"
+
+
+def test_several_pbxs_and_tenants_on_them():
+    raw = copy.deepcopy(BASE)
+    ami = raw.pop("ami")
+    raw["pbxs"] = [{"name": "hcm-1", "ami": ami}, {"name": "hn-1", "ami": {**ami, "port": 6038, "ping_interval": 1}}]
+    raw["tenants"].append(dict(raw["tenants"][0], domain="b", tokens=["b-token"], pbx="hn-1"))
+    config = parse_config(raw, {})
+    assert [(p.name, p.ami.port, p.ami.ping_interval) for p in config.pbxs] == [("hcm-1", 5038, 5.0),
+                                                                                ("hn-1", 6038, 1.0)]
+    assert [t.pbx for t in config.tenants] == ["hcm-1", "hn-1"]       # the first PBX by default
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"pbxs": [{"name": "a", "ami": BASE["ami"]}]}, "pbxs"),                          # and ami: too
+    ({"ami": None, "pbxs": []}, "pbxs"),
+    ({"ami": None, "pbxs": [{"name": "a", "ami": BASE["ami"]}, {"name": "a", "ami": BASE["ami"]}]}, "pbxs[1].name"),
+    ({"ami": None, "pbxs": [{"name": "a b", "ami": BASE["ami"]}]}, "pbxs[0].name"),
+    ({"ami": None, "pbxs": [{"name": "a", "ami": {**BASE["ami"], "port": 0}}]}, "pbxs[0].ami.port"),
+    ({"ami": None, "pbxs": [{"name": "a", "ami": BASE["ami"], "colour": 1}]}, "pbxs[0].colour"),
+    ({"tenants": [dict(BASE["tenants"][0], pbx="nope")]}, "tenants[0].pbx"),
+    ({"storage": {"url": "mysql://x/y"}}, "storage.url"),
+    ({"storage": {"url": "sqlite:///x", "path": "y"}}, "storage.url"),
+])
+def test_bad_pbx_and_storage_config_names_the_key(change, where):
+    raw = copy.deepcopy(BASE)
+    for key, value in change.items():
+        if value is None:
+            del raw[key]
+        else:
+            raw[key] = value
+    with pytest.raises(ConfigError, match=f"^{where.replace('[', '.').replace(']', '.')}"):
+        parse_config(raw, {})
+
+
+@pytest.mark.parametrize("storage, backend, path", [
+    ({}, "sqlite", "var/c2c-ami.sqlite3"),
+    ({"path": "/srv/c2c.db"}, "sqlite", "/srv/c2c.db"),
+    ({"url": "sqlite:///var/x.sqlite3"}, "sqlite", "var/x.sqlite3"),
+    ({"url": "sqlite:////srv/x.sqlite3"}, "sqlite", "/srv/x.sqlite3"),
+    ({"url": "sqlite://:memory:"}, "sqlite", ":memory:"),
+    ({"url": "postgresql://c2c:pw@db:5432/c2c"}, "postgresql", None),
+])
+def test_storage_url_picks_the_backend(storage, backend, path):
+    config = parse_config(dict(copy.deepcopy(BASE), storage=storage), {})
+    assert config.storage.backend == backend
+    if path is not None:
+        assert config.storage.sqlite_path == path

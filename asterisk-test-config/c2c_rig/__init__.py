@@ -24,11 +24,12 @@ from .plan import (
 )
 from .runtime import CACHE_DIR, load_runtime
 from .sip_trace import Headers, SipMessage, parse_name_addr, read_trace, uri_user
+from .watch import AmiWatch
 
 __all__ = [
     "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR", "EXTENSIONS", "HOTLINES", "MAX_OFFSET", "PHONE_GROUPS",
     "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
-    "Ami", "Headers", "Ports", "Rig", "RigError", "SipMessage",
+    "Ami", "AmiWatch", "Headers", "Ports", "Rig", "RigError", "SipMessage",
     "all_instances", "busy_ports", "free_offset", "group_of", "install", "load_runtime", "parse_name_addr",
     "password", "port_free", "read_trace", "uri_user",
 ]

@@ -29,6 +29,7 @@ TRUNK_RESULTS = {"486": "486 Busy Here (DialStatus BUSY)",
                  "408": "180, never answers (DialStatus NOANSWER when C2C_DIAL_TIMEOUT expires)",
                  "503": "503 Service Unavailable (DialStatus CONGESTION, cause 34)",
                  "404": "404 Not Found (DialStatus NOANSWER on Asterisk 22, cause 1)",
+                 "800": "180, 200 after ~1 s, trunk sends BYE ~8 s later (DialStatus ANSWER)",
                  "other": "180, 200 after ~1 s, trunk sends BYE ~3 s later (DialStatus ANSWER)"}
 
 
