@@ -83,17 +83,30 @@ async def test_originate_not_sent_is_not_a_call():
     assert len(calls.registry) == 0 and calls.registry.observer.ended == []
 
 
-@pytest.mark.parametrize("failure, error, message", [
+@pytest.mark.parametrize("failure, error, message, unobserved", [
     (AmiLinkDown("PBX link lost (connection lost)", sent=True), PbxUnavailable,
-     "PBX link lost (connection lost); the call may or may not have been placed"),
-    (AmiTimeout("no answer to Originate within 3 s"), CallFailed, "Originate not acknowledged: no answer"),
-    (AmiRefused("Extension does not exist."), CallFailed, "Originate refused by the PBX: Extension does not"),
+     "PBX link lost (connection lost); the call may or may not have been placed", True),
+    (AmiTimeout("no answer to Originate within 3 s"), CallFailed, "Originate not acknowledged: no answer", False),
 ])
-async def test_originate_that_may_have_reached_the_pbx_is_reported(failure, error, message):
+async def test_originate_that_may_have_reached_the_pbx_stays_tracked(failure, error, message, unobserved):
+    """Never dropped on a guess: the call stays live, with a deadline, until events or the PBX
+    asked again say what became of it."""
     pbx = StubPbx(originate=failure)
     calls = service(pbx)
     with pytest.raises(error) as info:
         await calls.place(TENANT, REQUEST, wait=False)
     call_id = pbx.originated[0].call_id
     assert info.value.message.startswith(message) and info.value.call_id == call_id
+    call = calls.registry.get(call_id)
+    assert call is not None and (call.unobserved_since is not None) == unobserved
+    assert call.deadline == ("unobserved" if unobserved else "outcome") and calls.registry.observer.ended == []
+
+
+async def test_originate_refused_by_the_pbx_is_a_failed_call():
+    pbx = StubPbx(originate=AmiRefused("Extension does not exist."))
+    calls = service(pbx)
+    with pytest.raises(CallFailed) as info:
+        await calls.place(TENANT, REQUEST, wait=False)
+    call_id = pbx.originated[0].call_id
+    assert info.value.message == "Originate refused by the PBX: Extension does not exist."
     assert len(calls.registry) == 0 and calls.registry.observer.ended == [call_id]

@@ -94,11 +94,7 @@ class CallService:
         except BaseException:
             self.registry.release(call)  # nothing was dialed: no call to report
             raise
-        try:
-            await self._originate(pbx, call, self._originate_of(call, request, tenant))
-        except BaseException:
-            self.registry.finish(call)
-            raise
+        await self._originate(pbx, call, self._originate_of(call, request, tenant))
         if wait:
             await self._wait_answered(call)
         return call
@@ -141,19 +137,30 @@ class CallService:
             auto_answer_headers=self.calls.auto_answer_headers if request.auto_answer else ())
 
     async def _originate(self, pbx: Pbx, call: Call, originate: Originate) -> None:
-        """Send the Originate exactly once; its ack only means "queued"."""
+        """Send the Originate exactly once; its ack only means "queued". Once it may have
+        reached the PBX the call is never dropped on a guess: it stays tracked (events, or
+        the PBX asked again after a lost link, tell what became of it)."""
         try:
             await pbx.originate(originate)
         except AmiLinkDown as exc:
             if not exc.sent:
                 self.registry.release(call)   # nothing reached the PBX: no call to report
                 raise PbxUnavailable(str(exc)) from None
-            raise PbxUnavailable(f"{exc}; the call may or may not have been placed",
+            call.unobserved(time.time())
+            self.registry.suspend_call(call)
+            raise PbxUnavailable(f"{exc}; the call may or may not have been placed: it is checked with the "
+                                 f"PBX once the link is back (GET /v1/calls/{call.call_id})",
                                  call_id=call.call_id) from None
         except AmiRefused as exc:
+            self.registry.finish(call)
             raise CallFailed(f"Originate refused by the PBX: {exc}", call_id=call.call_id) from None
-        except AmiError as exc:
-            raise CallFailed(f"Originate not acknowledged: {exc}", call_id=call.call_id) from None
+        except AmiError as exc:           # no ack in time: Asterisk may still have queued it
+            self.registry.settle(call)
+            raise CallFailed(f"Originate not acknowledged: {exc}; the call is tracked until the PBX reports "
+                             f"an outcome (GET /v1/calls/{call.call_id})", call_id=call.call_id) from None
+        except BaseException:             # cancelled after the write: the PBX may have it
+            self.registry.settle(call)
+            raise
         self.registry.settle(call)
         log.info("call %s: ext %s -> %s via %s on %s originated", call.call_id, call.ext, call.phone,
                  call.hotline, pbx.name)

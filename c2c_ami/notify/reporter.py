@@ -15,7 +15,7 @@ from typing import Any
 
 from ..calls.call import Call, Step
 from ..calls.record import call_record, webhook_body
-from ..store import Storage
+from ..store import Storage, StorageUnavailable
 from ..waits import wait_set
 from .webhooks import WebhookNotifier
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # Steps announced as webhooks: ringing/answered fire for the extension and again for the
 # number (the payload's ``state`` tells which); an ended call sends hangup, then cdr.
+RETRY_MIN, RETRY_MAX = 0.5, 5.0      # seconds between tries while the store is unavailable
 _WEBHOOK_EVENTS: dict[Step, tuple[str, ...]] = {"ringing": ("ringing",), "answered": ("answered",),
                                                 "ended": ("hangup", "cdr")}
 
@@ -38,9 +39,10 @@ class _Write:
 
 
 class CallReporter:
-    def __init__(self, storage: Storage, webhooks: WebhookNotifier) -> None:
+    def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN) -> None:
         self.storage = storage
         self.webhooks = webhooks
+        self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._written: dict[str, dict[str, Any]] = {}    # call_id -> the facts last queued
         self._idle = asyncio.Event()
@@ -92,10 +94,18 @@ class CallReporter:
     async def _run(self) -> None:
         while True:
             write = await self._queue.get()
-            try:
-                await self._store(write)
-            except Exception:  # reporting must never stop: log, and go on with the next write
-                log.exception("call %s: could not store %s", write.call_id, write.events or "facts")
+            delay = self.retry_min
+            while True:
+                try:
+                    await self._store(write)
+                    break
+                except StorageUnavailable as exc:   # the database is away: keep the write, retry
+                    log.warning("call %s: store unavailable (%s); retrying in %.1f s", write.call_id, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                except Exception:  # a bad write: log it, never let it stop the ones behind it
+                    log.exception("call %s: could not store %s", write.call_id, write.events or "facts")
+                    break
             if self._queue.empty():
                 self._idle.set()
 

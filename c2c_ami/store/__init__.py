@@ -1,12 +1,12 @@
 """Persistence behind one interface (``Storage``): SQLite (embedded, the default) or
 PostgreSQL, with the same schema and migrations."""
 from ..config import StorageConfig
-from .base import MAX_PAGE, Delivery, Storage, StorageError
+from .base import MAX_PAGE, Delivery, Storage, StorageError, StorageUnavailable
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .sqlite import SqliteStorage, migrate
 
 __all__ = ["MAX_PAGE", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "Migration", "SqliteStorage", "Storage",
-           "StorageError", "migrate", "open_storage"]
+           "StorageError", "StorageUnavailable", "migrate", "open_storage"]
 
 
 async def open_storage(config: StorageConfig) -> Storage:

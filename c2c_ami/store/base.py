@@ -17,6 +17,11 @@ class StorageError(RuntimeError):
     """The database cannot be used (e.g. its schema is newer than this code)."""
 
 
+class StorageUnavailable(StorageError):
+    """The database did not answer (connection lost, server down, file locked): trying the
+    same thing again later may work."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One webhook delivery to queue: ``body`` is the signed-over JSON."""

@@ -13,12 +13,14 @@ from typing import Any
 
 import asyncpg
 
-from .base import StorageError
+from .base import StorageError, StorageUnavailable
 from .migrations import MIGRATIONS, Migration
 from .sql import Row, SqlStorage
 
 _MIGRATION_LOCK = 0x6332_6361_6D69   # pg_advisory_xact_lock key: "c2cami"
 _PLACEHOLDER = re.compile(r"\?")
+# The server is down, restarting or unreachable, or the connection broke: worth another try.
+_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 
 def _numbered(sql: str) -> str:
@@ -95,10 +97,16 @@ class PostgresStorage(SqlStorage):
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[_Connection]:
-        async with self._pool.acquire() as conn:
-            yield _Connection(conn)
+        try:
+            async with self._pool.acquire() as conn:
+                yield _Connection(conn)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _Connection(conn)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _Connection(conn)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {exc}") from exc

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .base import StorageError
+from .base import StorageError, StorageUnavailable
 from .migrations import MIGRATIONS, Migration
 from .sql import Row, SqlStorage
 
@@ -88,16 +88,24 @@ class SqliteStorage(SqlStorage):
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[_Connection]:
-        yield self._connection
+        try:
+            yield self._connection
+        except sqlite3.OperationalError as exc:    # locked, disk full, I/O error
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
         # Nothing awaits between BEGIN and COMMIT for real (the connection runs in place), so
         # no other coroutine's statement can land inside this transaction.
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
         try:
             yield self._connection
-        except BaseException:
+        except BaseException as exc:
             self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StorageUnavailable(f"SQLite: {exc}") from exc
             raise
         self._db.execute("COMMIT")
