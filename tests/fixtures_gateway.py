@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REPORTER
+from c2c_ami.api.keys import AMI, REPORTER, STORAGE
 from c2c_ami.app import create_app
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
@@ -89,3 +89,23 @@ class Steps:
                 self._changed.clear()
                 await self._changed.wait()
         await asyncio.wait_for(seen(), timeout)
+
+
+class _Stored:
+    """The app's store, read once every call fact queued so far is written (the reporter
+    writes in the background: a call that has left the registry may still be on its way)."""
+
+    def __init__(self, app):
+        self._app = app
+
+    def __getattr__(self, name):
+        method = getattr(self._app[STORAGE], name)
+
+        async def read(*args, **kwargs):
+            assert await self._app[REPORTER].flush(5), "call writes still queued after 5 s"
+            return await method(*args, **kwargs)
+        return read
+
+
+def stored(app) -> _Stored:
+    return _Stored(app)

@@ -4,12 +4,12 @@ import logging
 
 import pytest
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE, STORAGE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE
 from c2c_ami.calls.record import iso
 from c2c_ami.pbx.ami import AmiClient, AmiState, AmiTimeout, UnsafeAmiValue, check_safe
 from c2c_ami.testing.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, Steps, gateway_config
+from .fixtures_gateway import AUTH, Steps, gateway_config, stored
 
 
 def state_waiter(ami: AmiClient):
@@ -109,7 +109,7 @@ async def test_calls_that_ended_while_the_link_was_down_end_unobserved(gateway, 
     await wait(AmiState.READY)
     assert await reconciler.wait_run(runs + 1, 3)
     assert registry.get(body["call_id"]) is None
-    record = await gateway.app[STORAGE].get_call("default", body["call_id"])
+    record = await stored(gateway.app).get_call("default", body["call_id"])
     assert (record["status"], record["ended_unobserved"], record["state"]) == ("ANSWERED", True, "ended")
     assert record["time_ended"] == iso(lost_at) and record["hangup_by"] is None
 

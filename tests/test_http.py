@@ -3,10 +3,10 @@ import asyncio
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, STORAGE
+from c2c_ami.api.keys import AMI, REGISTRY
 from c2c_ami.testing.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, OTHER_TOKEN
+from .fixtures_gateway import AUTH, OTHER_TOKEN, stored
 
 
 async def get(client, path, headers=AUTH, **params):
@@ -82,7 +82,7 @@ async def test_device_precheck_refuses_without_originating(gateway, fake_ami, st
     assert body["error"] == code and "call_id" not in body
     assert fake_ami.actions_named("Originate") == []
     assert fake_ami.actions_named("Getvar")[0]["Variable"] == ["DEVICE_STATE(PJSIP/101)"]
-    assert (await gateway.app[STORAGE].list_calls("default")) == ([], 0)  # no call, so no CDR
+    assert (await stored(gateway.app).list_calls("default")) == ([], 0)  # no call, so no CDR
 
 
 async def test_two_concurrent_requests_never_ring_one_extension_twice(gateway, fake_ami):

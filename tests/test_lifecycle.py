@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from c2c_ami.api.keys import REGISTRY, STORAGE, WEBHOOKS
+from c2c_ami.api.keys import REGISTRY, WEBHOOKS
 from c2c_ami.notify.webhooks import verify
 from c2c_ami.testing.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, OTHER_TOKEN
+from .fixtures_gateway import AUTH, OTHER_TOKEN, stored
 
 OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
 
@@ -58,7 +58,7 @@ async def test_number_failures_give_status_and_cause(gateway, fake_ami, dial_sta
     resp = await gateway.get("/v1/click2call", params={"ext": "101", "phone": "0899"}, headers=AUTH)
     call_id = (await resp.json())["call_id"]
     assert await gateway.app[REGISTRY].wait_empty(3)
-    record = (await gateway.app[STORAGE].get_call("default", call_id))
+    record = (await stored(gateway.app).get_call("default", call_id))
     assert (record["status"], record["number_failure"], record["cause"]) == (status, failure, cause)
     assert record["hangup_by"] == "number" and record["billsec"] == 0
 
@@ -66,7 +66,7 @@ async def test_number_failures_give_status_and_cause(gateway, fake_ami, dial_sta
 async def test_extension_failures_are_recorded(gateway, fake_ami):
     fake_ami.default_behaviour = Behaviour("reject")
     body = await (await gateway.get("/v1/click2call", params={"ext": "101", "phone": "0899"}, headers=AUTH)).json()
-    record = (await gateway.app[STORAGE].get_call("default", body["call_id"]))
+    record = (await stored(gateway.app).get_call("default", body["call_id"]))
     assert (record["status"], record["ext_failure"], record["state"]) == ("BUSY", "rejected", "ended")
 
 
@@ -87,7 +87,7 @@ async def test_cancel_while_ringing_answers_the_waiting_request(gateway, fake_am
     assert (answer.status, body["error"], body["call_id"]) == (409, "CALL_CANCELLED", call_id)
     hangup = await fake_ami.wait_for_action("Hangup")
     assert hangup["Channel"].startswith("PJSIP/101-")
-    record = (await gateway.app[STORAGE].get_call("default", call_id))
+    record = (await stored(gateway.app).get_call("default", call_id))
     assert (record["status"], record["hangup_by"]) == ("CANCEL", "api")
 
 
@@ -139,7 +139,7 @@ async def test_undelivered_webhooks_survive_a_gateway_restart(aiohttp_client, fa
     await first.app[WEBHOOKS].close()  # the receiver is "down": nothing is delivered now
     fake_ami.default_behaviour = Behaviour("reject")
     body = await (await first.get("/v1/click2call", params={"ext": "101", "phone": "0899"}, headers=AUTH)).json()
-    assert (await first.app[STORAGE].outbox_counts())["pending"] == 1
+    assert (await stored(first.app).outbox_counts())["pending"] == 1
     await first.close()
     second = await aiohttp_client(create_app(config))
     [(event, payload)] = await deliveries(receiver, 1, hook["secret"])

@@ -1,11 +1,11 @@
 """Restarts against the fake AMI: live calls outlive the gateway process and are settled with
 what the PBX says when it is asked again -- tracked on if still up, ended unobserved if not."""
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, STORAGE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.app import create_app
 from c2c_ami.calls.record import iso
 from c2c_ami.testing.fake_ami import Behaviour
 
-from .fixtures_gateway import AUTH, Steps, gateway_config
+from .fixtures_gateway import AUTH, Steps, gateway_config, stored
 
 TALKING = Behaviour("answer", ring_delay=0.01, dial="trunk", dial_delay=0.01, talk_time=None)
 
@@ -41,7 +41,7 @@ async def test_a_call_still_up_after_a_restart_is_tracked_again_to_its_end(aioht
     assert again.number_answered_at == answered_at and again.ext_channel == call.ext_channel
     assert (await second.delete(f"/v1/calls/{call.call_id}", headers=AUTH)).status == 200   # cancel works
     assert await second.app[REGISTRY].wait_empty(3)
-    record = await second.app[STORAGE].get_call("default", call.call_id)
+    record = await stored(second.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", False, "api")
     assert record["time_answered"] == iso(answered_at)
 
@@ -57,7 +57,7 @@ async def test_a_call_that_ended_while_the_gateway_was_down_ends_unobserved(aioh
 
     second = await start(aiohttp_client, config)
     assert second.app[REGISTRY].get(call.call_id) is None
-    record = await second.app[STORAGE].get_call("default", call.call_id)
+    record = await stored(second.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", True, None)
     assert record["time_ended"] == iso(stopped_at)      # when it was last known up: the shutdown
     assert record["billsec"] == round(stopped_at - call.number_answered_at)
@@ -74,7 +74,7 @@ async def test_a_call_of_a_pbx_no_longer_configured_ends_unobserved_at_start(aio
                                                                "username": "c2c", "secret": "change-me"}}])
     second = await start(aiohttp_client, renamed)
     assert second.app[REGISTRY].get(call.call_id) is None
-    record = await second.app[STORAGE].get_call("default", call.call_id)
+    record = await stored(second.app).get_call("default", call.call_id)
     assert (record["pbx"], record["ended_unobserved"]) == ("default", True)
 
 

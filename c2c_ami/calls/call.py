@@ -65,6 +65,9 @@ class CallObserver(Protocol):
     def call_changed(self, call: Call) -> None:
         """Something happened to the live call (its durable facts may have changed)."""
 
+    def unstored_end(self, call_id: str) -> dict[str, Any] | None:
+        """The record of a call that ended and whose CDR is not stored yet, if any."""
+
 
 # The fields ``facts`` keeps (besides the state): everything but runtime plumbing and the
 # waiting request's error.

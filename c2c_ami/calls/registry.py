@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import C2CError, CallFailed
 from ..waits import wait_set
@@ -44,6 +45,11 @@ class CallRegistry:
 
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
+
+    def just_ended(self, call_id: str) -> dict[str, Any] | None:
+        """The record of a call that has left the registry but whose CDR is still being
+        written (so a read right after the end never misses it)."""
+        return self.observer.unstored_end(call_id) if self.observer is not None else None
 
     def live(self, tenant: str | None = None, *, pbx: str | None = None) -> list[Call]:
         return [c for c in self._calls.values()

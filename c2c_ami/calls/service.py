@@ -242,18 +242,16 @@ class CallService:
         call = self.registry.get(call_id)
         if call is not None and call.tenant == tenant.domain:
             return call_record(call)
-        record = await self.store.get_call(tenant.domain, call_id)
-        if record is None:
-            raise CallNotFound("no call with this call_id")
-        return record
+        return await self.cdr(tenant, call_id, missing="no call with this call_id")
 
     def live_calls(self, tenant: Tenant) -> list[dict[str, Any]]:
         return [live_call_summary(call) for call in self.registry.live(tenant.domain)]
 
-    async def cdr(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
-        record = await self.store.get_call(tenant.domain, call_id)
-        if record is None:
-            raise CallNotFound("no CDR with this call_id")
+    async def cdr(self, tenant: Tenant, call_id: str, missing: str = "no CDR with this call_id") -> dict[str, Any]:
+        """The CDR of an ended call -- also in the moment it is being written."""
+        record = self.registry.just_ended(call_id) or await self.store.get_call(tenant.domain, call_id)
+        if record is None or record.get("tenant") != tenant.domain:
+            raise CallNotFound(missing)
         return record
 
     async def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int]:

@@ -45,6 +45,7 @@ class CallReporter:
         self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._written: dict[str, dict[str, Any]] = {}    # call_id -> the facts last queued
+        self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
         self._writer: asyncio.Task | None = None
@@ -57,6 +58,7 @@ class CallReporter:
                  f"{' unobserved' if call.ended_unobserved else ''}" if event == "ended" else "")
         if event == "ended":
             self._written.pop(call.call_id, None)
+            self._ending[call.call_id] = record
             self._put(_Write(call.call_id, call.tenant, call.pbx, None, record, _WEBHOOK_EVENTS["ended"]))
         else:
             facts = call.facts()
@@ -69,6 +71,9 @@ class CallReporter:
         if self._written.get(call.call_id) != facts:
             self._written[call.call_id] = facts
             self._put(_Write(call.call_id, call.tenant, call.pbx, facts, None, ()))
+
+    def unstored_end(self, call_id: str) -> dict[str, Any] | None:
+        return self._ending.get(call_id)
 
     def _put(self, write: _Write) -> None:
         self._idle.clear()
@@ -119,5 +124,6 @@ class CallReporter:
             await self.storage.save_progress(write.call_id, write.tenant, write.pbx, write.facts, deliveries)
         elif write.record is not None:
             await self.storage.save_end(write.record, deliveries)
+            self._ending.pop(write.call_id, None)
         if deliveries:
             self.webhooks.wake()

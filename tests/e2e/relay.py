@@ -21,15 +21,17 @@ class Relay:
 
     async def cut(self) -> None:
         """Drop every connection and refuse new ones until ``start`` (same port)."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()                 # no new connections
         for writer in list(self._writers):
-            writer.transport.abort()
+            writer.transport.abort()       # the blip: both ends see the link die
         for task in list(self._pipes):
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
+        if server is not None:
+            # (since Python 3.12 this also waits for the connections, aborted above)
+            await asyncio.wait_for(server.wait_closed(), 5)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

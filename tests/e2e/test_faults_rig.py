@@ -5,10 +5,11 @@ import time
 
 import pytest
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE, STORAGE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE
 from c2c_ami.calls.record import iso
 from c2c_ami.pbx.ami import AmiState
 
+from ..fixtures_gateway import stored
 from ..hostile_corpus import cases
 from .conftest import AUTH, DIAL_TIMEOUT, RING_TIMEOUT, click, in_thread, now
 
@@ -43,7 +44,7 @@ async def test_sigkill_asterisk_answers_waiters_and_restart_is_used_again(gw, ri
     print(f"ready {time.monotonic() - booted_at:.2f} s after Asterisk was up again")
     assert await reconciler.wait_run(runs + 1, 3) and len(registry) == 0
     for _, body in results:
-        record = await gw.app[STORAGE].get_call("default", body["call_id"])
+        record = await stored(gw.app).get_call("default", body["call_id"])
         assert (record["status"], record["ended_unobserved"], record["state"]) == ("FAILED", True, "ended")
         assert record["time_ended"] <= iso(killed_at - time.monotonic() + time.time() + 0.5)
     status, body = await click(gw, ext="201", phone="0899")
@@ -70,7 +71,7 @@ async def test_trunk_never_answers(gw, rig):
     assert status == 200  # the agent answered; the customer's phone then rings out
     await in_thread(rig.wait_for_trunk_invite, "0909000408", "hotline-trunk", after=t0)
     assert await gw.app[REGISTRY].wait_empty(DIAL_TIMEOUT + 5)
-    record = (await gw.app[STORAGE].get_call("default", body["call_id"]))
+    record = (await stored(gw.app).get_call("default", body["call_id"]))
     assert (record["status"], record["number_failure"]) == ("NO ANSWER", "no_answer")
     assert record["billsec"] == 0 and record["time_answered"] is None
 
@@ -85,7 +86,7 @@ async def test_twenty_concurrent_real_calls(gw, rig):
     registry = gw.app[REGISTRY]
     assert await registry.wait_empty(15), f"{len(registry)} calls still live"
     assert registry.claimed_devices == 0
-    statuses = [(await gw.app[STORAGE].get_call("default", b["call_id"]))["status"] for _, b in results]
+    statuses = [(await stored(gw.app).get_call("default", b["call_id"]))["status"] for _, b in results]
     assert statuses == ["ANSWERED"] * 20
 
 

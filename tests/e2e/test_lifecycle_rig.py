@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, STORAGE, WEBHOOKS
+from c2c_ami.api.keys import AMI, REGISTRY, WEBHOOKS
 from c2c_ami.app import create_app
 from c2c_ami.notify.webhooks import verify
 
+from ..fixtures_gateway import stored
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
 
 pytestmark = pytest.mark.rig
@@ -54,7 +55,7 @@ async def test_number_failures_status_and_cause(gw, rig, phone, status, failure)
     code, body = await click(gw, ext="222", phone=phone)
     assert code == 200
     assert await gw.app[REGISTRY].wait_empty(10)
-    record = (await gw.app[STORAGE].get_call("default", body["call_id"]))
+    record = (await stored(gw.app).get_call("default", body["call_id"]))
     assert (record["status"], record["number_failure"]) == (status, failure)
     assert record["cause"] and record["billsec"] == 0
 
@@ -84,7 +85,7 @@ async def test_restart_delivers_webhooks_left_undelivered(rig, aiohttp_client, r
     await first.app[WEBHOOKS].close()          # deliveries stop, as if the receiver were down
     status, body = await click(first, ext="102", phone="0899")  # rejected: ends at once
     assert status == 409 and await first.app[REGISTRY].wait_empty(5)
-    assert (await first.app[STORAGE].outbox_counts())["pending"] == 2
+    assert (await stored(first.app).outbox_counts())["pending"] == 2
     await first.close()
     second = await aiohttp_client(create_app(config))
     events = await next_deliveries(receiver, hook["secret"], 2)

@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 import yaml
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, STORAGE
+from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.pbx.ami import AmiState
 from c2c_rig import HOTLINES, AmiWatch
 
+from ..fixtures_gateway import stored
 from .conftest import AUTH, TOKEN, click, rig_config
 from .relay import Relay
 
@@ -155,7 +156,7 @@ async def test_link_cut_mid_talk_the_call_goes_on_and_ends_observed(rig, make_ri
         assert registry.get(call.call_id) is call and call.unobserved_since is None
         assert await registry.wait_empty(15)
         up, down = asterisk.leg_times(call.trunk_channel)
-    record = await client.app[STORAGE].get_call("default", call.call_id)
+    record = await stored(client.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", False, "number")
     assert abs(record["billsec"] - (down - up)) <= 1, (record["billsec"], down - up)
 
@@ -179,7 +180,7 @@ async def test_call_that_ends_while_the_link_is_cut_ends_unobserved(rig, make_ri
         assert await reconciler.wait_run(runs + 1, 5)
         up, down = asterisk.leg_times(call.trunk_channel)
     assert registry.get(call.call_id) is None
-    record = await client.app[STORAGE].get_call("default", call.call_id)
+    record = await stored(client.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["state"]) == ("ANSWERED", True, "ended")
     assert record["hangup_by"] is None and record["cause"] is None        # nobody saw who or why
     assert record["billsec"] <= round(down - up)                           # a lower bound, never more
@@ -231,7 +232,7 @@ async def test_two_pbxs_each_tenant_on_its_own_and_one_down_hurts_only_its_own(
     for body, headers in ((a_call, AUTH), (b_call, OTHER)):
         assert (await client.delete(f"/v1/calls/{body['call_id']}", headers=headers)).status == 200
     assert await registry.wait_empty(10)
-    records = [await client.app[STORAGE].get_call(t, c["call_id"]) for t, c in (("default", a_call), ("other", b_call))]
+    records = [await stored(client.app).get_call(t, c["call_id"]) for t, c in (("default", a_call), ("other", b_call))]
     assert [r["pbx"] for r in records] == ["pbx-a", "pbx-b"]
 
     await in_thread(second.kill_asterisk)
