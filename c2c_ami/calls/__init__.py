@@ -1,1 +1,2 @@
-"""Calls: the state machine, the registry of live calls, the rules (service) and guards."""
+"""Calls: the state machine, the registry of live calls, the rules (service), guards, and
+reconciliation after lost links and restarts."""
