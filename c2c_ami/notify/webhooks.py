@@ -99,6 +99,7 @@ class WebhookNotifier:
         self._progress = asyncio.Event()   # a delivery finished (for wait_idle)
         self._in_flight: dict[tuple[str, str], asyncio.Task] = {}  # (hook, call) -> POST
         self._hook_load: dict[str, int] = {}
+        self._outbox_lock = asyncio.Lock()   # reading due rows vs recording an outcome
         self._closing = False
 
     # ---- producer side (the call reporter) ---------------------------------------------
@@ -195,25 +196,41 @@ class WebhookNotifier:
         """Start a POST for every due row whose call and hook have room; return how long
         to sleep if nothing wakes the worker earlier."""
         now = self.clock()
-        # in-flight rows are still pending and earliest due, so asking for `concurrency`
-        # per hook always leaves enough rows that are not yet running.
-        for row in await self.storage.due_deliveries(now, self.concurrency):
-            if len(self._in_flight) >= self.concurrency:
-                break
-            key = (row["hook_id"], row["call_id"])
-            if key in self._in_flight or self._hook_load.get(row["hook_id"], 0) >= self.per_hook:
-                continue
-            self._hook_load[row["hook_id"]] = self._hook_load.get(row["hook_id"], 0) + 1
-            self._in_flight[key] = asyncio.create_task(self._deliver(key, row))
+        # Under the lock: no delivery records its outcome (and leaves _in_flight) between
+        # reading the due rows and starting them, so a row just delivered is never sent again.
+        async with self._outbox_lock:
+            # in-flight rows are still pending and earliest due, so asking for `concurrency`
+            # per hook always leaves enough rows that are not yet running.
+            for row in await self.storage.due_deliveries(now, self.concurrency):
+                if len(self._in_flight) >= self.concurrency:
+                    break
+                key = (row["hook_id"], row["call_id"])
+                if key in self._in_flight or self._hook_load.get(row["hook_id"], 0) >= self.per_hook:
+                    continue
+                self._hook_load[row["hook_id"]] = self._hook_load.get(row["hook_id"], 0) + 1
+                self._in_flight[key] = asyncio.create_task(self._deliver(key, row))
         next_at = await self.storage.next_due_at(now)
         if next_at is None:
             return MAX_IDLE_WAIT
         return min(MAX_IDLE_WAIT, max(0.0, next_at - now))
 
     async def _deliver(self, key: tuple[str, str], row: dict[str, Any]) -> None:
+        released = False
         try:
             error = await self._post(row)
-            attempts = row["attempts"] + 1
+            async with self._outbox_lock:
+                await self._record(row, error)
+                self._release(key)
+                released = True
+        finally:
+            if not released:          # cancelled (closing): the row stays pending as it was
+                self._release(key)
+            self._wake.set()
+            self._progress.set()
+
+    async def _record(self, row: dict[str, Any], error: str | None) -> None:
+        attempts = row["attempts"] + 1
+        try:
             if error is None:
                 await self.storage.mark_delivered(row["id"])
                 self.delivered_count += 1
@@ -227,13 +244,12 @@ class WebhookNotifier:
         except Exception:
             # the row stays pending as it was and is tried again
             log.exception("webhook delivery %s: cannot record its outcome", row["id"])
-        finally:
-            del self._in_flight[key]
-            self._hook_load[key[0]] -= 1
-            if not self._hook_load[key[0]]:
-                del self._hook_load[key[0]]
-            self._wake.set()
-            self._progress.set()
+
+    def _release(self, key: tuple[str, str]) -> None:
+        del self._in_flight[key]
+        self._hook_load[key[0]] -= 1
+        if not self._hook_load[key[0]]:
+            del self._hook_load[key[0]]
 
     async def _post(self, row: dict[str, Any]) -> str | None:
         """One attempt; None if delivered, else why not."""
