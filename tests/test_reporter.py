@@ -16,13 +16,9 @@ class FlakyStore:
     def __getattr__(self, name):
         return getattr(self.store, name)
 
-    async def save_progress(self, *args):
+    async def save_call_writes(self, writes):
         await self._maybe_fail()
-        await self.store.save_progress(*args)
-
-    async def save_end(self, *args):
-        await self._maybe_fail()
-        await self.store.save_end(*args)
+        await self.store.save_call_writes(writes)
 
     async def _maybe_fail(self):
         self.attempts += 1
@@ -43,7 +39,7 @@ async def test_steps_are_stored_in_order_through_an_outage(storage_url):
         call.ext_answered()
         call.end()
         assert await reporter.flush(5)
-        assert flaky.attempts == 3 + 3           # every write tried until the store answered
+        assert flaky.attempts >= 3 + 1           # tried until the store answered
         assert await store.live_calls() == []    # the end came last and replaced the facts
         assert (await store.get_call("acme", call.call_id))["status"] == "FAILED"
         events = [(r["event"], r["hook_id"]) for r in await store.pending_deliveries(10)]

@@ -9,6 +9,7 @@ from c2c_ami.config import StorageConfig
 from c2c_ami.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    CallWrite,
     Delivery,
     Migration,
     SqliteStorage,
@@ -304,14 +305,16 @@ async def test_outbox_survives_reopen(storage_url):
 async def test_live_facts_replace_each_other_then_the_cdr_replaces_them(store):
     hook = await store.add_hook("acme", "http://x/", ["*"], "s")
     ring = Delivery(hook["id"], "c1", "ringing", b'{"n":1}')
-    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"}, [ring])
-    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_answered"}, [])
-    await store.save_progress("c2", "acme", "pbx-b", {"call_id": "c2", "state": "originating"}, [])
+    await store.save_call_writes([CallWrite("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"},
+                                            deliveries=(ring,))])
+    await store.save_call_writes([CallWrite("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_answered"}),
+                                  CallWrite("c2", "acme", "pbx-b", {"call_id": "c2", "state": "originating"})])
     live = await store.live_calls("pbx-a")
     assert [(f["call_id"], f["state"]) for f in live] == [("c1", "ext_answered")] and live[0]["saved_at"] > 0
     assert {f["call_id"] for f in await store.live_calls()} == {"c1", "c2"}
     cdr = Delivery(hook["id"], "c1", "cdr", b'{"n":2}')
-    await store.save_end(call("c1", pbx="pbx-a", ended_unobserved=True), [cdr])
+    end = call("c1", pbx="pbx-a", ended_unobserved=True)
+    await store.save_call_writes([CallWrite("c1", "acme", "pbx-a", record=end, deliveries=(cdr,))])
     assert [f["call_id"] for f in await store.live_calls()] == ["c2"]
     got = await store.get_call("acme", "c1")
     assert (got["pbx"], got["ended_unobserved"]) == ("pbx-a", True)
@@ -319,8 +322,9 @@ async def test_live_facts_replace_each_other_then_the_cdr_replaces_them(store):
         ("ringing", b'{"n":1}'), ("cdr", b'{"n":2}')]
 
 
-async def test_an_end_that_fails_leaves_the_live_facts(store):
-    await store.save_progress("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"}, [])
-    with pytest.raises(ValueError):
-        await store.save_end({"call_id": "c1"}, [])        # no tenant: refused, nothing changes
+async def test_a_batch_that_fails_changes_nothing(store):
+    await store.save_call_writes([CallWrite("c1", "acme", "pbx-a", {"call_id": "c1", "state": "ext_ringing"})])
+    with pytest.raises(ValueError):                     # the end has no tenant: the batch is refused
+        await store.save_call_writes([CallWrite("c2", "acme", "pbx-a", {"call_id": "c2", "state": "ext_ringing"}),
+                                      CallWrite("c1", "acme", "pbx-a", record={"call_id": "c1"})])
     assert [f["call_id"] for f in await store.live_calls()] == ["c1"]

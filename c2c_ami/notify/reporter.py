@@ -2,9 +2,10 @@
 CDR at the end, and the webhooks of each step.
 
 It is the calls' observer, so it runs inside the AMI event path and must not wait: it only
-decides what to write and queues it. One writer task stores the queue in order, each entry in
-one transaction (a step's facts with its webhooks; the CDR with the last ones), then wakes
-the webhook worker. ``flush`` waits until everything queued is stored.
+decides what to write and queues it. One writer task stores the queue in order, in batches of
+one transaction (whatever queued up meanwhile: a step's facts with its webhooks, a CDR with
+the last ones; facts a later write of the same call replaces are skipped), then wakes the
+webhook worker. ``flush`` waits until everything queued is stored.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..calls.call import Call, Step
 from ..calls.record import call_record, webhook_body
-from ..store import Storage, StorageUnavailable
+from ..store import CallWrite, Delivery, Storage, StorageUnavailable
 from ..waits import wait_set
 from .webhooks import WebhookNotifier
 
@@ -38,13 +39,22 @@ class _Write:
     events: tuple[str, ...]
 
 
+MAX_BATCH = 500     # writes stored in one transaction
+
+
+def _digest(facts: dict[str, Any]) -> int:
+    """Facts have a fixed key order and hashable values: a hash tells a change (kept per
+    live call instead of the facts themselves, to keep memory small)."""
+    return hash(tuple(facts.values()))
+
+
 class CallReporter:
     def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN) -> None:
         self.storage = storage
         self.webhooks = webhooks
         self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
-        self._written: dict[str, dict[str, Any]] = {}    # call_id -> the facts last queued
+        self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
@@ -62,14 +72,15 @@ class CallReporter:
             self._put(_Write(call.call_id, call.tenant, call.pbx, None, record, _WEBHOOK_EVENTS["ended"]))
         else:
             facts = call.facts()
-            self._written[call.call_id] = facts
+            self._written[call.call_id] = _digest(facts)
             self._put(_Write(call.call_id, call.tenant, call.pbx, facts, record, _WEBHOOK_EVENTS.get(event, ())))
 
     def call_changed(self, call: Call) -> None:
         """Store the call's facts if they changed since last queued."""
         facts = call.facts()
-        if self._written.get(call.call_id) != facts:
-            self._written[call.call_id] = facts
+        digest = _digest(facts)
+        if self._written.get(call.call_id) != digest:
+            self._written[call.call_id] = digest
             self._put(_Write(call.call_id, call.tenant, call.pbx, facts, None, ()))
 
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
@@ -98,32 +109,57 @@ class CallReporter:
 
     async def _run(self) -> None:
         while True:
-            write = await self._queue.get()
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._queue.get_nowait())
             delay = self.retry_min
             while True:
                 try:
-                    await self._store(write)
+                    await self._store(batch)
                     break
-                except StorageUnavailable as exc:   # the database is away: keep the write, retry
-                    log.warning("call %s: store unavailable (%s); retrying in %.1f s", write.call_id, exc, delay)
+                except StorageUnavailable as exc:   # the database is away: keep the writes, retry
+                    log.warning("%d call write(s): store unavailable (%s); retrying in %.1f s",
+                                len(batch), exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
-                except Exception:  # a bad write: log it, never let it stop the ones behind it
-                    log.exception("call %s: could not store %s", write.call_id, write.events or "facts")
-                    break
+                except Exception:  # a bad batch: store what can be, one by one, and go on
+                    if len(batch) == 1:
+                        log.exception("call %s: could not store %s", batch[0].call_id, batch[0].events or "facts")
+                        break
+                    batch = await self._store_singly(batch)
+                    if not batch:
+                        break
             if self._queue.empty():
                 self._idle.set()
 
-    async def _store(self, write: _Write) -> None:
-        deliveries = []
-        if write.record is not None:
-            body = webhook_body(write.record)
-            for event in write.events:
-                deliveries += await self.webhooks.deliveries(write.tenant, event, body)
-        if write.facts is not None:
-            await self.storage.save_progress(write.call_id, write.tenant, write.pbx, write.facts, deliveries)
-        elif write.record is not None:
-            await self.storage.save_end(write.record, deliveries)
-            self._ending.pop(write.call_id, None)
-        if deliveries:
+    async def _store_singly(self, batch: list[_Write]) -> list[_Write]:
+        """After a batch failed: each write alone; returns those the store was unavailable for."""
+        left = []
+        for write in batch:
+            try:
+                await self._store([write])
+            except StorageUnavailable:
+                left.append(write)
+            except Exception:
+                log.exception("call %s: could not store %s", write.call_id, write.events or "facts")
+        return left
+
+    async def _store(self, batch: list[_Write]) -> None:
+        last_of_call = {write.call_id: n for n, write in enumerate(batch)}
+        writes = []
+        for n, write in enumerate(batch):
+            if write.record is None and last_of_call[write.call_id] != n:
+                continue                  # facts only, replaced by a later write of the call
+            deliveries: list[Delivery] = []
+            if write.record is not None:
+                body = webhook_body(write.record)
+                for event in write.events:
+                    deliveries += await self.webhooks.deliveries(write.tenant, event, body)
+            writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
+                                    write.record if write.facts is None else None, tuple(deliveries)))
+        await self.storage.save_call_writes(writes)
+        for write in batch:
+            if write.facts is None:
+                self._ending.pop(write.call_id, None)
+        if any(w.deliveries for w in writes):
             self.webhooks.wake()

@@ -31,6 +31,18 @@ class Delivery:
     body: bytes
 
 
+@dataclass(frozen=True)
+class CallWrite:
+    """What one step of a call stores: its live facts (or, once it ended, its CDR ``record``,
+    which replaces them) and the webhook deliveries of that step."""
+    call_id: str
+    tenant: str
+    pbx: str
+    facts: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None
+    deliveries: tuple[Delivery, ...] = ()
+
+
 class Storage(Protocol):
     backend: str            # sqlite or postgresql
     schema_version: int
@@ -43,9 +55,7 @@ class Storage(Protocol):
                          phone: str | None = None, status: str | None = None,
                          limit: int = 50, page: int = 1) -> tuple[list[dict[str, Any]], int]: ...
     # live calls: their durable facts while up, and the end (CDR) that replaces them
-    async def save_progress(self, call_id: str, tenant: str, pbx: str, facts: dict[str, Any],
-                            deliveries: list[Delivery]) -> None: ...
-    async def save_end(self, record: dict[str, Any], deliveries: list[Delivery]) -> None: ...
+    async def save_call_writes(self, writes: list[CallWrite]) -> None: ...
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]: ...
     # webhook subscriptions
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str) -> dict[str, Any]: ...

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .base import MAX_PAGE, Delivery
+from .base import MAX_PAGE, CallWrite, Delivery
 
 Row = dict[str, Any]
 
@@ -140,23 +140,22 @@ class SqlStorage:
         return {**extra, **record}
 
     # ---- live calls -------------------------------------------------------------------
-    async def save_progress(self, call_id: str, tenant: str, pbx: str, facts: dict[str, Any],
-                            deliveries: list[Delivery]) -> None:
-        """A live call's durable facts (replacing the last ones) and the webhooks of its step,
-        in one transaction."""
+    async def save_call_writes(self, writes: list[CallWrite]) -> None:
+        """Store the writes in order, in one transaction: a live call's durable facts replace
+        its last ones; a CDR replaces the live facts; each step's webhooks are queued with it."""
+        now = time.time()
         async with self._transaction() as db:
-            await db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
-                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
-                             "facts = excluded.facts, updated_at = excluded.updated_at",
-                             (call_id, tenant, pbx, _json(facts), time.time()))
-            await self._enqueue_all(db, deliveries)
-
-    async def save_end(self, record: dict[str, Any], deliveries: list[Delivery]) -> None:
-        """The call's CDR replaces its live facts; its last webhooks are queued with it."""
-        async with self._transaction() as db:
-            await self._save_call(db, record)
-            await db.execute("DELETE FROM live_calls WHERE call_id = ?", (record["call_id"],))
-            await self._enqueue_all(db, deliveries)
+            for write in writes:
+                if write.record is not None and write.facts is None:
+                    await self._save_call(db, write.record)
+                    await db.execute("DELETE FROM live_calls WHERE call_id = ?", (write.call_id,))
+                elif write.facts is not None:
+                    await db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
+                                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
+                                     "facts = excluded.facts, updated_at = excluded.updated_at",
+                                     (write.call_id, write.tenant, write.pbx, _json(write.facts), now))
+                for delivery in write.deliveries:
+                    await self._enqueue(db, delivery, now)
 
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]:
         """The durable facts of every call still live (of one PBX), oldest first, each with
@@ -221,11 +220,6 @@ class SqlStorage:
         """Queue one delivery, due at once; the returned id is the global order."""
         async with self._session() as db:
             return await self._enqueue(db, Delivery(hook_id, call_id, event, body), now)
-
-    async def _enqueue_all(self, db: Connection, deliveries: list[Delivery]) -> None:
-        now = time.time()
-        for delivery in deliveries:
-            await self._enqueue(db, delivery, now)
 
     @staticmethod
     async def _enqueue(db: Connection, delivery: Delivery, now: float | None) -> int:
