@@ -22,7 +22,7 @@ from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.pbx.ami import AmiState
 from c2c_rig import HOTLINES, AmiWatch
 
-from ..fixtures_gateway import stored
+from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, TOKEN, click, rig_config
 from .relay import Relay
 
@@ -143,10 +143,11 @@ async def test_link_cut_mid_talk_the_call_goes_on_and_ends_observed(rig, make_ri
         "ping_interval": 1.0, "ping_timeout": 1.0}))
     ami, registry, reconciler = client.app[AMI], client.app[REGISTRY], client.app[RECONCILER]
     async with AmiWatch(rig.ports.ami) as asterisk:
+        steps = Steps(client.app)
         status, body = await click(client, ext="212", phone=TALK_8S)
         assert status == 200
         call = registry.get(body["call_id"])
-        await asterisk.wait_for(lambda e: e.get("Event") == "DialEnd" and e.get("Linkedid") == call.call_id)
+        await steps.until(call.call_id, "number_answered")
         runs = reconciler.runs
         await relay.cut()
         await asyncio.wait_for(_state(ami, AmiState.CONNECTING, AmiState.DISCONNECTED), 3)
@@ -167,10 +168,11 @@ async def test_call_that_ends_while_the_link_is_cut_ends_unobserved(rig, make_ri
         **rig.ami, "port": relay.port, "reconnect_min": 0.05, "reconnect_max": 0.3}))
     ami, registry, reconciler = client.app[AMI], client.app[REGISTRY], client.app[RECONCILER]
     async with AmiWatch(rig.ports.ami) as asterisk:
+        steps = Steps(client.app)
         status, body = await click(client, ext="213", phone=TALK_3S)
         assert status == 200
         call = registry.get(body["call_id"])
-        await asterisk.wait_for(lambda e: e.get("Event") == "DialEnd" and e.get("Linkedid") == call.call_id)
+        await steps.until(call.call_id, "number_answered")      # the gateway saw the answer
         runs = reconciler.runs
         await relay.cut()
         await asyncio.wait_for(_state(ami, AmiState.CONNECTING, AmiState.DISCONNECTED), 3)
