@@ -22,6 +22,7 @@ from .api.keys import (
     AMIS,
     AUTH,
     CONFIG,
+    MEMBERSHIP,
     METRICS,
     RATE_LIMITER,
     RECONCILER,
@@ -32,6 +33,7 @@ from .api.keys import (
     SUBSCRIPTIONS,
     WEBHOOKS,
 )
+from .calls.cluster import Membership
 from .calls.guards import RateLimiter, SingleFlight
 from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
@@ -43,6 +45,7 @@ from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
 from .pbx.events import CallEvents
+from .pbx.journal import EventJournal
 from .store import open_storage
 
 
@@ -87,21 +90,29 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
                             max_call_seconds=config.calls.max_call_seconds)
     amis = {pbx.name: AmiClient(pbx.ami, name=pbx.name) for pbx in config.pbxs}
     pbxs = {name: Pbx(ami, name) for name, ami in amis.items()}
-    service = CallService(pbxs, registry, app[STORAGE], config.calls,
+    instance_id = config.cluster.resolved_instance_id()
+    sole_owner = app[STORAGE].backend == "sqlite"        # one process owns a SQLite file
+    service = CallService(pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id,
                           duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
                           idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True))
-    reconciler = Reconciler(pbxs, registry, app[STORAGE])
+    journal = EventJournal(keep_seconds=config.cluster.lease_seconds * 3)   # others' calls, and our own before adoption
+    events = {name: CallEvents(name, registry, service, journal) for name in amis}
+    reconciler = Reconciler(pbxs, registry, app[STORAGE], events, hangup=service.hangup_later)
+    membership = Membership(app[STORAGE], registry, reconciler, instance_id, config.cluster.lease_seconds,
+                            sole_owner=sole_owner)
     for name, ami in amis.items():
-        ami.subscribe(CallEvents(name, registry, service))
+        ami.subscribe(events[name])
         ami.on_down(functools.partial(reconciler.link_lost, name))
         ami.on_ready(functools.partial(reconciler.link_ready, name))
         app[METRICS].watch(name, ami, registry)
     app[AMIS], app[AMI], app[REGISTRY] = amis, amis[config.pbxs[0].name], registry
-    app[SERVICE], app[RECONCILER] = service, reconciler
-    await reconciler.adopt_stored()
-    for ami in amis.values():
+    app[SERVICE], app[RECONCILER], app[MEMBERSHIP] = service, reconciler, membership
+    for ami in amis.values():                       # events are journaled before anything is adopted
         ami.start()
+    await membership.join()
     yield
+    await app[REPORTER].flush(5)                    # the facts of the calls left live, then...
+    await membership.leave()                        # ...others may adopt them at once
     await reconciler.close()
     await service.close()
     await asyncio.gather(*(ami.close() for ami in amis.values()))

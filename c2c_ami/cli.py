@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
 from aiohttp import web
 
+from . import patterns
 from .app import create_app
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, ListenConfig, load_config
 
 log = logging.getLogger("c2c_ami")
 
@@ -16,17 +18,34 @@ log = logging.getLogger("c2c_ami")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="c2c-ami", description="HTTP click-to-call gateway for Asterisk")
     parser.add_argument("--config", default="config/c2c-ami.yaml", help="YAML config file")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="overrides listen.host and listen.port")
+    parser.add_argument("--instance-id", metavar="ID", help="overrides cluster.instance_id "
+                        "(default: this host's name and the process id)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config)
+        config = _overridden(load_config(args.config), args.listen, args.instance_id)
     except ConfigError as exc:
         print(f"c2c-ami: bad config: {exc}", file=sys.stderr)
         return 2
     web.run_app(create_app(config), host=config.listen.host, port=config.listen.port,
                 shutdown_timeout=config.calls.sync_timeout, print=log.info, handle_signals=True)
     return 0
+
+
+def _overridden(config: Config, listen: str | None, instance_id: str | None) -> Config:
+    """The command line's --listen and --instance-id win over the file."""
+    if listen is not None:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--listen: HOST:PORT expected, got {listen!r}")
+        config = dataclasses.replace(config, listen=ListenConfig(host.strip("[]"), int(port)))
+    if instance_id is not None:
+        if not patterns.CONFIG_NAME.fullmatch(instance_id):
+            raise ConfigError(f"--instance-id: must be {patterns.CONFIG_NAME.rule}")
+        config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, instance_id=instance_id))
+    return config
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,16 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several gateway instances on one PostgreSQL (see README, "Several instances")."""
+    instance_id: str = ""           # unique per running instance; "" = this host's name + pid
+    lease_seconds: float = 10.0     # an instance silent this long is dead: its calls are adopted
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
 class PbxConfig:
     """One Asterisk server, reached over its own AMI link."""
     name: str
@@ -130,6 +141,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     storage: StorageConfig = StorageConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -153,13 +165,16 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document (tests build configs from dicts)."""
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
-    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "tenants"})
+    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants"})
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
     calls = _section(root, "calls", CallsConfig)
     limits = _section(root, "limits", LimitsConfig)
     storage = _storage(root)
     webhooks = _section(root, "webhooks", WebhooksConfig)
+    cluster = _section(root, "cluster", ClusterConfig)
+    if cluster.instance_id and not patterns.CONFIG_NAME.fullmatch(cluster.instance_id):
+        raise ConfigError(f"cluster.instance_id: must be {patterns.CONFIG_NAME.rule}")
     _check_calls(calls)
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
@@ -168,7 +183,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
-                  storage=storage, webhooks=webhooks)
+                  storage=storage, webhooks=webhooks, cluster=cluster)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:

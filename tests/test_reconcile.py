@@ -10,10 +10,13 @@ from .fixtures_gateway import AUTH, Steps, gateway_config, stored
 TALKING = Behaviour("answer", ring_delay=0.01, dial="trunk", dial_delay=0.01, talk_time=None)
 
 
-async def start(aiohttp_client, config, *, runs=1):
+async def start(aiohttp_client, config):
+    """A gateway up, with every call it adopted checked with the PBX."""
     client = await aiohttp_client(create_app(config))
     assert await client.app[AMI].wait_ready(3)
-    assert await client.app[RECONCILER].wait_run(runs, 3)
+    registry, reconciler = client.app[REGISTRY], client.app[RECONCILER]
+    while any(c.unobserved_since for c in registry.live()):
+        assert await reconciler.wait_run(reconciler.runs + 1, 3)
     return client
 
 

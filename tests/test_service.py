@@ -9,6 +9,7 @@ from c2c_ami.calls.service import CallService
 from c2c_ami.config import CallsConfig, parse_config
 from c2c_ami.errors import CallFailed, PbxUnavailable, UserBusy, UserNotRegistered
 from c2c_ami.pbx import AmiLinkDown, AmiRefused, AmiState, AmiTimeout, Availability, DeviceState
+from c2c_ami.store import SqliteStorage
 
 from .test_config import BASE
 
@@ -49,7 +50,7 @@ class Reported:
 
 def service(pbx):
     registry = CallRegistry(Reported())
-    return CallService({"default": pbx}, registry, store=None, calls=CallsConfig(),
+    return CallService({"default": pbx}, registry, store=SqliteStorage(":memory:"), calls=CallsConfig(),
                        duplicates=SingleFlight(5, remember_failures=False),
                        idempotency=SingleFlight(60, remember_failures=True))
 

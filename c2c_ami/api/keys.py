@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..calls.cluster import Membership
 from ..calls.guards import RateLimiter
 from ..calls.reconcile import Reconciler
 from ..calls.registry import CallRegistry
@@ -29,4 +30,5 @@ AMIS = web.AppKey("amis", dict[str, AmiClient])     # PBX name -> its AMI link
 AMI = web.AppKey("ami", AmiClient)                  # the first PBX's
 REGISTRY = web.AppKey("registry", CallRegistry)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+MEMBERSHIP = web.AppKey("membership", Membership)
 SERVICE = web.AppKey("service", CallService)

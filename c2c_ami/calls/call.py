@@ -159,11 +159,12 @@ class Call(CallLegs):
     def ext_ringing(self) -> None:
         self._advance(CallState.EXT_RINGING, "ringing")
 
-    def ext_answered(self) -> None:
-        """The extension picked up: a synchronous request may now return success."""
+    def ext_answered(self, at: float | None = None) -> None:
+        """The extension picked up (``at``: when the gateway learned it; now by default):
+        a synchronous request may now return success."""
         if self.outcome_known.is_set():
             return
-        self.ext_answered_at = time.time()
+        self.ext_answered_at = at or time.time()
         self.outcome_known.set()
         self.wake_waiters.set()
         self._advance(CallState.EXT_ANSWERED, "answered")
@@ -191,9 +192,9 @@ class Call(CallLegs):
     def number_ringing(self) -> None:
         self._advance(CallState.NUMBER_RINGING, "ringing")
 
-    def number_answered(self) -> None:
+    def number_answered(self, at: float | None = None) -> None:
         if self.number_answered_at is None:
-            self.number_answered_at = time.time()
+            self.number_answered_at = at or time.time()
         self._advance(CallState.NUMBER_ANSWERED, "answered")
 
     def number_failed(self, failure: NumberFailure) -> None:
@@ -225,12 +226,12 @@ class Call(CallLegs):
             self.trunk_hungup = True
             self.trunk_cause, self.trunk_cause_txt = cause, cause_txt
 
-    def end(self, error: C2CError | None = None) -> None:
+    def end(self, error: C2CError | None = None, at: float | None = None) -> None:
         """The registry let the call go: wake anyone waiting on its outcome, then report it.
         ``error`` says why, if the outcome was still unknown."""
         self._fail(error or CallFailed("the call ended before its outcome was known"))
         self.state = CallState.ENDED
-        self.ended_at = time.time()
+        self.ended_at = at or time.time()
         self._report("ended")
 
     def unobserved(self, since: float) -> None:

@@ -2,7 +2,9 @@
 
 A lost link is not a call's end: the PBX's calls become *unobserved* (a waiting sync request
 is answered ``PBX_UNAVAILABLE`` with the call_id; nothing is finished, nothing invented).
-At start, every call the store says is live is adopted, unobserved. Whenever a PBX's link is
+Calls left by a previous run, or by another instance that died (``calls/cluster.py``), are
+adopted from their stored facts, unobserved; what this instance's own AMI links saw of them
+meanwhile (``pbx/journal.py``) is replayed first, with the times it was seen. Whenever a PBX's link is
 (again) ready, the PBX is asked which channels are up (``CoreShowChannels``; every leg of a
 click-to-call has Linkedid = call_id) and each of its unobserved calls is
 
@@ -21,11 +23,11 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ..pbx import AmiError, Channel, Pbx
-from ..pbx.events import apply_channels
+from ..pbx.events import CallEvents, apply_channels
 from ..store import Storage
 from .call import Call
 from .registry import CallRegistry
@@ -34,31 +36,44 @@ log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage) -> None:
+    def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage,
+                 events: Mapping[str, CallEvents], hangup: Callable[[str], None]) -> None:
         self.pbxs = pbxs
         self.registry = registry
         self.store = store
+        self.events = events      # per PBX: the translator, whose journal adopted calls replay
+        self.hangup = hangup      # hang up a live call's extension leg (a cancel asked meanwhile)
         self.runs = 0          # reconciliations completed (for tests and metrics)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
-    async def adopt_stored(self) -> int:
-        """At start: track again every call the store says is live, as unobserved until its
-        PBX is asked. Returns how many."""
+    def adopt(self, stored: list[dict[str, Any]], whence: str = "a previous run") -> int:
+        """Track calls again from their stored facts (``Storage.take_over``): each is
+        unobserved until its PBX is asked; what was seen of it meanwhile is replayed first,
+        and a cancel asked meanwhile is carried out. Returns how many."""
         adopted = 0
-        for facts in await self.store.live_calls():
+        to_ask: set[str] = set()
+        for facts in stored:
             call = Call.from_facts(facts)
             call.unobserved(call.unobserved_since or facts.get("saved_at") or time.time())
-            if self.registry.adopt(call):
-                adopted += 1
-                if call.pbx not in self.pbxs:
-                    log.warning("call %s: its PBX %r is no longer configured; ended as unobserved",
-                                call.call_id, call.pbx)
-                    self.registry.finish_unseen(call)
-                else:
-                    self.registry.suspend_call(call)
+            if not self.registry.adopt(call):
+                continue
+            adopted += 1
+            if call.pbx not in self.pbxs:
+                log.warning("call %s: its PBX %r is no longer configured; ended as unobserved",
+                            call.call_id, call.pbx)
+                self.registry.finish_unseen(call)
+                continue
+            self.registry.suspend_call(call)
+            if facts.get("cancel_requested_via_api"):
+                call.cancel()
+            self.events[call.pbx].replay(call.call_id)
+            if self.registry.get(call.call_id) is call and self.pbxs[call.pbx].ready:
+                to_ask.add(call.pbx)        # else: asked when its link is ready
+        for pbx in to_ask:
+            self._spawn(self.reconcile(pbx))
         if adopted:
-            log.info("adopted %d live call(s) left by a previous run", adopted)
+            log.info("adopted %d live call(s) left by %s", adopted, whence)
         return adopted
 
     def link_ready(self, pbx: str) -> None:
@@ -96,6 +111,8 @@ class Reconciler:
                 call.observed()
                 self.registry.settle(call)
                 log.info("call %s: still up on PBX %s, tracked again", call.call_id, pbx_name)
+                if call.cancel_requested and call.ext_channel and self.registry.get(call.call_id) is call:
+                    self.hangup(call.call_id)
             else:
                 self.registry.finish_unseen(call)
                 ended += 1

@@ -92,23 +92,23 @@ class CallRegistry:
         if call.observer is not None:
             call.observer.call_changed(call)
 
-    def update(self, pbx: str, call_id: str, change: Callable[[Call], None]) -> bool:
-        """Apply ``change`` (something that happened on ``pbx``) to a live call of that PBX,
-        then settle it; False if it has no live call with this id."""
+    def update(self, pbx: str, call_id: str, change: Callable[[Call], None], at: float | None = None) -> bool:
+        """Apply ``change`` (something that happened on ``pbx``, at ``at``) to a live call of
+        that PBX, then settle it; False if it has no live call with this id."""
         call = self._calls.get(call_id)
         if call is None or call.pbx != pbx:
             return False
         change(call)
-        self.settle(call)
+        self.settle(call, at)
         return True
 
-    def settle(self, call: Call) -> None:
-        """After something happened to a live call: let it go if it is over, else keep the
-        deadline of its phase."""
+    def settle(self, call: Call, at: float | None = None) -> None:
+        """After something happened to a live call (at ``at``): let it go if it is over, else
+        keep the deadline of its phase."""
         if call.call_id not in self._calls:
             return
         if call.over:
-            self.finish(call)
+            self.finish(call, at=at)
             return
         if call.observer is not None:
             call.observer.call_changed(call)
@@ -135,10 +135,10 @@ class CallRegistry:
             self._empty.set()
         return True
 
-    def finish(self, call: Call, error: C2CError | None = None) -> None:
+    def finish(self, call: Call, error: C2CError | None = None, *, at: float | None = None) -> None:
         """Remove the call for good, wake anyone waiting on its outcome, report it."""
         if self.release(call):
-            call.end(error)
+            call.end(error, at)
 
     def finish_unseen(self, call: Call) -> None:
         """The PBX no longer has the call and nobody saw it end."""

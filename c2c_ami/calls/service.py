@@ -20,7 +20,7 @@ from typing import Any
 from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
 from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Originate, Pbx
-from ..store import Storage
+from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import wait_set
 from .call import Call
 from .guards import SingleFlight, fingerprint
@@ -50,9 +50,10 @@ class Readiness:
 
 class CallService:
     def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
-                 duplicates: SingleFlight, idempotency: SingleFlight) -> None:
+                 duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo") -> None:
         self.pbxs = pbxs
         self.registry = registry
+        self.instance_id = instance_id
         self.store = store
         self.calls = calls
         self.duplicates = duplicates
@@ -90,14 +91,37 @@ class CallService:
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
+            await self._claim_in_store(call)
+        except BaseException:
+            self.registry.release(call)
+            raise
+        try:
             await self._check_device(pbx, call)
         except BaseException:
             self.registry.release(call)  # nothing was dialed: no call to report
+            await self._release_in_store(call)
             raise
         await self._originate(pbx, call, self._originate_of(call, request, tenant))
         if wait:
             await self._wait_answered(call)
         return call
+
+    async def _claim_in_store(self, call: Call) -> None:
+        """The extension, cluster-wide: the store holds one live call per extension and PBX,
+        whichever instance placed it."""
+        try:
+            claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
+                                                  self.instance_id, call.facts())
+        except StorageUnavailable as exc:
+            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+        if not claimed:
+            raise UserBusy("a click-to-call to this extension is already in progress")
+
+    async def _release_in_store(self, call: Call) -> None:
+        try:
+            await self.store.release_call(call.call_id)
+        except StorageError as exc:      # the extension stays held until the call row is adopted
+            log.error("call %s: could not release the extension in the store: %s", call.call_id, exc)
 
     @staticmethod
     def _authorize(tenant: Tenant, request: ClickToCallRequest) -> tuple[str, str]:
@@ -145,6 +169,7 @@ class CallService:
         except AmiLinkDown as exc:
             if not exc.sent:
                 self.registry.release(call)   # nothing reached the PBX: no call to report
+                await self._release_in_store(call)
                 raise PbxUnavailable(str(exc)) from None
             call.unobserved(time.time())
             self.registry.suspend_call(call)

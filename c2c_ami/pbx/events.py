@@ -22,10 +22,13 @@ What each transition is read from:
 from __future__ import annotations
 
 import enum
+import functools
+import time
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
 from .actions import Channel
+from .journal import EventJournal, looks_like_call_id
 
 
 class Leg(enum.Enum):
@@ -63,20 +66,20 @@ class CallLegs(Protocol):
     def ext_leg_created(self, channel: str | None) -> None: ...
     def ext_leg_seen(self) -> None: ...
     def ext_ringing(self) -> None: ...
-    def ext_answered(self) -> None: ...
+    def ext_answered(self, at: float | None = None) -> None: ...
     def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None: ...
     def number_leg_created(self, uniqueid: str | None, channel: str | None) -> None: ...
     def number_ringing(self) -> None: ...
-    def number_answered(self) -> None: ...
+    def number_answered(self, at: float | None = None) -> None: ...
     def number_failed(self, failure: NumberFailure) -> None: ...
     def hangup_requested(self, leg: Leg) -> None: ...
     def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None) -> None: ...
 
 
 class LiveCalls(Protocol):
-    def update(self, pbx: str, call_id: str, change: Callable[[CallLegs], None]) -> bool:
-        """Apply ``change`` to the live call ``call_id`` of the PBX ``pbx`` (then see whether
-        it is over); False if it has no such call."""
+    def update(self, pbx: str, call_id: str, change: Callable[[CallLegs], None], at: float | None = None) -> bool:
+        """Apply ``change`` (which happened at ``at``) to the live call ``call_id`` of the PBX
+        ``pbx`` (then see whether it is over); False if it has no such call."""
 
 
 class LegActions(Protocol):
@@ -127,10 +130,12 @@ def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
 class CallEvents:
     """Feeds AMI events to the calls they belong to; subscribe it to the AMI client."""
 
-    def __init__(self, pbx: str, calls: LiveCalls, actions: LegActions) -> None:
+    def __init__(self, pbx: str, calls: LiveCalls, actions: LegActions,
+                 journal: EventJournal | None = None) -> None:
         self.pbx = pbx            # the PBX whose AMI link this reads
         self.calls = calls
         self.actions = actions
+        self.journal = journal    # several instances: other instances' calls' events, kept a while
         self.events_routed = 0    # events that told a live call something
 
     def __call__(self, event: Mapping[str, str]) -> None:
@@ -138,16 +143,34 @@ class CallEvents:
         if handler is None:       # most of what Asterisk sends (VarSet, Newexten, ...)
             return
         key = correlation_id(event)
-        if key is not None and self.calls.update(self.pbx, key, lambda call: handler(self, call, event)):
+        if key is None:
+            return
+        at = time.time()
+        if self.calls.update(self.pbx, key, lambda call: handler(self, call, event, at), at):
             self.events_routed += 1
+        elif self.journal is not None and looks_like_call_id(key):
+            self.journal.add(key, at, event)
 
-    def _originate_response(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def replay(self, call_id: str) -> int:
+        """What the journal kept of a call just adopted, applied as if seen live (with the
+        times it was seen); returns how many events."""
+        if self.journal is None:
+            return 0
+        kept = self.journal.take(call_id)
+        for at, event in kept:
+            self.calls.update(self.pbx, call_id, functools.partial(self._apply, event=event, at=at), at)
+        return len(kept)
+
+    def _apply(self, call: CallLegs, *, event: Mapping[str, str], at: float) -> None:
+        _HANDLERS[event["Event"]](self, call, event, at)
+
+    def _originate_response(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("Response") == "Success":
-            call.ext_answered()
+            call.ext_answered(at)
         else:
             call.ext_failed(*ext_failure(call, event.get("Reason", "")))
 
-    def _new_channel(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _new_channel(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("Uniqueid") == call.call_id:
             call.ext_leg_created(event.get("Channel"))
             if call.cancel_requested:
@@ -155,7 +178,7 @@ class CallEvents:
         else:
             call.number_leg_created(event.get("Uniqueid"), event.get("Channel"))
 
-    def _new_state(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _new_state(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         desc = event.get("ChannelStateDesc")
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is Leg.EXTENSION:
@@ -163,33 +186,33 @@ class CallEvents:
             if desc == "Ringing":
                 call.ext_ringing()
             elif desc == "Up":
-                call.ext_answered()
+                call.ext_answered(at)
         elif leg is Leg.NUMBER and desc == "Ringing":
             call.number_ringing()
 
-    def _dial_begin(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _dial_begin(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") not in (None, call.call_id):
             self.actions.fetch_sip_call_id_later(call.call_id)
 
-    def _dial_state(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _dial_state(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") != call.call_id and event.get("DialStatus") == "RINGING":
             call.number_ringing()
 
-    def _dial_end(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _dial_end(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") == call.call_id:
             return  # the Originate's own dial of the extension
         status = event.get("DialStatus") or ""
         if status == "ANSWER":
-            call.number_answered()
+            call.number_answered(at)
         else:
             call.number_failed(NUMBER_FAILURES.get(status, "unavailable"))
 
-    def _hangup_request(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _hangup_request(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.hangup_requested(leg)
 
-    def _hangup(self, call: CallLegs, event: Mapping[str, str]) -> None:
+    def _hangup(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
@@ -217,7 +240,7 @@ def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
         call.leg_hung_up(Leg.NUMBER, None, None)
 
 
-_HANDLERS: dict[str, Callable[[CallEvents, CallLegs, Mapping[str, str]], None]] = {
+_HANDLERS: dict[str, Callable[[CallEvents, CallLegs, Mapping[str, str], float], None]] = {
     "OriginateResponse": CallEvents._originate_response,
     "Newchannel": CallEvents._new_channel,
     "Newstate": CallEvents._new_state,

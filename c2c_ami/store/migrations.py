@@ -129,6 +129,68 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX live_calls_pbx ON live_calls (pbx);
     """),
+    # Several gateway instances on one database: which instance owns each live call (and
+    # holds its extension: one live call per extension), the instances' leases, request keys
+    # (duplicate clicks, Idempotency-Key), rate buckets, and webhook delivery claims.
+    Migration(4, sqlite="""
+        CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            started_at REAL NOT NULL,
+            lease_until REAL NOT NULL
+        );
+        ALTER TABLE live_calls ADD COLUMN device TEXT;
+        ALTER TABLE live_calls ADD COLUMN owner TEXT;
+        ALTER TABLE live_calls ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT 0;
+        CREATE UNIQUE INDEX live_calls_device ON live_calls (pbx, device);
+        CREATE INDEX live_calls_owner ON live_calls (owner);
+        CREATE TABLE request_keys (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            answer TEXT,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX request_keys_expiry ON request_keys (expires_at);
+        CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            allowed BOOLEAN NOT NULL DEFAULT 1
+        );
+        ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+        ALTER TABLE outbox ADD COLUMN claimed_until REAL NOT NULL DEFAULT 0;
+    """, postgresql="""
+        CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            lease_until DOUBLE PRECISION NOT NULL
+        );
+        ALTER TABLE live_calls ADD COLUMN device TEXT;
+        ALTER TABLE live_calls ADD COLUMN owner TEXT;
+        ALTER TABLE live_calls ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+        CREATE UNIQUE INDEX live_calls_device ON live_calls (pbx, device);
+        CREATE INDEX live_calls_owner ON live_calls (owner);
+        CREATE TABLE request_keys (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            answer TEXT,
+            expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX request_keys_expiry ON request_keys (expires_at);
+        CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,
+            tokens DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            allowed BOOLEAN NOT NULL DEFAULT TRUE
+        );
+        ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+        ALTER TABLE outbox ADD COLUMN claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

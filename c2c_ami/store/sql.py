@@ -37,6 +37,7 @@ def _json(value: Any) -> str:
 
 class SqlStorage:
     backend = "sql"
+    least = "LEAST"                   # the smaller of two values (SQLite: min)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
     hook_order = "created_at, id"
 
@@ -168,6 +169,143 @@ class SqlStorage:
         async with self._session() as db:
             rows = await db.fetch(sql + " ORDER BY updated_at", args)
         return [{**json.loads(r["facts"]), "saved_at": r["updated_at"]} for r in rows]
+
+    # ---- several instances: who owns each live call, who is alive ----------------------
+    async def claim_call(self, call_id: str, tenant: str, pbx: str, device: str, owner: str,
+                         facts: dict[str, Any]) -> bool:
+        """Register a new live call owned by ``owner`` and take its extension; False if that
+        extension (on that PBX) already has a live call -- on any instance."""
+        async with self._session() as db:
+            rows = await db.fetch(
+                "INSERT INTO live_calls (call_id, tenant, pbx, device, owner, facts, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING call_id",
+                (call_id, tenant, pbx, device, owner, _json(facts), time.time()))
+        return bool(rows)
+
+    async def release_call(self, call_id: str) -> None:
+        """Forget a call that never reached the PBX (and free its extension)."""
+        async with self._session() as db:
+            await db.execute("DELETE FROM live_calls WHERE call_id = ?", (call_id,))
+
+    async def live_call(self, call_id: str) -> dict[str, Any] | None:
+        """A live call's facts (any owner's), with ``owner`` and ``cancel_requested``."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT facts, owner, cancel_requested, updated_at FROM live_calls "
+                                  "WHERE call_id = ?", (call_id,))
+        return self._live_row(rows[0]) if rows else None
+
+    async def live_calls_of(self, tenant: str) -> list[dict[str, Any]]:
+        """The facts of every live call of the tenant, whichever instance owns it."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT facts, owner, cancel_requested, updated_at FROM live_calls "
+                                  "WHERE tenant = ? ORDER BY updated_at", (tenant,))
+        return [self._live_row(r) for r in rows]
+
+    async def request_cancel(self, call_id: str) -> str | None:
+        """Mark a live call as cancelled through the API (whoever owns it, now or after an
+        adoption, hangs it up); returns its owner, None if it is not live."""
+        async with self._session() as db:
+            rows = await db.fetch("UPDATE live_calls SET cancel_requested = ? WHERE call_id = ? RETURNING owner",
+                                  (True, call_id))
+        return rows[0]["owner"] if rows else None
+
+    @staticmethod
+    def _live_row(row: Row) -> dict[str, Any]:
+        return {**json.loads(row["facts"]), "owner": row["owner"], "saved_at": row["updated_at"],
+                "cancel_requested_via_api": bool(row["cancel_requested"])}
+
+    async def heartbeat(self, instance_id: str, lease_until: float) -> bool:
+        """Renew this instance's lease; False if it had been declared dead (its row was gone:
+        its calls have been adopted by others)."""
+        now = time.time()
+        async with self._transaction() as db:
+            rows = await db.fetch("UPDATE instances SET lease_until = ? WHERE id = ? AND lease_until >= ? "
+                                  "RETURNING id", (lease_until, instance_id, now))
+            if rows:
+                return True
+            await db.execute("INSERT INTO instances (id, started_at, lease_until) VALUES (?, ?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+                             (instance_id, now, lease_until))
+        return False
+
+    async def leave(self, instance_id: str) -> None:
+        """A clean stop: the instance's lease ends now, so others adopt its calls at once."""
+        async with self._session() as db:
+            await db.execute("UPDATE instances SET lease_until = 0 WHERE id = ?", (instance_id,))
+
+    async def take_over(self, owner: str, *, everything: bool = False) -> list[dict[str, Any]]:
+        """Become the owner of the live calls of every instance whose lease has ended (and of
+        calls nobody owns); with ``everything``, of all live calls (one process owns the
+        store). Returns their facts; each call is taken by exactly one instance."""
+        now = time.time()
+        async with self._transaction() as db:
+            if everything:
+                rows = await db.fetch("UPDATE live_calls SET owner = ? "
+                                      "RETURNING facts, owner, cancel_requested, updated_at", (owner,))
+            else:
+                rows = await db.fetch(
+                    "UPDATE live_calls SET owner = ? WHERE owner IS NULL OR owner IN "
+                    "(SELECT id FROM instances WHERE lease_until < ? AND id <> ?) "
+                    "OR (owner <> ? AND owner NOT IN (SELECT id FROM instances)) "
+                    "RETURNING facts, owner, cancel_requested, updated_at", (owner, now, owner, owner))
+            await db.execute("DELETE FROM instances WHERE lease_until < ? AND id <> ?", (now, owner))
+        return [self._live_row(r) for r in rows]
+
+    async def instances(self) -> list[dict[str, Any]]:
+        async with self._session() as db:
+            return await db.fetch("SELECT id, started_at, lease_until FROM instances ORDER BY started_at")
+
+    # ---- request keys (duplicate clicks, Idempotency-Key) and rate buckets -------------
+    async def claim_request(self, scope: str, key: str, fingerprint: str, owner: str,
+                            expires_at: float) -> dict[str, Any] | None:
+        """Take a request key if it is free (or expired): None. Else the row of whoever holds
+        it: ``fingerprint``, ``owner``, ``answer`` (None while that request runs)."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ? AND expires_at < ?",
+                             (scope, key, now))
+            rows = await db.fetch("INSERT INTO request_keys (scope, key, fingerprint, owner, expires_at) "
+                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key",
+                                  (scope, key, fingerprint, owner, expires_at))
+            if rows:
+                return None
+            held = await db.fetch("SELECT fingerprint, owner, answer FROM request_keys WHERE scope = ? AND key = ?",
+                                  (scope, key))
+        return held[0] if held else {"fingerprint": fingerprint, "owner": owner, "answer": None}
+
+    async def request_answer(self, scope: str, key: str) -> dict[str, Any] | None:
+        async with self._session() as db:
+            rows = await db.fetch("SELECT fingerprint, owner, answer, expires_at FROM request_keys "
+                                  "WHERE scope = ? AND key = ?", (scope, key))
+        return rows[0] if rows else None
+
+    async def answer_request(self, scope: str, key: str, answer: str, expires_at: float) -> None:
+        async with self._session() as db:
+            await db.execute("UPDATE request_keys SET answer = ?, expires_at = ? WHERE scope = ? AND key = ?",
+                             (answer, expires_at, scope, key))
+
+    async def drop_request(self, scope: str, key: str) -> None:
+        async with self._session() as db:
+            await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ?", (scope, key))
+
+    async def prune(self, now: float) -> None:
+        """Forget expired request keys."""
+        async with self._session() as db:
+            await db.execute("DELETE FROM request_keys WHERE expires_at < ?", (now,))
+
+    async def take_token(self, key: str, rate: float, burst: float) -> tuple[bool, float]:
+        """One request against the token bucket ``key`` (``rate`` tokens per second, at most
+        ``burst``): (allowed, tokens left). One statement, so instances never race."""
+        now = time.time()
+        refill = f"{self.least}(?, rate_buckets.tokens + (excluded.updated_at - rate_buckets.updated_at) * ?)"
+        async with self._session() as db:
+            rows = await db.fetch(
+                "INSERT INTO rate_buckets (key, tokens, updated_at, allowed) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                f"tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END, "
+                f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens",
+                (key, burst - 1, now, True, burst, rate, burst, rate, burst, rate, burst, rate))
+        return bool(rows[0]["allowed"]), float(rows[0]["tokens"])
 
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str) -> dict[str, Any]:

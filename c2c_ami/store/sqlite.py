@@ -56,6 +56,7 @@ class _Connection:
 class SqliteStorage(SqlStorage):
     """``path`` may be ``:memory:``."""
     backend = "sqlite"
+    least = "min"
     order_tiebreak = "rowid"     # ON CONFLICT ... DO UPDATE keeps a row's rowid
     hook_order = "created_at, rowid"
 
