@@ -22,6 +22,7 @@ from .api.keys import (
     AMIS,
     AUTH,
     CONFIG,
+    INSTANCE_ID,
     MEMBERSHIP,
     METRICS,
     RATE_LIMITER,
@@ -38,6 +39,7 @@ from .calls.guards import RateLimiter, SingleFlight
 from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
+from .calls.shared_guards import SharedFlight, SharedRateLimiter
 from .config import Config
 from .metrics import Metrics
 from .notify.reporter import CallReporter
@@ -52,6 +54,7 @@ from .store import open_storage
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
+    app[INSTANCE_ID] = config.cluster.resolved_instance_id()
     app[AUTH] = TokenAuthority(config.tenants)
     app[METRICS] = Metrics()
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst)
@@ -70,10 +73,12 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     hooks = config.webhooks
     webhooks = WebhookNotifier(storage, timeout=hooks.timeout, max_attempts=hooks.max_attempts,
                                backoff_base=hooks.backoff_base, backoff_max=hooks.backoff_max,
-                               concurrency=hooks.concurrency)
+                               concurrency=hooks.concurrency, owner=app[INSTANCE_ID])
     reporter = CallReporter(storage, webhooks)
     app[STORAGE], app[WEBHOOKS], app[REPORTER] = storage, webhooks, reporter
     app[SUBSCRIPTIONS] = Subscriptions(storage)
+    if storage.backend != "sqlite":       # several instances may share it: so do the limits
+        app[RATE_LIMITER] = SharedRateLimiter(storage, config.limits.rate_per_minute, config.limits.rate_burst)
     await webhooks.start()
     reporter.start()
     yield
@@ -90,11 +95,17 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
                             max_call_seconds=config.calls.max_call_seconds)
     amis = {pbx.name: AmiClient(pbx.ami, name=pbx.name) for pbx in config.pbxs}
     pbxs = {name: Pbx(ami, name) for name, ami in amis.items()}
-    instance_id = config.cluster.resolved_instance_id()
+    instance_id = app[INSTANCE_ID]
     sole_owner = app[STORAGE].backend == "sqlite"        # one process owns a SQLite file
-    service = CallService(pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id,
-                          duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
-                          idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True))
+    hold = config.calls.sync_timeout + OUTCOME_GRACE_SECONDS
+    service = CallService(
+        pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id,
+        duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
+        idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True),
+        shared_duplicates=None if sole_owner else SharedFlight(
+            app[STORAGE], instance_id, ttl=limits.duplicate_window, remember_failures=False, hold_seconds=hold),
+        shared_idempotency=None if sole_owner else SharedFlight(
+            app[STORAGE], instance_id, ttl=limits.idempotency_ttl, remember_failures=True, hold_seconds=hold))
     journal = EventJournal(keep_seconds=config.cluster.lease_seconds * 3)   # others' calls, and our own before adoption
     events = {name: CallEvents(name, registry, service, journal) for name in amis}
     reconciler = Reconciler(pbxs, registry, app[STORAGE], events, hangup=service.hangup_later)
@@ -110,6 +121,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     for ami in amis.values():                       # events are journaled before anything is adopted
         ami.start()
     await membership.join()
+    await service.listen()
     yield
     await app[REPORTER].flush(5)                    # the facts of the calls left live, then...
     await membership.leave()                        # ...others may adopt them at once

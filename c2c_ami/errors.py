@@ -92,3 +92,14 @@ ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
     CallCancelled, CallNotFound, HookNotFound, RateLimited, CallFailed, PbxUnavailable,
 )
+_BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
+
+
+def error_from(code: str, message: str, call_id: str | None = None) -> C2CError:
+    """The error an answer kept by code and message stands for (shared request keys)."""
+    cls = _BY_CODE.get(code, CallFailed)
+    if cls is Unauthorized:
+        return Unauthorized(message)
+    if cls is PbxUnavailable:
+        return PbxUnavailable(message, call_id=call_id)
+    return cls(message, call_id=call_id)

@@ -12,20 +12,19 @@ routes = web.RouteTableDef()
 @routes.get("/v1/calls/{call_id}")
 async def get_call(request: web.Request) -> web.Response:
     """The live state, or the CDR once the call has ended."""
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     return success(call=await request.app[SERVICE].call(tenant, call_id_of(request)))
 
 
 @routes.delete("/v1/calls/{call_id}")
 async def delete_call(request: web.Request) -> web.Response:
     """Hang up, or cancel while the extension still rings."""
-    tenant = principal_of(request).tenant
-    call = await request.app[SERVICE].cancel(tenant, call_id_of(request))
-    return success(call_id=call.call_id)
+    tenant = (await principal_of(request)).tenant
+    return success(call_id=await request.app[SERVICE].cancel(tenant, call_id_of(request)))
 
 
 @routes.get("/v1/call")
 async def live_calls(request: web.Request) -> web.Response:
     """This tenant's live calls, with the carrier's list fields."""
-    tenant = principal_of(request).tenant
-    return success(calls=request.app[SERVICE].live_calls(tenant))
+    tenant = (await principal_of(request)).tenant
+    return success(calls=await request.app[SERVICE].live_calls(tenant))

@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/cdr")
 async def list_cdrs(request: web.Request) -> web.Response:
     """?start_date&end_date&extension&phone&status&limit&page"""
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     query = parse_cdr_query(query_of(request))
     records, total = await request.app[SERVICE].cdrs(tenant, query)
     return success(total=total, page=query.page, limit=query.limit, cdrs=records)
@@ -21,5 +21,5 @@ async def list_cdrs(request: web.Request) -> web.Response:
 
 @routes.get("/v1/cdr/{call_id}")
 async def get_cdr(request: web.Request) -> web.Response:
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     return success(call=await request.app[SERVICE].cdr(tenant, call_id_of(request)))

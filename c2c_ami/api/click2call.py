@@ -45,7 +45,7 @@ async def _measured(request: web.Request, endpoint: str, *, wait: bool) -> web.R
 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     call_request = parse_click_to_call(query_of(request))
     key = request.headers.get("Idempotency-Key")
     if key is not None:

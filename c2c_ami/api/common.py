@@ -19,11 +19,11 @@ log = logging.getLogger("c2c_ami.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def principal_of(request: web.Request) -> Principal:
+async def principal_of(request: web.Request) -> Principal:
     """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
     any other work is done."""
     principal = request.app[AUTH].authenticate(request.headers.get("Authorization"))
-    request.app[RATE_LIMITER].check(principal.token_key)
+    await request.app[RATE_LIMITER].admit(principal.token_key)
     return principal
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..calls.cluster import Membership
-from ..calls.guards import RateLimiter
+from ..calls.guards import Limiter
 from ..calls.reconcile import Reconciler
 from ..calls.registry import CallRegistry
 from ..calls.service import CallService
@@ -19,9 +19,10 @@ from ..store import Storage
 from .auth import TokenAuthority
 
 CONFIG = web.AppKey("config", Config)
+INSTANCE_ID = web.AppKey("instance_id", str)     # this gateway instance, among others on one store
 AUTH = web.AppKey("auth", TokenAuthority)
 METRICS = web.AppKey("metrics", Metrics)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+RATE_LIMITER = web.AppKey("rate_limiter", Limiter)
 STORAGE = web.AppKey("storage", Storage)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)

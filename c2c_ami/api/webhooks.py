@@ -14,14 +14,14 @@ routes = web.RouteTableDef()
 @routes.get("/v1/event")
 async def list_hooks(request: web.Request) -> web.Response:
     """The tenant's webhooks (secrets are never shown again)."""
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     return success(hooks=await request.app[SUBSCRIPTIONS].list(tenant.domain))
 
 
 @routes.post("/v1/event")
 async def add_hook(request: web.Request) -> web.Response:
     """{"url": ..., "events": [...], "secret": optional} -> the hook, with its secret."""
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     hook = parse_hook(await request.read())
     return success(hook=await request.app[SUBSCRIPTIONS].add(tenant.domain, hook.url, hook.events, hook.secret))
 
@@ -30,7 +30,7 @@ async def add_hook(request: web.Request) -> web.Response:
 @routes.delete("/v1/event/{hook_id}")
 async def delete_hook(request: web.Request) -> web.Response:
     """DELETE /v1/event/{hook_id}, or DELETE /v1/event?id=..."""
-    tenant = principal_of(request).tenant
+    tenant = (await principal_of(request)).tenant
     hook_id = request.match_info.get("hook_id") or query_of(request).get("id", "")
     await request.app[SUBSCRIPTIONS].remove(tenant.domain, checked("id", hook_id, patterns.HOOK_ID))
     return success()

@@ -63,6 +63,7 @@ class Membership:
         """Renew the lease; adopt the calls of instances whose lease ended."""
         if not await self.store.heartbeat(self.instance_id, time.time() + self.lease_seconds):
             await self._declared_dead()
+        await self.store.prune(time.time())     # request keys past their time
         stored = await self.store.take_over(self.instance_id)
         if stored:
             self.reconciler.adopt(stored, whence="an instance whose lease ended")

@@ -14,10 +14,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited
 
 MAX_REMEMBERED = 100_000
+
+
+class Limiter(Protocol):
+    """Admits one request of a key, or raises RateLimited."""
+
+    async def admit(self, key: bytes) -> None: ...
 
 
 class RateLimiter:
@@ -41,6 +48,10 @@ class RateLimiter:
         while len(self._buckets) > MAX_REMEMBERED:
             self._buckets.popitem(last=False)
 
+    async def admit(self, key: bytes) -> None:
+        """``check``, as every limiter is asked (the shared one asks the store)."""
+        self.check(key)
+
 
 @dataclass
 class _Flight:
@@ -49,7 +60,7 @@ class _Flight:
     future: asyncio.Future  # resolves to ("success", call_id) or a C2CError
 
 
-def _forgettable(error: C2CError) -> bool:
+def forgettable(error: C2CError) -> bool:
     """Answers that placed no call are not remembered: a retry may then really try."""
     return isinstance(error, (RateLimited, PbxUnavailable)) and error.call_id is None
 
@@ -85,7 +96,7 @@ class SingleFlight:
             call_id = await start()
         except C2CError as exc:
             future.set_result(exc)
-            if _forgettable(exc) or not self.remember_failures:
+            if forgettable(exc) or not self.remember_failures:
                 self._drop(key, flight)
             raise
         except BaseException as exc:

@@ -11,6 +11,8 @@ found". PBX failures (``AmiError``) become API errors here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Coroutine, Mapping
@@ -27,8 +29,11 @@ from .guards import SingleFlight, fingerprint
 from .record import call_record, live_call_summary
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
+from .shared_guards import SharedFlight
 
 log = logging.getLogger(__name__)
+
+CANCEL_CHANNEL = "c2c_cancel"     # NOTIFY: {"call_id", "owner"} -- a cancel asked on another instance
 
 # Between Originate and its OriginateResponse Asterisk rings for ring_timeout; allow this
 # much more before deciding the PBX lost the call.
@@ -50,10 +55,13 @@ class Readiness:
 
 class CallService:
     def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
-                 duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo") -> None:
+                 duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
+                 shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None) -> None:
         self.pbxs = pbxs
         self.registry = registry
         self.instance_id = instance_id
+        self.shared_duplicates = shared_duplicates       # several instances: the same guards,
+        self.shared_idempotency = shared_idempotency     # kept in the store
         self.store = store
         self.calls = calls
         self.duplicates = duplicates
@@ -75,9 +83,15 @@ class CallService:
             return (await self._place(tenant, request, wait=wait)).call_id
 
         if idempotency_key is not None:
-            return await self.idempotency.run((tenant.domain, idempotency_key),
-                                              fingerprint(request, wait), start)
-        return await self.duplicates.run((tenant.domain, request.ext, request.phone), "", start)
+            printed = fingerprint(request, wait)
+            shared = self.shared_idempotency
+            run = start if shared is None else functools.partial(
+                shared.run, "idempotency", f"{tenant.domain} {idempotency_key}", printed, start)
+            return await self.idempotency.run((tenant.domain, idempotency_key), printed, run)
+        shared = self.shared_duplicates
+        run = start if shared is None else functools.partial(
+            shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone}", "", start)
+        return await self.duplicates.run((tenant.domain, request.ext, request.phone), "", run)
 
     async def _place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool) -> Call:
         hotline, trunk = self._authorize(tenant, request)
@@ -211,11 +225,14 @@ class CallService:
                                  f"link is back: follow it with GET /v1/calls/{call.call_id}", call_id=call.call_id)
 
     # -- controlling calls ---------------------------------------------------------------------
-    async def cancel(self, tenant: Tenant, call_id: str) -> Call:
+    async def cancel(self, tenant: Tenant, call_id: str) -> str:
         """Hang up (or cancel while ringing) a live call; a waiting sync request is then
         answered CALL_CANCELLED. If the channel does not exist yet, it is hung up as soon
-        as its Newchannel event arrives."""
-        call = self._live_call(tenant, call_id)
+        as its Newchannel event arrives. A call another instance owns is marked cancelled
+        in the store and its owner told (or, if it is gone, whoever adopts the call)."""
+        call = self.registry.get(call_id)
+        if call is None or call.tenant != tenant.domain:
+            return await self._cancel_elsewhere(tenant, call_id)
         pbx = self.pbxs[call.pbx]
         if not pbx.ready or call.unobserved_since is not None:
             raise PbxUnavailable(f"PBX link is {pbx.state.value}" if not pbx.ready else
@@ -224,7 +241,33 @@ class CallService:
         call.cancel()
         if call.ext_channel:
             await self.hangup_quietly(call)
-        return call
+        return call.call_id
+
+    async def _cancel_elsewhere(self, tenant: Tenant, call_id: str) -> str:
+        row = await self.store.live_call(call_id)
+        if row is None or row.get("tenant") != tenant.domain:
+            raise CallNotFound("no live call with this call_id")
+        owner = await self.store.request_cancel(call_id)
+        if owner is None:
+            raise CallNotFound("no live call with this call_id")     # it ended meanwhile
+        await self.store.notify(CANCEL_CHANNEL, json.dumps({"call_id": call_id, "owner": owner}))
+        return call_id
+
+    async def listen(self) -> None:
+        """Carry out cancels asked on other instances for calls this one owns."""
+        await self.store.listen(CANCEL_CHANNEL, self._cancel_asked)
+
+    def _cancel_asked(self, payload: str) -> None:
+        try:
+            asked = json.loads(payload)
+        except ValueError:
+            return
+        call = self.registry.get(str(asked.get("call_id")))
+        if call is None or asked.get("owner") != self.instance_id:
+            return
+        call.cancel()
+        if call.ext_channel:
+            self.hangup_later(call.call_id)
 
     async def hangup_quietly(self, call: Call) -> None:
         pbx = self.pbxs.get(call.pbx)
@@ -255,22 +298,24 @@ class CallService:
             call.sip_call_id_learned(sip_call_id)
 
     # -- reading calls -------------------------------------------------------------------------
-    def _live_call(self, tenant: Tenant, call_id: str) -> Call:
-        """A live call of this tenant; another tenant's call is reported as not found."""
-        call = self.registry.get(call_id)
-        if call is None or call.tenant != tenant.domain:
-            raise CallNotFound("no live call with this call_id")
-        return call
-
     async def call(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
-        """The call's live record, or its CDR once it has ended."""
+        """The call's live record (whichever instance owns it), or its CDR once it has ended."""
         call = self.registry.get(call_id)
         if call is not None and call.tenant == tenant.domain:
             return call_record(call)
+        if self.registry.just_ended(call_id) is None:
+            row = await self.store.live_call(call_id)
+            if row is not None and row.get("tenant") == tenant.domain:
+                return call_record(Call.from_facts(row))
         return await self.cdr(tenant, call_id, missing="no call with this call_id")
 
-    def live_calls(self, tenant: Tenant) -> list[dict[str, Any]]:
-        return [live_call_summary(call) for call in self.registry.live(tenant.domain)]
+    async def live_calls(self, tenant: Tenant) -> list[dict[str, Any]]:
+        """The tenant's live calls, on every instance."""
+        own = self.registry.live(tenant.domain)
+        known = {call.call_id for call in own}
+        others = [Call.from_facts(row) for row in await self.store.live_calls_of(tenant.domain)
+                  if row.get("call_id") not in known and self.registry.just_ended(row.get("call_id", "")) is None]
+        return [live_call_summary(call) for call in [*own, *others]]
 
     async def cdr(self, tenant: Tenant, call_id: str, missing: str = "no CDR with this call_id") -> dict[str, Any]:
         """The CDR of an ended call -- also in the moment it is being written."""

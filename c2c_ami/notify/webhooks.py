@@ -82,9 +82,12 @@ class WebhookNotifier:
 
     def __init__(self, storage: Storage, *, timeout: float = 5.0, max_attempts: int = 8,
                  backoff_base: float = 1.0, backoff_max: float = 300.0, concurrency: int = 16,
-                 per_hook: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 per_hook: int | None = None, clock: Callable[[], float] = time.time,
+                 owner: str = "solo") -> None:
         self.storage = storage
+        self.owner = owner                     # this instance: the claims on deliveries are its
         self.timeout = timeout
+        self.claim_seconds = 2 * timeout + 5   # a claim outlives any attempt of the instance holding it
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -201,7 +204,7 @@ class WebhookNotifier:
         async with self._outbox_lock:
             # in-flight rows are still pending and earliest due, so asking for `concurrency`
             # per hook always leaves enough rows that are not yet running.
-            for row in await self.storage.due_deliveries(now, self.concurrency):
+            for row in await self.storage.claim_due(self.owner, now, self.concurrency, self.claim_seconds):
                 if len(self._in_flight) >= self.concurrency:
                     break
                 key = (row["hook_id"], row["call_id"])

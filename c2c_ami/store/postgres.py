@@ -7,7 +7,7 @@ kept in the table ``c2c_schema``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,12 +66,15 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] = MIGRAT
 
 class PostgresStorage(SqlStorage):
     backend = "postgresql"
+    skip_locked = " FOR UPDATE OF o SKIP LOCKED"
     order_tiebreak = "call_id"
     hook_order = "created_at, id"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         super().__init__()
         self._pool = pool
+        self._url = url
+        self._listening: asyncpg.Connection | None = None   # LISTEN needs a connection of its own
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStorage:
@@ -79,7 +82,7 @@ class PostgresStorage(SqlStorage):
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         except (OSError, asyncpg.PostgresError) as exc:
             raise StorageError(f"storage.url: cannot connect to PostgreSQL: {exc}") from exc
-        storage = cls(pool)
+        storage = cls(pool, url)
         try:
             async with pool.acquire() as conn:
                 storage.schema_version = await migrate(conn)
@@ -87,13 +90,47 @@ class PostgresStorage(SqlStorage):
                     "SELECT column_name, data_type FROM information_schema.columns "
                     "WHERE table_name = 'calls' AND table_schema = current_schema() ORDER BY ordinal_position")
             storage._know_columns([(r["column_name"], r["data_type"]) for r in columns])
+            await storage._keep_listening(again=True)     # webhook changes on other instances
         except BaseException:
-            await pool.close()
+            await storage.close()
             raise
         return storage
 
     async def close(self) -> None:
+        if self._listening is not None:
+            await self._listening.close()
+            self._listening = None
         await self._pool.close()
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY: every instance listening on ``channel`` gets ``payload`` (this one too)."""
+        async with self._session() as db:
+            await db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._listeners.setdefault(channel, []).append(callback)
+        await self._keep_listening(again=True)
+
+    async def heartbeat(self, instance_id: str, lease_until: float) -> bool:
+        alive = await super().heartbeat(instance_id, lease_until)
+        await self._keep_listening()            # after a PostgreSQL restart, LISTEN again
+        return alive
+
+    async def _keep_listening(self, again: bool = False) -> None:
+        if self._listening is not None and not self._listening.is_closed() and not again:
+            return
+        if self._listening is None or self._listening.is_closed():
+            try:
+                self._listening = await asyncpg.connect(self._url)
+            except _UNAVAILABLE as exc:
+                raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
+        for channel in self._listeners:
+            await self._listening.remove_listener(channel, self._dispatch)
+            await self._listening.add_listener(channel, self._dispatch)
+
+    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        for callback in self._listeners.get(channel, []):
+            callback(payload)
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[_Connection]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from .base import MAX_PAGE, CallWrite, Delivery
 
 Row = dict[str, Any]
+HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
 
 
 class Connection(Protocol):
@@ -38,10 +39,12 @@ def _json(value: Any) -> str:
 class SqlStorage:
     backend = "sql"
     least = "LEAST"                   # the smaller of two values (SQLite: min)
+    skip_locked = ""                  # row locks for claims (PostgreSQL: FOR UPDATE ... SKIP LOCKED)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
     hook_order = "created_at, id"
 
     def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[str], None]]] = {HOOKS_CHANNEL: [self._forget_hooks]}
         self.schema_version = 0
         self.call_columns: tuple[str, ...] = ()      # the calls table's, from the database
         self._boolean_columns: frozenset[str] = frozenset()
@@ -242,14 +245,26 @@ class SqlStorage:
             if everything:
                 rows = await db.fetch("UPDATE live_calls SET owner = ? "
                                       "RETURNING facts, owner, cancel_requested, updated_at", (owner,))
+                await db.execute("UPDATE outbox SET claimed_until = 0 WHERE claimed_by <> ?", (owner,))
             else:
                 rows = await db.fetch(
                     "UPDATE live_calls SET owner = ? WHERE owner IS NULL OR owner IN "
                     "(SELECT id FROM instances WHERE lease_until < ? AND id <> ?) "
                     "OR (owner <> ? AND owner NOT IN (SELECT id FROM instances)) "
                     "RETURNING facts, owner, cancel_requested, updated_at", (owner, now, owner, owner))
+                # the dead instances' webhook deliveries are free for anyone at once
+                await db.execute("UPDATE outbox SET claimed_until = 0 WHERE state = 'pending' AND claimed_by IN "
+                                 "(SELECT id FROM instances WHERE lease_until < ? AND id <> ?)", (now, owner))
             await db.execute("DELETE FROM instances WHERE lease_until < ? AND id <> ?", (now, owner))
         return [self._live_row(r) for r in rows]
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every instance listening on ``channel`` (here: this process only)."""
+        for callback in self._listeners.get(channel, []):
+            callback(payload)
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._listeners.setdefault(channel, []).append(callback)
 
     async def instances(self) -> list[dict[str, Any]]:
         async with self._session() as db:
@@ -317,7 +332,7 @@ class SqlStorage:
             await db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
                              "VALUES (?, ?, ?, ?, ?, ?)",
                              (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"]))
-        self._hooks_cache.pop(tenant, None)
+        await self.notify(HOOKS_CHANNEL, tenant)
         return hook
 
     async def list_hooks(self, tenant: str) -> list[dict[str, Any]]:
@@ -330,8 +345,8 @@ class SqlStorage:
     async def hooks_for(self, tenant: str, event: str) -> list[dict[str, Any]]:
         """The tenant's hooks subscribed to ``event``, with secrets, for signing.
 
-        Called for every call event, so the tenant's hooks are cached in memory; this
-        object's own add_hook/delete_hook invalidate the cache."""
+        Called for every call event, so the tenant's hooks are cached in memory; add_hook and
+        delete_hook, on any instance, invalidate every instance's cache (``HOOKS_CHANNEL``)."""
         hooks = self._hooks_cache.get(tenant)
         if hooks is None:
             async with self._session() as db:
@@ -349,8 +364,12 @@ class SqlStorage:
                 return False
             await db.execute("DELETE FROM outbox WHERE hook_id = ?", (hook_id,))
             await db.execute("DELETE FROM hooks WHERE id = ?", (hook_id,))
-        self._hooks_cache.pop(tenant, None)
+        await self.notify(HOOKS_CHANNEL, tenant)
         return True
+
+    def _forget_hooks(self, tenant: str) -> None:
+        """A tenant's hooks changed (on any instance): read them again when next needed."""
+        self._hooks_cache.pop(tenant, None)
 
     # ---- webhook outbox ---------------------------------------------------------------
     async def enqueue(self, hook_id: str, call_id: str, event: str, body: bytes, *,
@@ -373,6 +392,30 @@ class SqlStorage:
         async with self._session() as db:
             return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
                                   "WHERE o.state = 'pending' ORDER BY o.id LIMIT ?", (int(limit),))
+
+    async def claim_due(self, owner: str, now: float, per_hook: int, lease: float) -> list[dict[str, Any]]:
+        """``due_deliveries``, claimed for ``lease`` seconds by ``owner``: rows another
+        instance claimed (and may be sending) are left alone until its claim runs out, so
+        each delivery is attempted by one instance at a time, and none is lost if it dies."""
+        async with self._transaction() as db:
+            picked = await db.fetch(
+                "WITH heads AS ("
+                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
+                "), ranked AS ("
+                "  SELECT o.id, ROW_NUMBER() OVER ("
+                "    PARTITION BY o.hook_id ORDER BY o.next_attempt_at, o.id) AS rank"
+                "  FROM outbox o JOIN heads ON heads.id = o.id WHERE o.next_attempt_at <= ? "
+                "  AND (o.claimed_until <= ? OR o.claimed_by = ?)"
+                f") SELECT o.id FROM outbox o JOIN ranked r ON r.id = o.id WHERE r.rank <= ?{self.skip_locked}",
+                (now, now, owner, int(per_hook)))
+            ids = [row["id"] for row in picked]
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
+            await db.execute(f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",
+                             (owner, now + lease, *ids))
+            return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
+                                  f"WHERE o.id IN ({marks}) ORDER BY o.next_attempt_at, o.id", ids)
 
     async def due_deliveries(self, now: float, per_hook: int) -> list[dict[str, Any]]:
         """What the notifier may send now: the oldest pending row of each (hook, call) --
@@ -402,19 +445,19 @@ class SqlStorage:
 
     async def mark_delivered(self, delivery_id: int) -> None:
         async with self._session() as db:
-            await db.execute("UPDATE outbox SET state = 'delivered', finished_at = ?, last_error = NULL "
-                             "WHERE id = ?", (time.time(), delivery_id))
+            await db.execute("UPDATE outbox SET state = 'delivered', finished_at = ?, last_error = NULL, "
+                             "claimed_until = 0 WHERE id = ?", (time.time(), delivery_id))
 
     async def mark_retry(self, delivery_id: int, attempts: int, next_attempt_at: float,
                          error: str) -> None:
         async with self._session() as db:
-            await db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
+            await db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, claimed_until = 0 "
                              "WHERE id = ? AND state = 'pending'", (attempts, next_attempt_at, error, delivery_id))
 
     async def mark_dead(self, delivery_id: int, error: str) -> None:
         """Give up on the row; ``attempts`` counts the failed attempt that ended it."""
         async with self._session() as db:
-            await db.execute("UPDATE outbox SET state = 'dead', attempts = attempts + 1, "
+            await db.execute("UPDATE outbox SET state = 'dead', attempts = attempts + 1, claimed_until = 0, "
                              "finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
                              (time.time(), error, delivery_id))
 

@@ -10,86 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import socket
-import sys
 
 import aiohttp
 import pytest
-import yaml
 
 from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.pbx.ami import AmiState
-from c2c_rig import HOTLINES, AmiWatch
+from c2c_rig import AmiWatch
 
 from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, TOKEN, click, rig_config
+from .gateways import GatewayProcess, free_port, write_config
 from .relay import Relay
 
 pytestmark = pytest.mark.rig
 TALK_8S = "0909000800"      # the trunk answers after ~1 s and hangs up ~8 s later
 TALK_3S = "0909000221"      # ... ~3 s later
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class GatewayProcess:
-    """``python -m c2c_ami`` on the rig, as an operator runs it."""
-
-    def __init__(self, config_path) -> None:
-        self.config_path = config_path
-        self.proc: asyncio.subprocess.Process | None = None
-        self.log: list[str] = []
-
-    async def start(self, *, adopted: int = 0) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "c2c_ami", "--config", str(self.config_path), stderr=asyncio.subprocess.PIPE)
-        wanted = ["AMI logged in", "Running on"] + ([f"adopted {adopted} live call"] if adopted else [])
-
-        async def until_ready():
-            while not all(w in "".join(self.log) for w in wanted):
-                line = await self.proc.stderr.readline()
-                if not line:
-                    raise AssertionError("gateway exited:\n" + "".join(self.log))
-                self.log.append(line.decode())
-        await asyncio.wait_for(until_ready(), 15)
-        asyncio.get_running_loop().create_task(self._drain(self.proc))
-
-    async def _drain(self, proc) -> None:
-        while line := await proc.stderr.readline():
-            self.log.append(line.decode())
-
-    async def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 15)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
-def write_config(rig, tmp_path, http_port: int, storage_url: str):
-    config = {
-        "listen": {"host": "127.0.0.1", "port": http_port},
-        "ami": {**rig.ami, "reconnect_min": 0.05, "reconnect_max": 0.5},
-        "calls": {"ring_timeout": 4, "dial_timeout": 5, "sync_timeout": 8},
-        "storage": {"url": storage_url},
-        "webhooks": {"backoff_base": 0.05, "backoff_max": 0.5},
-        "tenants": [{"domain": "default", "tokens": [TOKEN], "extensions": "^[0-9]{3}$",
-                     "hotlines": dict(HOTLINES)}],
-    }
-    path = tmp_path / "c2c-ami.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 async def next_delivery(receiver, event: str, call_id: str, timeout: float = 20.0) -> dict:
@@ -120,6 +56,7 @@ async def test_sigkill_mid_talk_then_restart_ends_the_call_answered(rig, tmp_pat
                                                                      "events": ["answered", "cdr"]})).json()
             assert hook["status"] == "success"
             body = await (await http.get(f"{base}/v1/click2call", params={"ext": "211", "phone": TALK_8S})).json()
+            assert "call_id" in body, (body, gateway.log[-20:])
             call_id = body["call_id"]
             answered = await number_answered(receiver, call_id)
             await gateway.kill()                       # mid-talk: ~7 s of it left

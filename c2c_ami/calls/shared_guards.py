@@ -1,0 +1,107 @@
+"""The guards shared by every gateway instance on one store (several instances on PostgreSQL).
+
+* ``SharedFlight``: of identical requests (a duplicate click, a replayed ``Idempotency-Key``)
+  on any instance, the first places the call; the others wait for its answer, which is kept
+  with the key in the store, and give the same answer (same ``call_id``, one INVITE).
+* ``SharedRateLimiter``: one token bucket per API token, in the store, updated in one
+  statement, so instances never race.
+
+With one instance (SQLite) the in-memory guards of ``guards.py`` do the same work.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited, error_from
+from ..store import Storage, StorageUnavailable
+from .guards import forgettable
+
+POLL_SECONDS = 0.05      # how often a request waiting on another instance's answer looks
+
+
+class SharedFlight:
+    def __init__(self, store: Storage, owner: str, *, ttl: float, remember_failures: bool,
+                 hold_seconds: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.ttl = ttl                        # how long an answer is kept
+        self.remember_failures = remember_failures
+        self.hold_seconds = hold_seconds      # how long a request may run before its key is free again
+
+    async def run(self, scope: str, key: str, fingerprint: str, start: Callable[[], Awaitable[str]]) -> str:
+        deadline = time.monotonic() + self.hold_seconds
+        try:
+            while True:
+                held = await self.store.claim_request(scope, key, fingerprint, self.owner,
+                                                      time.time() + self.hold_seconds)
+                if held is None:
+                    return await self._first(scope, key, start)
+                if held["fingerprint"] != fingerprint:
+                    raise InvalidParams("Idempotency-Key: already used with different parameters")
+                answer = held["answer"] or await self._wait_answer(scope, key, deadline)
+                if answer is not None:
+                    return _replay(answer)
+                if time.monotonic() > deadline:
+                    raise PbxUnavailable("an identical request on another gateway instance is still running")
+        except StorageUnavailable as exc:
+            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+
+    async def _first(self, scope: str, key: str, start: Callable[[], Awaitable[str]]) -> str:
+        try:
+            call_id = await start()
+        except C2CError as exc:
+            if self.remember_failures and not forgettable(exc):
+                await self.store.answer_request(scope, key, json.dumps(_answer_of(exc)), time.time() + self.ttl)
+            else:
+                await self.store.drop_request(scope, key)
+            raise
+        except BaseException:
+            await asyncio.shield(self.store.drop_request(scope, key))
+            raise
+        await self.store.answer_request(scope, key, json.dumps({"call_id": call_id}), time.time() + self.ttl)
+        return call_id
+
+    async def _wait_answer(self, scope: str, key: str, deadline: float) -> str | None:
+        """The answer of the request holding the key; None if the key was let go (its request
+        failed without a call, or its instance died) or the wait is over."""
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            row = await self.store.request_answer(scope, key)
+            if row is None or row["expires_at"] < time.time():
+                return None
+            if row["answer"] is not None:
+                return str(row["answer"])
+        return None
+
+
+def _answer_of(error: C2CError) -> dict[str, str | None]:
+    return {"error": error.code, "message": error.message, "call_id": error.call_id}
+
+
+def _replay(answer: str) -> str:
+    stored = json.loads(answer)
+    if "error" in stored:
+        raise error_from(stored["error"], stored["message"], stored.get("call_id"))
+    return str(stored["call_id"])
+
+
+class SharedRateLimiter:
+    """``rate`` requests per minute and ``burst`` at once per key, across every instance."""
+
+    def __init__(self, store: Storage, per_minute: float, burst: int) -> None:
+        self.store = store
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+
+    async def admit(self, key: bytes) -> None:
+        try:
+            allowed, tokens = await self.store.take_token(key.hex(), self.rate, self.burst)
+        except StorageUnavailable as exc:
+            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+        if not allowed:
+            retry = max(1, math.ceil((1.0 - tokens) / self.rate))
+            raise RateLimited(f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
