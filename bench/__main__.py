@@ -3,7 +3,7 @@
   python -m bench            items 1-3 + the fake-AMI latency proxy of item 4 (~2 min)
   python -m bench --rig      also item 4 against the real Asterisk rig (skipped if absent)
   python -m bench --smoke    tiny counts, a few seconds; checks the harness, not the speed
-  --only async,sync,ingest,latency   run a subset;  --out PATH  (default bench/results/latest.json)
+  --only async,stores,sync,ingest,latency   run a subset;  --out PATH  (default bench/results/latest.json)
 """
 from __future__ import annotations
 
@@ -106,6 +106,13 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
                 f"{rg['originate_to_invite_ms']['p50']} / {rg['originate_to_invite_ms']['p99']}")
             row("4 rig: HTTP->INVITE p50 / p99 ms",
                 f"{rg['http_to_invite_ms']['p50']} / {rg['http_to_invite_ms']['p99']}")
+    st = results.get("stores")
+    if st and "runs" in st:
+        for name, r in st["runs"].items():
+            each = " + ".join(f"{x:,.0f}" for x in r["per_instance_rps"])
+            row(f"1b stores {name} req/s", f"{r['rps']:,.1f}" + (f" ({each})" if r["instances"] > 1 else ""))
+            row(f"1b stores {name} p50 / p99 ms, non-200", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}, {r['non_200']}")
+            row(f"1b stores {name} CPU %", ", ".join(f"{k} {v}" for k, v in r["cpu_percent"].items()))
     for part, r in results.items():
         if isinstance(r, dict) and "error" in r:
             row(f"{part}", "ERROR: " + r["error"][:80], "", False)
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny counts: check the harness works")
     parser.add_argument("--rig", action="store_true", help="also item 4 on the real Asterisk rig")
-    parser.add_argument("--only", default="async,sync,ingest,latency")
+    parser.add_argument("--only", default="async,stores,sync,ingest,latency")
     parser.add_argument("--out", default=None, help="JSON output (default bench/results/latest.json, "
                                                       "smoke: bench/results/smoke.json)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -152,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 if part == "async":
                     results[part] = (async_bench.run_smoke(wd) if args.smoke else
                                      async_bench.run(wd, duration=args.duration))
+                elif part == "stores":
+                    results[part] = (async_bench.run_stores(wd, duration=1, connections=8) if args.smoke else
+                                     async_bench.run_stores(wd, duration=args.duration))
                 elif part == "sync":
                     results[part] = sync_bench.run(wd, n=200 if args.smoke else args.pending,
                                                    answer_rate=args.answer_rate,

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import Any
 
 from .common import (
     PYTHON,
@@ -22,6 +23,7 @@ from .common import (
     free_port,
     gateway_yaml,
     start_gateway,
+    tree_cpu_seconds,
     wait_port,
     wait_ready,
 )
@@ -112,6 +114,75 @@ def run(workdir: str, *, duration: float = 10.0, connections: int = 64, threads:
     bare_rps = results["runs"]["bare_aiohttp"]["rps"]
     for _name, row in results["runs"].items():
         row["percent_of_bare"] = round(100 * row["rps"] / bare_rps, 1) if bare_rps else None
+    return results
+
+
+STORE_VARIANTS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 2))
+
+
+def run_stores(workdir: str, *, duration: float = 10.0, connections: int = 64) -> dict:
+    """Async throughput by store: SQLite (one instance), PostgreSQL (one instance), and two
+    instances on one PostgreSQL database, each under its own wrk with half the connections,
+    side by side; the fake AMI answers at once and ends at once (dial none, log WARNING).
+    CPU % is per process: the gateways, the fake AMI, PostgreSQL (server and backends)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from c2c_rig.postgres import PrivatePostgres
+    if not wrk_available():
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    results: dict = {"duration_s": duration, "connections": connections, "runs": {}}
+    pg = PrivatePostgres().start()
+    try:
+        with Processes(workdir) as procs:
+            for n, (store, instances) in enumerate(STORE_VARIANTS):
+                ami_port = free_port()
+                fake = procs.start(f"fake-{store}-{instances}", [
+                    PYTHON, "-m", "c2c_ami.testing.fake_ami", "--port", str(ami_port), "--answer-delay", "0",
+                    "--talk-time", "0", "--dial", "none", "--device-state", "NOT_INUSE"])
+                wait_port(ami_port, 20, fake)
+                url = pg.create_database() if store == "postgresql" else None
+                gateways = []
+                for i in range(instances):
+                    port = free_port()
+                    config = gateway_yaml(os.path.join(workdir, f"gw-{store}-{instances}-{i}.yaml"), port, ami_port,
+                                          storage_url=url)
+                    gateway = start_gateway(procs, config, "WARNING", name=f"gw-{store}-{instances}-{i}",
+                                            extra=["--instance-id", f"bench-{i}"])
+                    wait_ready(port, 20, gateway)
+                    gateways.append((port, gateway))
+                base = (n + 5) * 1_000_000_000
+                share = max(1, connections // instances)
+
+                def load(item: tuple[int, tuple[int, Any]], seconds: float, offset: int, share: int) -> dict:
+                    i, (port, gateway) = item
+                    return run_wrk(f"http://127.0.0.1:{port}", duration=seconds, connections=share, threads=1,
+                                   base=offset + i * 100_000_000, watch={f"gateway-{i}": gateway.pid})
+                assert pg.proc is not None
+                with ThreadPoolExecutor(instances) as pool:
+                    warm = [pool.submit(load, item, 1, base + 500_000_000, share) for item in enumerate(gateways)]
+                    [f.result() for f in warm]
+                    pg_before, fake_before = tree_cpu_seconds(pg.proc.pid), cpu_seconds(fake.pid)
+                    started = time.monotonic()
+                    rows = [f.result() for f in [pool.submit(load, item, duration, base, share)
+                                                 for item in enumerate(gateways)]]
+                    wall = time.monotonic() - started
+                cpu = {k: v for row in rows for k, v in row["cpu_percent"].items()}
+                used = cpu_used(fake.pid, fake_before)
+                if used is not None:
+                    cpu["fake_ami"] = round(100 * used / wall, 1)
+                pg_after = tree_cpu_seconds(pg.proc.pid)
+                if store == "postgresql" and pg_before is not None and pg_after is not None:
+                    cpu["postgresql"] = round(100 * (pg_after - pg_before) / wall, 1)
+                results["runs"][f"{store}_{instances}_instance{'s' if instances > 1 else ''}"] = {
+                    "store": store, "instances": instances, "rps": round(sum(r["rps"] for r in rows), 1),
+                    "per_instance_rps": [r["rps"] for r in rows], "non_200": sum(r["non_200"] for r in rows),
+                    "p50_ms": max(r["p50_ms"] for r in rows), "p99_ms": max(r["p99_ms"] for r in rows),
+                    "cpu_percent": cpu}
+                for _, gateway in gateways:
+                    procs.stop(gateway)
+                procs.stop(fake)
+    finally:
+        pg.stop()
     return results
 
 

@@ -95,7 +95,8 @@ class Processes:
 def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "127.0.0.1",
                  ami_user: str = AMI_USER, ami_secret: str = AMI_SECRET,
                  ring_timeout: float = 60, sync_timeout: float = 120,
-                 extensions: str = r"^[0-9]{1,12}$", storage: str | None = None) -> str:
+                 extensions: str = r"^[0-9]{1,12}$", storage: str | None = None,
+                 storage_url: str | None = None) -> str:
     """A gateway config: one tenant admitting many extensions, limits out of the way."""
     raw = {
         "listen": {"host": "127.0.0.1", "port": http_port},
@@ -106,8 +107,9 @@ def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "1
         "limits": {"rate_per_minute": 9_000_000, "rate_burst": 1_000_000_000,
                    "duplicate_window": 5, "shutdown_grace": 1.0},
         # the CDR store lives in the bench's temp dir, never in the repo's var/
-        "storage": {"path": storage or os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                    os.path.basename(path) + ".sqlite3")},
+        "storage": {"url": storage_url} if storage_url else {
+            "path": storage or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                            os.path.basename(path) + ".sqlite3")},
         "tenants": [{"domain": "bench", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
                      "context": "c2c-outbound", "extensions": extensions,
                      "hotlines": {"02873001234": "hotline-trunk"}}],
@@ -121,9 +123,30 @@ def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "1
 
 
 def start_gateway(procs: Processes, config_path: str, log_level: str = "INFO",
-                  name: str = "gateway") -> subprocess.Popen:
+                  name: str = "gateway", extra: Sequence[str] = ()) -> subprocess.Popen:
     return procs.start(name, [PYTHON, "-m", "c2c_ami", "--config", config_path,
-                              "--log-level", log_level])
+                              "--log-level", log_level, *extra])
+
+
+def tree_cpu_seconds(root_pid: int) -> float | None:
+    """CPU seconds of a process and all its descendants (a PostgreSQL server and its backends)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        used = cpu_seconds(pid)
+        if used is not None:
+            total += used
+        todo += children.get(pid, [])
+    return total
 
 
 def wait_ready(http_port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from c2c_rig.fixtures import rig, rig_factory  # noqa: F401
+from c2c_rig.postgres import PrivatePostgres
 from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
-from tests.postgres import PrivatePostgres
 
 
 @pytest.fixture(scope="session")

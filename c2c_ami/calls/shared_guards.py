@@ -21,6 +21,8 @@ from ..store import Storage, StorageUnavailable
 from .guards import forgettable
 
 POLL_SECONDS = 0.05      # how often a request waiting on another instance's answer looks
+LIVENESS_EVERY = 20      # polls between checks that the instance holding the key is alive
+_HOLDER_GONE = "\x00gone"   # (no stored answer is ever this)
 
 
 class SharedFlight:
@@ -43,6 +45,10 @@ class SharedFlight:
                 if held["fingerprint"] != fingerprint:
                     raise InvalidParams("Idempotency-Key: already used with different parameters")
                 answer = held["answer"] or await self._wait_answer(scope, key, deadline)
+                if answer is _HOLDER_GONE:
+                    # its call, if placed, is adopted by a survivor: never place a second one
+                    raise PbxUnavailable("the gateway instance that took this request stopped before answering; "
+                                         "its call, if placed, goes on: see GET /v1/call")
                 if answer is not None:
                     return _replay(answer)
                 if time.monotonic() > deadline:
@@ -67,7 +73,9 @@ class SharedFlight:
 
     async def _wait_answer(self, scope: str, key: str, deadline: float) -> str | None:
         """The answer of the request holding the key; None if the key was let go (its request
-        failed without a call, or its instance died) or the wait is over."""
+        failed without placing a call) or the wait is over; ``_HOLDER_GONE`` if the instance
+        holding it stopped."""
+        polls = 0
         while time.monotonic() < deadline:
             await asyncio.sleep(POLL_SECONDS)
             row = await self.store.request_answer(scope, key)
@@ -75,7 +83,14 @@ class SharedFlight:
                 return None
             if row["answer"] is not None:
                 return str(row["answer"])
+            polls += 1
+            if polls % LIVENESS_EVERY == 0 and not await self._alive(row["owner"]):
+                return _HOLDER_GONE
         return None
+
+    async def _alive(self, instance_id: str) -> bool:
+        now = time.time()
+        return any(i["id"] == instance_id and i["lease_until"] >= now for i in await self.store.instances())
 
 
 def _answer_of(error: C2CError) -> dict[str, str | None]:

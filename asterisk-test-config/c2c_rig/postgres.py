@@ -1,4 +1,5 @@
-"""A private, throw-away PostgreSQL server for the tests, from Debian's packages.
+"""A private, throw-away PostgreSQL server (for the tests and the benchmarks), from
+Debian's packages.
 
 ``initdb`` into a temporary directory (as the ``postgres`` user when run as root: initdb
 refuses root), then ``postgres`` on a free loopback port with its socket in that directory;
