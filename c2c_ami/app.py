@@ -99,7 +99,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     sole_owner = app[STORAGE].backend == "sqlite"        # one process owns a SQLite file
     hold = config.calls.sync_timeout + OUTCOME_GRACE_SECONDS
     service = CallService(
-        pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id,
+        pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id, shared_claims=not sole_owner,
         duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
         idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True),
         shared_duplicates=None if sole_owner else SharedFlight(

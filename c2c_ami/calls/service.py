@@ -56,10 +56,12 @@ class Readiness:
 class CallService:
     def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
-                 shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None) -> None:
+                 shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None,
+                 shared_claims: bool = True) -> None:
         self.pbxs = pbxs
         self.registry = registry
         self.instance_id = instance_id
+        self.shared_claims = shared_claims               # False: this process is the only one
         self.shared_duplicates = shared_duplicates       # several instances: the same guards,
         self.shared_idempotency = shared_idempotency     # kept in the store
         self.store = store
@@ -122,7 +124,9 @@ class CallService:
 
     async def _claim_in_store(self, call: Call) -> None:
         """The extension, cluster-wide: the store holds one live call per extension and PBX,
-        whichever instance placed it."""
+        whichever instance placed it. (Alone on its store, the registry's claim is enough.)"""
+        if not self.shared_claims:
+            return
         try:
             claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
                                                   self.instance_id, call.facts())
@@ -132,6 +136,8 @@ class CallService:
             raise UserBusy("a click-to-call to this extension is already in progress")
 
     async def _release_in_store(self, call: Call) -> None:
+        if not self.shared_claims:
+            return
         try:
             await self.store.release_call(call.call_id)
         except StorageError as exc:      # the extension stays held until the call row is adopted

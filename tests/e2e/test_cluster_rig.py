@@ -20,7 +20,7 @@ import pytest
 
 from c2c_rig import AmiWatch
 
-from .conftest import AUTH, in_thread, now
+from .conftest import AUTH, OTHER, in_thread, now
 from .gateways import GatewayProcess, free_port, write_config
 
 pytestmark = pytest.mark.rig
@@ -71,8 +71,10 @@ async def cluster(rig, rig_factory, postgres, tmp_path, aiohttp_server):
         try:
             for gateway in gateways:
                 await gateway.start()
-            resp = await http.post(gateways[0].base + "/v1/event", json={"url": str(receiver.make_url("/hook"))})
-            assert resp.status == 200
+            for headers in (AUTH, OTHER):                      # both tenants' webhooks to the receiver
+                resp = await http.post(gateways[0].base + "/v1/event", headers=headers,
+                                       json={"url": str(receiver.make_url("/hook"))})
+                assert resp.status == 200
             yield Cluster(rig, second, gateways, http, hooks, arrived)
         finally:
             await asyncio.gather(*(g.stop() for g in gateways))
@@ -96,6 +98,19 @@ async def test_any_instance_reads_and_cancels_a_call_placed_on_another(cluster):
     assert (cdr["status"], cdr["hangup_by"]) == ("CANCEL", "api")
     status, stored = await cluster.click(gw2, f"/v1/cdr/{call_id}")
     assert status == 200 and stored["call"]["status"] == "CANCEL"
+
+    t0 = now()                                                   # the other tenant lives on the other PBX
+    status, body = await cluster.click(gw2, headers=OTHER, ext="205", phone="0899")
+    assert status == 200
+    invite = await in_thread(cluster.second.wait_for_invite, "205", after=t0)
+    assert cluster.rig.invites_to("205", after=t0) == []
+    async with cluster.http.delete(f"{gw1.base}/v1/calls/{body['call_id']}", headers=OTHER) as resp:
+        assert resp.status == 200
+    cdr = await cluster.delivered("cdr", body["call_id"])
+    assert (cdr["pbx"], cdr["hangup_by"]) == ("pbx-b", "api")
+    ended_by = await in_thread(cluster.second.wait_for_message, "205", "CANCEL" if cdr["status"] == "CANCEL" else "BYE",
+                               call_id=invite.call_id, after=t0)
+    assert ended_by is not None
 
 
 async def test_one_extension_on_two_instances_at_once_rings_once_a_hundred_times(cluster):
