@@ -132,6 +132,33 @@ async def test_failed_migration_rolls_back_entirely(tmp_path):
     db.close()
 
 
+async def test_sqlite_checkpoints_off_the_event_loop_once_enough_rows_changed(tmp_path, monkeypatch):
+    """Commits on the event loop never checkpoint (that waits on the disk); a worker does,
+    every CHECKPOINT_EVERY changed rows. The main file (read ignoring the WAL) shows it."""
+    import c2c_ami.store.sqlite as sqlite_store
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 20)
+    path = tmp_path / "c2c.sqlite3"
+    s = SqliteStorage(str(path))
+    assert s._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+
+    def rows_in_main_file():
+        db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'calls'").fetchone() is None:
+                return 0        # even the schema is still only in the WAL
+            return db.execute("SELECT count(*) FROM calls").fetchone()[0]
+        finally:
+            db.close()
+
+    for n in range(19):
+        await s.save_call(call(f"c{n}"))
+    assert s._checkpointer._running is None and rows_in_main_file() == 0   # all in the WAL
+    await s.save_call(call("c19"))
+    await s._checkpointer._running                          # begun by the 20th row
+    assert rows_in_main_file() == 20
+    await s.close()
+
+
 # ---- calls ----------------------------------------------------------------------------------
 
 async def test_save_and_get_round_trip_with_extra_keys(store):

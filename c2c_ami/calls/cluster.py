@@ -7,7 +7,8 @@ over (one statement: each call goes to exactly one instance) and adopts them
 (``calls/reconcile.py``): what its own AMI links saw of them meanwhile is replayed, then the
 PBX is asked. A clean stop ends the lease at once, so survivors adopt without waiting.
 
-With SQLite one process owns the store: at start it takes every live call over.
+With SQLite one process owns the store: at start it takes every live call over, and has no
+lease to keep nor anyone to adopt from afterwards.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class Membership:
         await self.store.heartbeat(self.instance_id, time.time() + self.lease_seconds)
         stored = await self.store.take_over(self.instance_id, everything=self.sole_owner)
         self.reconciler.adopt(stored)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-membership")
+        if not self.sole_owner:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-membership")
 
     async def leave(self) -> None:
         """A clean stop: the lease ends now, so other instances adopt the calls left live."""

@@ -23,12 +23,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..pbx import AmiError, Channel, Pbx
 from ..pbx.events import CallEvents, apply_channels
 from ..store import Storage
+from ..waits import Background
 from .call import Call
 from .registry import CallRegistry
 
@@ -45,7 +46,7 @@ class Reconciler:
         self.hangup = hangup      # hang up a live call's extension leg (a cancel asked meanwhile)
         self.runs = 0          # reconciliations completed (for tests and metrics)
         self._done = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._background = Background()
 
     def adopt(self, stored: list[dict[str, Any]], whence: str = "a previous run") -> int:
         """Track calls again from their stored facts (``Storage.take_over``): each is
@@ -71,14 +72,14 @@ class Reconciler:
             if self.registry.get(call.call_id) is call and self.pbxs[call.pbx].ready:
                 to_ask.add(call.pbx)        # else: asked when its link is ready
         for pbx in to_ask:
-            self._spawn(self.reconcile(pbx))
+            self._background.spawn(self.reconcile(pbx))
         if adopted:
             log.info("adopted %d live call(s) left by %s", adopted, whence)
         return adopted
 
     def link_ready(self, pbx: str) -> None:
         """The PBX's AMI link is (again) logged in: ask it about the calls out of sight."""
-        self._spawn(self.reconcile(pbx))
+        self._background.spawn(self.reconcile(pbx))
 
     def link_lost(self, pbx: str) -> None:
         """The PBX's AMI link dropped: its calls go out of sight (none is finished)."""
@@ -138,12 +139,5 @@ class Reconciler:
         self.runs += 1
         self._done.set()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.close()

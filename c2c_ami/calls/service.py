@@ -1,12 +1,16 @@
 """The call service: the rules between a validated request and the PBX.
 
 Placing a call: join an identical request still in flight (a double click, or a replayed
-``Idempotency-Key``) -> the tenant owns the ext and hotline -> claim the device (one call
-per extension) -> ask the PBX whether it is free -> Originate once -> optionally wait,
-bounded, for the extension to answer. Every failure path releases the claim.
+``Idempotency-Key``; on every instance when several share the store) -> the tenant owns the
+ext and hotline -> claim the device (one call per extension, in the registry and, shared,
+in the store) -> ask the PBX whether it is free -> Originate once -> optionally wait,
+bounded, for the extension to answer. Every failure path before the Originate releases
+the claim; after it, the call is never dropped on a guess.
 
-Reading calls: a tenant sees only its own calls and CDRs; another tenant's call_id is "not
-found". PBX failures (``AmiError``) become API errors here and nowhere else.
+Controlling and reading calls: a tenant sees only its own calls and CDRs (another tenant's
+call_id is "not found"), on any instance: a call another instance owns is read from the
+store, and cancelled by telling its owner. PBX failures (``AmiError``) become API errors
+here and nowhere else.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +27,7 @@ from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
 from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Originate, Pbx
 from ..store import Storage, StorageError, StorageUnavailable
-from ..waits import wait_set
+from ..waits import Background, wait_set
 from .call import Call
 from .guards import SingleFlight, fingerprint
 from .record import call_record, live_call_summary
@@ -72,7 +76,7 @@ class CallService:
         self.waiters = 0
         self._no_waiters = asyncio.Event()
         self._no_waiters.set()
-        self._background: set[asyncio.Task] = set()
+        self._background = Background()
 
     # -- placing calls -------------------------------------------------------------------------
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool,
@@ -287,12 +291,12 @@ class CallService:
     def hangup_later(self, call_id: str) -> None:
         call = self.registry.get(call_id)
         if call is not None:
-            self._spawn(self.hangup_quietly(call))
+            self._background.spawn(self.hangup_quietly(call))
 
     def fetch_sip_call_id_later(self, call_id: str) -> None:
         call = self.registry.get(call_id)
         if call is not None and call.trunk_channel and call.sip_call_id is None:
-            self._spawn(self._fetch_sip_call_id(call, call.trunk_channel))
+            self._background.spawn(self._fetch_sip_call_id(call, call.trunk_channel))
 
     async def _fetch_sip_call_id(self, call: Call, channel: str) -> None:
         try:
@@ -352,12 +356,5 @@ class CallService:
             call.unobserved(now)
             self.registry.suspend_call(call)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.close()

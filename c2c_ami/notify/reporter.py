@@ -39,7 +39,7 @@ class _Write:
     events: tuple[str, ...]
 
 
-MAX_BATCH = 500     # writes stored in one transaction
+MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place: a few ms at most)
 
 
 def _digest(facts: dict[str, Any]) -> int:
@@ -131,6 +131,8 @@ class CallReporter:
                         break
             if self._queue.empty():
                 self._idle.set()
+            else:
+                await asyncio.sleep(0)    # let the event loop answer requests between batches
 
     async def _store_singly(self, batch: list[_Write]) -> list[_Write]:
         """After a batch failed: each write alone; returns those the store was unavailable for."""
