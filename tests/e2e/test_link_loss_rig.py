@@ -46,7 +46,7 @@ async def test_silent_pbx_mid_talk_is_a_lost_link_not_the_end_of_the_call(rig, m
         runs = reconciler.runs
         relay.freeze()                                   # TCP open, not a byte either way
         await asyncio.wait_for(_state(ami, AmiState.CONNECTING, AmiState.DISCONNECTED), 5)
-        assert "AMI link to 127.0.0.1:%d lost (peer silent)" % relay.port in caplog.text
+        assert f"AMI link to 127.0.0.1:{relay.port} lost (peer silent)" in caplog.text
         assert call.unobserved_since is not None and registry.get(call.call_id) is call
         seen = await (await client.get(f"/v1/calls/{call.call_id}", headers=AUTH)).json()
         assert (seen["call"]["state"], seen["call"]["status"]) == ("number_answered", None), seen
@@ -66,7 +66,7 @@ async def test_refused_relogin_keeps_a_ringing_call_and_its_cancel_waits_for_the
     caplog.set_level(logging.INFO, logger="c2c_ami")
     relay = await Relay("127.0.0.1", rig.ports.ami).start()
     client = await make_rig_gateway(rig_config(
-        rig, tmp_path, ami=fast_ami(rig, relay, auth_retry=0.3, connect_timeout=3.0),  # Asterisk answers a bad login after 1 s
+        rig, tmp_path, ami=fast_ami(rig, relay, auth_retry=0.3, connect_timeout=3.0),  # a bad login: 1 s
         calls={"ring_timeout": 20, "dial_timeout": 3, "sync_timeout": 25}))
     ami, registry, reconciler = client.app[AMI], client.app[REGISTRY], client.app[RECONCILER]
     async with AmiWatch(rig.ports.ami) as asterisk:
