@@ -44,6 +44,7 @@ class AmiConfig:
     ping_timeout: float = 2.0
     reconnect_min: float = 0.2      # backoff between reconnects: min doubling to max
     reconnect_max: float = 2.0      # so a restarted PBX is in use again within ~2 s
+    auth_retry: float = 30.0        # after a refused login (a wrong secret is not fixed in ms)
     boot_wait: float = 3.0          # wait for FullyBooted after login before assuming booted
 
 

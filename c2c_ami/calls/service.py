@@ -352,9 +352,13 @@ class CallService:
         self.accepting = False
         await wait_set(self._no_waiters, grace)
         now = time.time()
-        for call in self.registry.live():
+        live = self.registry.live()
+        for call in live:
             call.unobserved(now)
             self.registry.suspend_call(call)
+        if live:
+            log.warning("stopping with %d live call(s): not ended, left in the store for the next start "
+                        "to check with the PBX", len(live))
 
     async def close(self) -> None:
         await self._background.close()

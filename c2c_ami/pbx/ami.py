@@ -44,7 +44,6 @@ _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "st
 
 
 # A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
-AUTH_RETRY_SECONDS = 30.0
 
 
 class AmiState(enum.Enum):
@@ -207,7 +206,7 @@ class AmiClient:
                 raise
             except _LoginRefused as exc:
                 self.last_error = str(exc)
-                delay = max(self.config.reconnect_max, AUTH_RETRY_SECONDS)
+                delay = self.config.auth_retry
                 log.error("AMI login refused for user %r at %s:%s (%s); check ami.username and "
                           "ami.secret and manager.conf; retrying in %.0f s", self.config.username,
                           self.config.host, self.config.port, exc, delay)

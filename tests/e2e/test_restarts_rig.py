@@ -93,6 +93,7 @@ async def test_link_cut_mid_talk_the_call_goes_on_and_ends_observed(rig, make_ri
         assert await reconciler.wait_run(runs + 1, 5)
         assert registry.get(call.call_id) is call and call.unobserved_since is None
         assert await registry.wait_empty(15)
+        await asterisk.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("Channel") == call.trunk_channel)
         up, down = asterisk.leg_times(call.trunk_channel)
     record = await stored(client.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", False, "number")
