@@ -56,7 +56,8 @@ class GatewayProcess:
         self.port = port
         self.instance_id = instance_id
         self.proc: asyncio.subprocess.Process | None = None
-        self.log: list[str] = []
+        self.log: list[str] = []          # this run's stderr lines
+        self.history: list[str] = []      # earlier runs' (for a failing test's report)
         self._logged = asyncio.Event()
 
     @property
@@ -69,6 +70,7 @@ class GatewayProcess:
             args += ["--listen", f"127.0.0.1:{self.port}"]
         if self.instance_id is not None:
             args += ["--instance-id", self.instance_id]
+        self.history += self.log
         self.log = []
         self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "c2c_ami", *args,
                                                          stderr=asyncio.subprocess.PIPE)

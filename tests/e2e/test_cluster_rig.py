@@ -222,13 +222,25 @@ async def test_a_rolling_restart_under_load_loses_no_call_cdr_or_webhook(cluster
     await task
     assert len(placed) >= 32
     for call_id in placed:
-        cdr = await cluster.delivered("cdr", call_id, timeout=30)
+        try:
+            cdr = await cluster.delivered("cdr", call_id, timeout=30)
+        except TimeoutError:
+            raise AssertionError(await _whereabouts(cluster, call_id)) from None
         assert cdr["status"] in ("ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL")
         await cluster.delivered("hangup", call_id)
     for call_id in placed[:: max(1, len(placed) // 5)]:
         status, stored = await cluster.click(cluster.gateways[len(call_id) % 3], f"/v1/cdr/{call_id}")
         assert status == 200
     print(f"{len(placed)} calls placed through a rolling restart ({busy} refused busy or unavailable)")
+
+
+async def _whereabouts(cluster, call_id: str) -> str:
+    """What the cluster and its logs say of a call whose CDR never came."""
+    _, record = await cluster.click(cluster.gateways[0], f"/v1/calls/{call_id}")
+    lines = [f"{g.instance_id}: {line.rstrip()}" for g in cluster.gateways
+             for line in g.history + g.log if call_id in line]
+    hooks = {event: len(got) for (event, cid), got in cluster.hooks.items() if cid == call_id}
+    return f"no cdr webhook for {call_id}; hooks seen {hooks}; record {record}; logs:\n" + "\n".join(lines)
 
 
 def _rotate(items, n):
