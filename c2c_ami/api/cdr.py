@@ -15,8 +15,8 @@ async def list_cdrs(request: web.Request) -> web.Response:
     """?start_date&end_date&extension&phone&status&limit&page"""
     tenant = (await principal_of(request)).tenant
     query = parse_cdr_query(query_of(request))
-    records, total = await request.app[SERVICE].cdrs(tenant, query)
-    return success(total=total, page=query.page, limit=query.limit, cdrs=records)
+    records, total, exact = await request.app[SERVICE].cdrs(tenant, query)
+    return success(total=total, total_exact=exact, page=query.page, limit=query.limit, cdrs=records)
 
 
 @routes.get("/v1/cdr/{call_id}")
