@@ -10,7 +10,7 @@ import hmac
 from dataclasses import dataclass
 
 from ..config import Tenant, token_digest
-from ..errors import Unauthorized
+from ..errors import InvalidParams, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class TokenAuthority:
         """The tenant of an ``Authorization: Bearer <token>`` header, or Unauthorized."""
         if not authorization:
             raise Unauthorized("missing Authorization: Bearer <token> header")
+        if not authorization.isascii() or not authorization.isprintable():
+            # bytes that are not text (aiohttp keeps them as surrogates): a broken client
+            raise InvalidParams("Authorization: must be printable ASCII (Bearer <token>)")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

@@ -2,17 +2,19 @@
 envelope, and the one middleware that turns errors into the API's failure body."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from .. import patterns
-from ..errors import C2CError, CallFailed
+from ..errors import C2CError, CallFailed, InvalidParams
 from .auth import Principal
-from .keys import AUTH, RATE_LIMITER
-from .schemas import checked, parse_query
+from .keys import AUTH, CONFIG, RATE_LIMITER
+from .schemas import KNOWN_PARAMS, checked, parse_query
 
 log = logging.getLogger("c2c_ami.api")
 
@@ -21,8 +23,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 async def principal_of(request: web.Request) -> Principal:
     """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
-    any other work is done."""
-    principal = request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    any other work is done. Two Authorization headers are refused: which one counts would
+    depend on the proxy in front."""
+    given = request.headers.getall("Authorization", [])
+    if len(given) > 1:
+        raise InvalidParams("Authorization: given more than once")
+    principal = request.app[AUTH].authenticate(given[0] if given else None)
     await request.app[RATE_LIMITER].admit(principal.token_key)
     return principal
 
@@ -31,13 +37,51 @@ def call_id_of(request: web.Request) -> str:
     return checked("call_id", request.match_info["call_id"], patterns.CALL_ID)
 
 
-def query_of(request: web.Request) -> dict[str, str]:
-    return parse_query(request.rel_url.raw_query_string)
+def query_of(request: web.Request, known: tuple[str, ...] = KNOWN_PARAMS) -> dict[str, str]:
+    """The decoded query; each of the endpoint's ``known`` parameters at most once."""
+    return parse_query(request.rel_url.raw_query_string, known)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+async def body_of(request: web.Request) -> bytes:
+    """The request body, read within ``http.body_timeout`` (a client trickling it holds a
+    connection, not the gateway), and ClientGone if the client hangs up halfway."""
+    timeout = request.app[CONFIG].http.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise InvalidParams(f"body: not received within {timeout:g} s") from None
+    except ConnectionError:
+        raise ClientGone() from None
 
 
 def success(**body: Any) -> web.Response:
     """``{"status": "success", ...}``: the envelope of every successful answer."""
     return web.json_response({"status": "success", **body})
+
+
+class TracebackThrottle:
+    """A full traceback per exception type at most once per ``every`` seconds: a request
+    that hits a bug again and again must not flood the log (one line each otherwise)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last: dict[type, float] = {}
+
+    def due(self, exc: BaseException) -> bool:
+        now = time.monotonic()
+        last = self._last.get(type(exc))
+        if last is not None and now - last < self.every:
+            return False
+        self._last[type(exc)] = now
+        return True
+
+
+_tracebacks = TracebackThrottle()
 
 
 @web.middleware
@@ -49,6 +93,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
     except web.HTTPException:
         raise
-    except Exception:
-        log.exception("unexpected error handling %s %s", request.method, request.path)
+    except ClientGone:      # nobody to answer; nothing wrong on our side
+        log.info("%s %s: client closed the connection mid-body", request.method, request.path)
+        return web.json_response(InvalidParams("body: incomplete").body(), status=400)
+    except Exception as exc:
+        if _tracebacks.due(exc):
+            log.exception("unexpected error handling %s %s", request.method, request.path)
+        else:
+            log.error("unexpected %s handling %s %s (its traceback is logged at most once a minute)",
+                      type(exc).__name__, request.method, request.path)
         return web.json_response(CallFailed("internal error").body(), status=500)
