@@ -191,10 +191,10 @@ def handler_args(http: HttpConfig) -> dict[str, Any]:
             "max_headers": http.max_headers, "keepalive_timeout": http.keepalive_timeout}
 
 
-async def start(app: web.Application, sock: socket.socket, config: Config,
-                shutdown_timeout: float) -> tuple[web.AppRunner, GuardedSite]:
+async def start(app: web.Application, sock: socket.socket, config: Config, shutdown_timeout: float,
+                *, handle_signals: bool = True) -> tuple[web.AppRunner, GuardedSite]:
     """Set the app up (store, AMI links) and serve it on ``sock``."""
-    runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=shutdown_timeout,
+    runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
                            access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
     await runner.setup()
     site = GuardedSite(runner, sock, app[CONNECTIONS], backlog=config.http.backlog)

@@ -23,14 +23,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 async def principal_of(request: web.Request) -> Principal:
     """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
-    any other work is done. Two Authorization headers are refused: which one counts would
-    depend on the proxy in front."""
+    any other work is done."""
+    principal = request.app[AUTH].authenticate(authorization_of(request))
+    await request.app[RATE_LIMITER].admit(principal.token_key)
+    return principal
+
+
+def authorization_of(request: web.Request) -> str | None:
+    """The one Authorization header, if any; two are refused (which one counts would
+    depend on the proxy in front)."""
     given = request.headers.getall("Authorization", [])
     if len(given) > 1:
         raise InvalidParams("Authorization: given more than once")
-    principal = request.app[AUTH].authenticate(given[0] if given else None)
-    await request.app[RATE_LIMITER].admit(principal.token_key)
-    return principal
+    return given[0] if given else None
 
 
 def call_id_of(request: web.Request) -> str:
