@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from c2c_ami.api.keys import RATE_LIMITER, SERVICE
+from c2c_ami.api.keys import SERVICE
 
 from .fixtures_gateway import AUTH
 from .hostile_corpus import CDR_REPEATS, RAW_REQUESTS, cases
@@ -78,38 +78,6 @@ async def test_a_repeated_cdr_filter_is_refused(gateway, query):
     body = await resp.json()
     assert (resp.status, body["error"]) == (400, "INVALID_PARAMS")
     assert body["message"] == f"{query.split('=')[0]}: given more than once"
-
-
-async def test_a_client_gone_mid_body_is_one_info_line(gateway, caplog, monkeypatch):
-    caplog.set_level("DEBUG")
-    logged, reading = asyncio.Event(), asyncio.Event()
-    limiter = gateway.app[RATE_LIMITER]
-    admit = limiter.admit
-
-    async def admitted(key):          # the handler's next step is reading the body
-        await admit(key)
-        reading.set()
-    monkeypatch.setattr(limiter, "admit", admitted)
-
-    class Seen(logging.Handler):
-        def emit(self, record):
-            if "mid-body" in record.getMessage():
-                logged.set()
-    seen = Seen()
-    logging.getLogger("c2c_ami.api").addHandler(seen)
-    try:
-        reader, writer = await asyncio.open_connection(gateway.server.host, gateway.server.port)
-        writer.write(b"POST /v1/event HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer dev-token\r\n"
-                     b"Content-Length: 1000\r\n\r\n{\"url\": ")
-        await writer.drain()
-        await asyncio.wait_for(reading.wait(), 5)
-        writer.close()
-        await asyncio.wait_for(logged.wait(), 5)
-    finally:
-        logging.getLogger("c2c_ami.api").removeHandler(seen)
-    mine = [r for r in caplog.records if r.name.startswith(("c2c_ami", "aiohttp.server", "aiohttp.web"))]
-    assert [(r.levelname, r.exc_info) for r in mine if "mid-body" in r.getMessage()] == [("INFO", None)]
-    assert not [r for r in mine if r.exc_info or r.levelno >= logging.WARNING]
 
 
 async def test_an_unexpected_error_is_a_500_in_the_api_shape_with_one_traceback(gateway, caplog, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,26 +68,6 @@ def success(**body: Any) -> web.Response:
     return web.json_response({"status": "success", **body})
 
 
-class TracebackThrottle:
-    """A full traceback per exception type at most once per ``every`` seconds: a request
-    that hits a bug again and again must not flood the log (one line each otherwise)."""
-
-    def __init__(self, every: float = 60.0) -> None:
-        self.every = every
-        self._last: dict[type, float] = {}
-
-    def due(self, exc: BaseException) -> bool:
-        now = time.monotonic()
-        last = self._last.get(type(exc))
-        if last is not None and now - last < self.every:
-            return False
-        self._last[type(exc)] = now
-        return True
-
-
-_tracebacks = TracebackThrottle()
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every C2CError (and any bug) into the API's failure body."""
@@ -101,10 +80,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ClientGone:      # nobody to answer; nothing wrong on our side
         log.info("%s %s: client closed the connection mid-body", request.method, request.path)
         return web.json_response(InvalidParams("body: incomplete").body(), status=400)
-    except Exception as exc:
-        if _tracebacks.due(exc):
-            log.exception("unexpected error handling %s %s", request.method, request.path)
-        else:
-            log.error("unexpected %s handling %s %s (its traceback is logged at most once a minute)",
-                      type(exc).__name__, request.method, request.path)
+    except Exception:       # one line; the traceback at most once a minute (log_filters.py)
+        log.exception("unexpected error handling %s %s", request.method, request.path)
         return web.json_response(CallFailed("internal error").body(), status=500)
