@@ -219,3 +219,15 @@ async def test_a_slow_cdr_query_never_holds_up_the_event_loop(make_gateway, fake
     body = await resp.json()
     assert (resp.status, body["total"], body["total_exact"], body["cdrs"]) == (200, 0, True, [])
     assert threads and threading.main_thread() not in threads
+
+
+async def test_metrics_can_require_a_token(make_gateway, fake_ami):
+    client = await make_gateway(metrics={"token": "scrape-token"})
+    for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):     # a tenant's token is not it
+        resp = await client.get("/metrics", headers=headers)
+        assert (resp.status, (await resp.json())["error"]) == (401, "UNAUTHORIZED")
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    assert resp.status == 200 and "c2c_ami_up" in await resp.text()
+    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token")] * 2)
+    assert (resp.status, (await resp.json())["error"]) == (400, "INVALID_PARAMS")
