@@ -41,6 +41,8 @@ from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
 from .config import Config
+from .http_server import CONNECTIONS, Connections, connection_middleware, handler_args
+from .log_filters import throttle_tracebacks
 from .metrics import Metrics
 from .notify.reporter import CallReporter
 from .notify.subscriptions import Subscriptions
@@ -52,7 +54,10 @@ from .store import open_storage
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[connection_middleware, error_middleware],
+                          client_max_size=config.http.client_max_size, handler_args=handler_args(config.http))
+    app[CONNECTIONS] = Connections(config.http)
+    throttle_tracebacks()
     app[CONFIG] = config
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()
     app[AUTH] = TokenAuthority(config.tenants)

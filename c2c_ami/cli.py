@@ -6,11 +6,10 @@ import dataclasses
 import logging
 import sys
 
-from aiohttp import web
-
 from . import patterns
 from .app import create_app
 from .config import Config, ConfigError, ListenConfig, load_config
+from .http_server import ListenError, bind, serve
 
 log = logging.getLogger("c2c_ami")
 
@@ -29,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"c2c-ami: bad config: {exc}", file=sys.stderr)
         return 2
-    web.run_app(create_app(config), host=config.listen.host, port=config.listen.port,
-                shutdown_timeout=config.calls.sync_timeout, print=log.info, handle_signals=True)
+    try:        # before the store and AMI: a taken port ends the start at once
+        sock = bind(config.listen.host, config.listen.port, config.http.backlog)
+    except ListenError as exc:
+        print(f"c2c-ami: {exc}", file=sys.stderr)
+        return 1
+    serve(create_app(config), sock, config, shutdown_timeout=config.calls.sync_timeout, announce=log.info)
     return 0
 
 

@@ -33,6 +33,30 @@ class ListenConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """What one HTTP client may hold of the gateway (README, "HTTP limits")."""
+    max_connections: int = 1000     # open client connections at once; more are closed at once
+    backlog: int = 128              # connections the kernel queues before they are accepted
+    header_timeout: float = 10.0    # a request's line and headers must arrive within this
+    body_timeout: float = 10.0      # ...and its body (POST /v1/event) within this: else 400
+    keepalive_timeout: float = 15.0  # an idle keep-alive connection is closed after this
+    client_max_size: int = 64 * 1024  # bytes of request body at most (413 beyond)
+    max_line_size: int = 8190       # bytes of the request line, and of a header line
+    max_field_size: int = 8190      # bytes of one header's value
+    max_headers: int = 64           # headers per request
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    token: str = field(default="", repr=False)   # "" (unset): /metrics is open; else Bearer <token>
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    access_query: bool = False      # the access log shows query strings (phone numbers) only if true
+
+
+@dataclass(frozen=True)
 class AmiConfig:
     host: str = "127.0.0.1"
     port: int = 5038
@@ -143,6 +167,9 @@ class Config:
     storage: StorageConfig = StorageConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     cluster: ClusterConfig = ClusterConfig()
+    http: HttpConfig = HttpConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -166,7 +193,8 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document (tests build configs from dicts)."""
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
-    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants"})
+    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants",
+                     "http", "metrics", "log"})
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
     calls = _section(root, "calls", CallsConfig)
@@ -177,6 +205,11 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     if cluster.instance_id and not patterns.CONFIG_NAME.fullmatch(cluster.instance_id):
         raise ConfigError(f"cluster.instance_id: must be {patterns.CONFIG_NAME.rule}")
     _check_calls(calls)
+    http = _section(root, "http", HttpConfig)
+    metrics = _section(root, "metrics", MetricsConfig)
+    if metrics.token and not patterns.TOKEN.fullmatch(metrics.token):
+        raise ConfigError(f"metrics.token: {patterns.TOKEN.rule}")
+    log = _section(root, "log", LogConfig)
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
@@ -184,7 +217,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
-                  storage=storage, webhooks=webhooks, cluster=cluster)
+                  storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:

@@ -68,3 +68,42 @@ def cases() -> list[tuple[str, str]]:
         ("", "ext"),
     ]
     return out
+
+
+# Whole HTTP requests that once made the gateway answer 500 with a traceback (issue 12), or
+# that must be refused: (name, raw request, status, start of the INVALID_PARAMS message).
+def _raw(method: str, target: str, headers: list[bytes], body: bytes = b"") -> bytes:
+    head = [f"{method} {target} HTTP/1.1".encode(), b"Host: gateway", b"Connection: close",
+            f"Content-Length: {len(body)}".encode(), *headers]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+_AUTH = b"Authorization: Bearer dev-token"
+_JSON = b"Content-Type: application/json"
+RAW_REQUESTS = [
+    ("authorization not UTF-8", _raw("GET", "/v1/cdr", [b"Authorization: Bearer dev-\xff\xfe-token"]),
+     400, "Authorization:"),
+    ("authorization Latin-1", _raw("GET", "/v1/cdr", [b"Authorization: Bearer d\xe9v-token"]), 400, "Authorization:"),
+    ("two authorization headers", _raw("GET", "/v1/cdr", [_AUTH, b"Authorization: Bearer other-tenant-token"]),
+     400, "Authorization:"),
+    ("two authorization headers, one bad", _raw("GET", "/v1/cdr", [b"Authorization: Bearer nope", _AUTH]),
+     400, "Authorization:"),
+    ("deeply nested JSON", _raw("POST", "/v1/event", [_AUTH, _JSON], b"[" * 30_000 + b"]" * 30_000),
+     400, "body:"),
+    ("nested JSON past the depth limit", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                              b'{"url": "http://x/", "events": [[[[[[[["cdr"]]]]]]]]}'), 400, "body:"),
+    ("unbalanced IPv6 bracket in url", _raw("POST", "/v1/event", [_AUTH, _JSON], b'{"url":"http://[::1/"}'),
+     400, "url:"),
+    ("port not a number in url", _raw("POST", "/v1/event", [_AUTH, _JSON], b'{"url":"http://h:99999999/"}'),
+     400, "url:"),
+    ("JSON body too large", _raw("POST", "/v1/event", [_AUTH, _JSON], b'{"url": "' + b"a" * 20_000 + b'"}'),
+     400, "body:"),
+    ("repeated hook id", _raw("DELETE", "/v1/event?id=a&id=b", [_AUTH]), 400, "id:"),
+]
+
+# GET /v1/cdr with a filter given twice: which one was meant cannot be guessed.
+CDR_REPEATS = [
+    "status=BUSY&status=ANSWERED", "extension=101&extension=102", "phone=0899&phone=0900",
+    "start_date=2024-01-01&start_date=2024-02-01", "end_date=2024-01-01&end_date=2024-02-01",
+    "limit=1&limit=2", "page=1&page=2",
+]

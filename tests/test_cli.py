@@ -87,3 +87,27 @@ async def test_sigterm_lets_waiting_requests_finish_then_answers_the_rest(tmp_pa
             proc.kill()
             await proc.wait()
     assert "change-me" not in "".join(log) and TOKEN not in "".join(log)
+
+
+@pytest.mark.parametrize("listen_flag", [True, False])
+async def test_a_port_in_use_exits_at_once_naming_it(tmp_path, fake_ami, listen_flag):
+    """Bound before the store and AMI: no login, one line naming host:port, exit status 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = write_config(tmp_path, fake_ami.port, 1 if listen_flag else port)
+        flags = ["--listen", f"127.0.0.1:{port}"] if listen_flag else []
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "c2c_ami", "--config", str(config), *flags,
+            stderr=asyncio.subprocess.PIPE, env={"TEST_AMI_SECRET": "change-me", "PATH": "/usr/bin:/bin"})
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 1
+    assert lines == [f"c2c-ami: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert fake_ami.actions_named("Login") == []

@@ -130,3 +130,28 @@ def test_storage_url_picks_the_backend(storage, backend, path):
     assert config.storage.backend == backend
     if path is not None:
         assert config.storage.sqlite_path == path
+
+
+def test_http_metrics_and_log_sections_default_and_load():
+    config = parse_config(BASE, {})
+    assert (config.http.max_connections, config.http.header_timeout, config.metrics.token,
+            config.log.access_query) == (1000, 10.0, "", False)
+    raw = {**BASE, "http": {"max_connections": 5, "body_timeout": 2}, "metrics": {"token": "m-token"},
+           "log": {"access_query": True}}
+    config = parse_config(raw, {})
+    assert (config.http.max_connections, config.http.body_timeout, config.metrics.token,
+            config.log.access_query) == (5, 2.0, "m-token", True)
+    assert "m-token" not in repr(config)
+
+
+@pytest.mark.parametrize("section, value, path", [
+    ("http", {"max_connections": 0}, "http.max_connections"),
+    ("http", {"header_timeout": "soon"}, "http.header_timeout"),
+    ("http", {"nope": 1}, "http.nope"),
+    ("metrics", {"token": "has space"}, "metrics.token"),
+    ("log", {"access_query": "yes"}, "log.access_query"),
+])
+def test_bad_http_metrics_and_log_values_name_their_key(section, value, path):
+    with pytest.raises(ConfigError) as info:
+        parse_config({**BASE, section: value}, {})
+    assert str(info.value).startswith(path)

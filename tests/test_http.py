@@ -1,9 +1,10 @@
 """The HTTP API end to end against the fake AMI: answers, errors and what reached AMI."""
 import asyncio
+import threading
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY
+from c2c_ami.api.keys import AMI, REGISTRY, STORAGE
 from c2c_ami.testing.fake_ami import Behaviour
 
 from .fixtures_gateway import AUTH, OTHER_TOKEN, stored
@@ -82,7 +83,7 @@ async def test_device_precheck_refuses_without_originating(gateway, fake_ami, st
     assert body["error"] == code and "call_id" not in body
     assert fake_ami.actions_named("Originate") == []
     assert fake_ami.actions_named("Getvar")[0]["Variable"] == ["DEVICE_STATE(PJSIP/101)"]
-    assert (await stored(gateway.app).list_calls("default")) == ([], 0)  # no call, so no CDR
+    assert (await stored(gateway.app).list_calls("default")) == ([], 0, True)  # no call, so no CDR
 
 
 async def test_two_concurrent_requests_never_ring_one_extension_twice(gateway, fake_ami):
@@ -189,3 +190,44 @@ async def test_tokens_and_ami_secret_never_reach_the_logs(make_gateway, fake_ami
     assert "call " in text and "AMI logged in" in text  # the logs did capture the flow
     for secret in (AUTH["Authorization"].split()[1], OTHER_TOKEN, "guessed-token-123", "change-me"):
         assert secret not in text
+
+
+async def test_a_slow_cdr_query_never_holds_up_the_event_loop(make_gateway, fake_ami, tmp_path):
+    """A CDR listing stuck in the database (held here until released) runs in a worker
+    thread: meanwhile /healthz and another tenant's requests are answered."""
+    client = await make_gateway(storage={"path": str(tmp_path / "c2c.sqlite3")})
+    reader = client.app[STORAGE]._reader
+    started, release, threads = threading.Event(), threading.Event(), []
+    run = reader.run
+
+    def slow(sql, args):
+        threads.append(threading.current_thread())
+        started.set()
+        assert release.wait(10), "never released"
+        return run(sql, args)
+    reader.run = slow
+    listing = asyncio.create_task(client.get("/v1/cdr", params={"phone": "0899"}, headers=AUTH))
+    try:
+        assert await asyncio.to_thread(started.wait, 5), "the CDR query never started"
+        assert (await client.get("/healthz")).status == 200
+        other = await get(client, "/v1/call", headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
+        assert other[0] == 200
+        assert not listing.done()
+    finally:
+        release.set()
+    resp = await asyncio.wait_for(listing, 5)
+    body = await resp.json()
+    assert (resp.status, body["total"], body["total_exact"], body["cdrs"]) == (200, 0, True, [])
+    assert threads and threading.main_thread() not in threads
+
+
+async def test_metrics_can_require_a_token(make_gateway, fake_ami):
+    client = await make_gateway(metrics={"token": "scrape-token"})
+    for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):     # a tenant's token is not it
+        resp = await client.get("/metrics", headers=headers)
+        assert (resp.status, (await resp.json())["error"]) == (401, "UNAUTHORIZED")
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    assert resp.status == 200 and "c2c_ami_up" in await resp.text()
+    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token")] * 2)
+    assert (resp.status, (await resp.json())["error"]) == (400, "INVALID_PARAMS")

@@ -197,27 +197,27 @@ async def test_list_filters_order_and_pagination(store):
                              status="BUSY" if i in (2, 4) else "ANSWERED")))
     await store.save_call(call("other", tenant="globex", time_started="2024-05-03T10:00:00.000+00:00"))
 
-    rows, total = (await store.list_calls("acme"))
+    rows, total, _ = (await store.list_calls("acme"))
     assert total == 7 and [r["call_id"] for r in rows] == [f"c{i}" for i in range(6, -1, -1)]
 
-    rows, total = (await store.list_calls("acme", start_date="2024-05-02", end_date="2024-05-04"))
+    rows, total, _ = (await store.list_calls("acme", start_date="2024-05-02", end_date="2024-05-04"))
     assert total == 2 and [r["call_id"] for r in rows] == ["c2", "c1"]   # start incl., end excl.
     assert (await store.list_calls("acme", extension="101"))[1] == 3
     assert [r["call_id"] for r in (await store.list_calls("acme", phone="0900000000"))[0]] == ["c3"]
     assert [r["call_id"] for r in (await store.list_calls("acme", phone="02812345678"))[0]][:1] == ["c6"]
     assert [r["call_id"] for r in (await store.list_calls("acme", status="BUSY"))[0]] == ["c4", "c2"]
 
-    page2, total = (await store.list_calls("acme", limit=3, page=2))
+    page2, total, _ = (await store.list_calls("acme", limit=3, page=2))
     assert total == 7 and [r["call_id"] for r in page2] == ["c3", "c2", "c1"]
-    page3, _ = (await store.list_calls("acme", limit=3, page=3))
+    page3, _, _ = (await store.list_calls("acme", limit=3, page=3))
     assert [r["call_id"] for r in page3] == ["c0"]
-    assert (await store.list_calls("acme", limit=3, page=9)) == ([], 7)
+    assert (await store.list_calls("acme", limit=3, page=9)) == ([], 7, True)
 
 
 async def test_list_limit_is_capped(store):
     for i in range(502):
         await store.save_call(call(f"c{i:03d}"))
-    rows, total = (await store.list_calls("acme", limit=10_000))
+    rows, total, _ = (await store.list_calls("acme", limit=10_000))
     assert total == 502 and len(rows) == 500
     assert len((await store.list_calls("acme", limit=0))[0]) == 1
 
@@ -227,7 +227,7 @@ async def test_calls_are_tenant_scoped(store):
     await store.save_call(call("g1", tenant="globex"))
     assert (await store.get_call("globex", "a1")) is None
     assert [r["call_id"] for r in (await store.list_calls("globex"))[0]] == ["g1"]
-    assert (await store.list_calls("nobody")) == ([], 0)
+    assert (await store.list_calls("nobody")) == ([], 0, True)
 
 
 # ---- hooks ----------------------------------------------------------------------------------
@@ -355,3 +355,87 @@ async def test_a_batch_that_fails_changes_nothing(store):
         await store.save_call_writes([CallWrite("c2", "acme", "pbx-a", {"call_id": "c2", "state": "ext_ringing"}),
                                       CallWrite("c1", "acme", "pbx-a", record={"call_id": "c1"})])
     assert [f["call_id"] for f in await store.live_calls()] == ["c1"]
+
+
+# ---- CDR listings at scale: indexes, a bounded count, never on the event loop -----------------
+
+CDR_FILTERS = {          # each documented filter -> the index that must serve it
+    "tenant": ({}, ["calls_tenant_started"]),
+    "dates": ({"start_date": "2024-05-02", "end_date": "2024-05-09"}, ["calls_tenant_started"]),
+    "extension": ({"extension": "105"}, ["calls_tenant_extension"]),
+    "status": ({"status": "BUSY"}, ["calls_tenant_status"]),
+    "phone": ({"phone": "0900000007"}, ["calls_tenant_to", "calls_tenant_from"]),
+}
+
+
+async def _many_calls(store, n=3000):
+    await store.save_call_writes([CallWrite(f"c{i}", "acme" if i % 3 else "globex", "default", record=call(
+        f"c{i}", tenant="acme" if i % 3 else "globex", extension=f"1{i % 50:02d}",
+        to_number=f"09000000{i % 40:02d}", status="BUSY" if i % 7 == 0 else "ANSWERED",
+        time_started=f"2024-05-{1 + i % 28:02d}T10:{i % 60:02d}:00.000+00:00")) for i in range(n)])
+
+
+@pytest.mark.parametrize("name", CDR_FILTERS)
+async def test_sqlite_cdr_queries_use_an_index_for_every_filter(tmp_path, name):
+    store = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
+    try:
+        await _many_calls(store)
+        store._db.execute("ANALYZE")
+        issued = []
+        run = store._reader.run
+        store._reader.run = lambda sql, args: issued.append((sql, args)) or run(sql, args)
+        filters, indexes = CDR_FILTERS[name]
+        rows, total, exact = await store.list_calls("acme", **filters)
+        assert rows and exact and len(issued) == 2            # the count, then the page
+        for sql, args in issued:
+            plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            assert "SCAN calls" not in plan, plan
+            assert all(f"INDEX {index} (tenant=?" in plan for index in indexes), plan
+            assert name == "tenant" or "(tenant=?)" not in plan, plan    # the filter is in the lookup
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("name", CDR_FILTERS)
+async def test_postgresql_cdr_queries_can_use_an_index_for_every_filter(postgres, name, monkeypatch):
+    from c2c_ami.store import postgres as pg_module
+    url = postgres.create_database()
+    store = await PostgresStorage.connect(url)
+    issued = []
+    fetch = pg_module._Connection.fetch
+
+    async def recording(self, sql, args=()):
+        issued.append((pg_module._numbered(sql), list(args)))
+        return await fetch(self, sql, args)
+    try:
+        await _many_calls(store)
+        monkeypatch.setattr(pg_module._Connection, "fetch", recording)
+        filters, indexes = CDR_FILTERS[name]
+        assert (await store.list_calls("acme", **filters))[0]
+    finally:
+        monkeypatch.undo()
+        await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE calls; SET enable_seqscan = off")
+        for sql, args in issued:
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+            assert "Seq Scan" not in plan, plan      # any tenant index serves the tenant; phone: both
+            assert name == "tenant" or all(index in plan for index in indexes), plan
+    finally:
+        await conn.close()
+
+
+async def test_cdr_total_is_counted_up_to_a_cap_then_a_lower_bound(store, monkeypatch):
+    monkeypatch.setattr("c2c_ami.store.sql.COUNT_CAP", 5)
+    for i in range(7):
+        await store.save_call(call(f"c{i}", time_started=f"2024-05-0{i + 1}T10:00:00.000+00:00",
+                                   from_number="0911" if i % 2 else "0912"))
+    rows, total, exact = await store.list_calls("acme", limit=2)
+    assert ([r["call_id"] for r in rows], total, exact) == (["c6", "c5"], 5, False)   # at least 5
+    rows, total, exact = await store.list_calls("acme", limit=2, page=4)
+    assert ([r["call_id"] for r in rows], total, exact) == (["c0"], 7, True)          # counted to the page
+    rows, total, exact = await store.list_calls("acme", phone="0911")
+    assert ([r["call_id"] for r in rows], total, exact) == (["c5", "c3", "c1"], 3, True)
+    assert (await store.list_calls("acme", phone="0912", limit=1))[1:] == (4, True)
+    assert (await store.list_calls("acme", phone="0901234567", limit=1))[1:] == (5, False)  # to_number of all 7

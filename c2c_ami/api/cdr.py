@@ -5,7 +5,7 @@ from aiohttp import web
 
 from .common import call_id_of, principal_of, query_of, success
 from .keys import SERVICE
-from .schemas import parse_cdr_query
+from .schemas import CDR_PARAMS, parse_cdr_query
 
 routes = web.RouteTableDef()
 
@@ -14,9 +14,9 @@ routes = web.RouteTableDef()
 async def list_cdrs(request: web.Request) -> web.Response:
     """?start_date&end_date&extension&phone&status&limit&page"""
     tenant = (await principal_of(request)).tenant
-    query = parse_cdr_query(query_of(request))
-    records, total = await request.app[SERVICE].cdrs(tenant, query)
-    return success(total=total, page=query.page, limit=query.limit, cdrs=records)
+    query = parse_cdr_query(query_of(request, CDR_PARAMS))
+    records, total, exact = await request.app[SERVICE].cdrs(tenant, query)
+    return success(total=total, total_exact=exact, page=query.page, limit=query.limit, cdrs=records)
 
 
 @routes.get("/v1/cdr/{call_id}")

@@ -2,6 +2,7 @@
 envelope, and the one middleware that turns errors into the API's failure body."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,10 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
-from ..errors import C2CError, CallFailed
+from ..errors import C2CError, CallFailed, InvalidParams
 from .auth import Principal
-from .keys import AUTH, RATE_LIMITER
-from .schemas import checked, parse_query
+from .keys import AUTH, CONFIG, RATE_LIMITER
+from .schemas import KNOWN_PARAMS, checked, parse_query
 
 log = logging.getLogger("c2c_ami.api")
 
@@ -22,17 +23,44 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def principal_of(request: web.Request) -> Principal:
     """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
     any other work is done."""
-    principal = request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    principal = request.app[AUTH].authenticate(authorization_of(request))
     await request.app[RATE_LIMITER].admit(principal.token_key)
     return principal
+
+
+def authorization_of(request: web.Request) -> str | None:
+    """The one Authorization header, if any; two are refused (which one counts would
+    depend on the proxy in front)."""
+    given = request.headers.getall("Authorization", [])
+    if len(given) > 1:
+        raise InvalidParams("Authorization: given more than once")
+    return given[0] if given else None
 
 
 def call_id_of(request: web.Request) -> str:
     return checked("call_id", request.match_info["call_id"], patterns.CALL_ID)
 
 
-def query_of(request: web.Request) -> dict[str, str]:
-    return parse_query(request.rel_url.raw_query_string)
+def query_of(request: web.Request, known: tuple[str, ...] = KNOWN_PARAMS) -> dict[str, str]:
+    """The decoded query; each of the endpoint's ``known`` parameters at most once."""
+    return parse_query(request.rel_url.raw_query_string, known)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+async def body_of(request: web.Request) -> bytes:
+    """The request body, read within ``http.body_timeout`` (a client trickling it holds a
+    connection, not the gateway), and ClientGone if the client hangs up halfway."""
+    timeout = request.app[CONFIG].http.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise InvalidParams(f"body: not received within {timeout:g} s") from None
+    except ConnectionError:
+        raise ClientGone() from None
 
 
 def success(**body: Any) -> web.Response:
@@ -49,6 +77,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
     except web.HTTPException:
         raise
-    except Exception:
+    except ClientGone:      # nobody to answer; nothing wrong on our side
+        log.info("%s %s: client closed the connection mid-body", request.method, request.path)
+        return web.json_response(InvalidParams("body: incomplete").body(), status=400)
+    except Exception:       # one line; the traceback at most once a minute (log_filters.py)
         log.exception("unexpected error handling %s %s", request.method, request.path)
         return web.json_response(CallFailed("internal error").body(), status=500)

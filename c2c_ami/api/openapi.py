@@ -13,7 +13,8 @@ from .. import __version__, patterns
 from ..calls.record import LIVE_CALL_KEYS, record_schema
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
-from .schemas import CDR_STATUSES
+from ..store import COUNT_CAP
+from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -95,7 +96,13 @@ def build_openapi() -> dict[str, Any]:
                         key: record["properties"][name] for key, name in LIVE_CALL_KEYS.items()}}}}},
                 "CdrList": {"type": "object", "properties": {
                     "status": {"type": "string", "enum": ["success"]},
-                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
+                    "total": {"type": "integer", "description": (
+                        "How many CDRs match. Exact when total_exact is true; otherwise a lower "
+                        f"bound: at least this many match (counting stops after max({COUNT_CAP}, "
+                        "page x limit) matches, and total is that number).")},
+                    "total_exact": {"type": "boolean", "description": "true: total is the exact "
+                                    "count; false: more than total match (total is a lower bound)"},
+                    "page": {"type": "integer"}, "limit": {"type": "integer"},
                     "cdrs": {"type": "array", "items": {"$ref": "#/components/schemas/CallRecord"}}}},
                 "Webhook": {"type": "object", "properties": {
                     "id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
@@ -139,6 +146,7 @@ def build_openapi() -> dict[str, Any]:
                                  "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
             "/v1/cdr": {"get": {
                 "summary": "Call detail records of ended calls, newest first", "security": _BEARER,
+                "description": "Each parameter at most once (a repeated one is INVALID_PARAMS).",
                 "parameters": [_param("start_date", "ISO-8601; time_started >= start_date"),
                                _param("end_date", "ISO-8601; time_started < end_date"),
                                _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),
@@ -154,6 +162,9 @@ def build_openapi() -> dict[str, Any]:
                 "get": {"summary": "The tenant's webhooks", "security": _BEARER,
                         "responses": {**_ok("Webhooks", "webhooks"), **_failures(401, 429)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
+                         "description": f"The body: at most {MAX_JSON_BODY} bytes, JSON nested at most "
+                                        f"{MAX_JSON_DEPTH} levels, received within http.body_timeout "
+                                        "(else INVALID_PARAMS).",
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/WebhookCreate"}}}},
                          "responses": {**_ok("WebhookCreated", "the webhook, with its secret"),
@@ -172,8 +183,12 @@ def build_openapi() -> dict[str, Any]:
                                 "responses": {**_ok("Status", "ready"),
                                               "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "description": "Open unless metrics.token is set; then that token "
+                                                "as Authorization: Bearer <token>.",
+                                 "security": [{}, {"bearerAuth": []}],
                                  "responses": {"200": {"description": "text exposition format",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                               **_failures(400, 401)}}},
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3 document",
                                                                "content": {"application/json": {

@@ -4,7 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .keys import METRICS, SERVICE
+from .auth import check_bearer
+from .common import authorization_of
+from .keys import CONFIG, METRICS, SERVICE
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()
@@ -31,6 +33,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``."""
+    token = request.app[CONFIG].metrics.token
+    if token:
+        check_bearer(authorization_of(request), token)
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -27,12 +27,17 @@ from ..store import MAX_PAGE
 MAX_QUERY_LENGTH = 4096
 KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name",
                 "dest_cid_number", "auto_answer", "hotline", "is_encode")
+CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "limit", "page")
+HOOK_PARAMS = ("id",)
+MAX_JSON_BODY = 16 * 1024       # a webhook registration is a few hundred bytes
+MAX_JSON_DEPTH = 8              # {"events": [...]} is 2 deep; deeper is a parser attack
 CDR_STATUSES: tuple[CdrStatus, ...] = ("ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def parse_query(raw_query: str) -> dict[str, str]:
-    """Decode a raw query string strictly: UTF-8 only, no repeated known parameter."""
+def parse_query(raw_query: str, known: tuple[str, ...] = KNOWN_PARAMS) -> dict[str, str]:
+    """Decode a raw query string strictly: UTF-8 only, no repeated ``known`` parameter (the
+    endpoint's own: which of two values was meant cannot be guessed)."""
     if len(raw_query) > MAX_QUERY_LENGTH:
         raise InvalidParams(f"query: longer than {MAX_QUERY_LENGTH} characters")
     try:
@@ -44,7 +49,7 @@ def parse_query(raw_query: str) -> dict[str, str]:
         raise InvalidParams("query: too many parameters") from None
     params: dict[str, str] = {}
     for name, value in pairs:
-        if name in params and name in KNOWN_PARAMS:
+        if name in params and name in known:
             raise InvalidParams(f"{name}: given more than once")
         params.setdefault(name, value)
     return params
@@ -204,6 +209,10 @@ class HookRequest:
 
 def parse_hook(raw_body: bytes) -> HookRequest:
     """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
+    if len(raw_body) > MAX_JSON_BODY:
+        raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
+    if json_depth_exceeds(raw_body, MAX_JSON_DEPTH):
+        raise InvalidParams(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         body = json.loads(raw_body)
     except ValueError:
@@ -217,11 +226,39 @@ def parse_hook(raw_body: bytes) -> HookRequest:
                        secret=secret)
 
 
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit`` (strings skipped), found in one pass
+    without recursion -- the stdlib parser recurses, and overflows, on deep nesting."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:          # backslash
+                escaped = True
+            elif byte == 0x22:          # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):      # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):      # ] }
+            depth -= 1
+    return False
+
+
 def _hook_url(url: object) -> str:
     if not isinstance(url, str) or not patterns.HOOK_URL.fullmatch(url):
         raise InvalidParams(f"url: {patterns.HOOK_URL.rule}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port                      # noqa: B018 -- raises on a port that is not a number
+    except ValueError:                  # e.g. http://[::1/ (unbalanced IPv6 bracket)
+        valid = False
+    if not valid:
         raise InvalidParams("url: must be an absolute http:// or https:// URL")
     return url
 

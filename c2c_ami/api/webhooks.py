@@ -4,9 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import patterns
-from .common import principal_of, query_of, success
+from .common import body_of, principal_of, query_of, success
 from .keys import SUBSCRIPTIONS
-from .schemas import checked, parse_hook
+from .schemas import HOOK_PARAMS, checked, parse_hook
 
 routes = web.RouteTableDef()
 
@@ -22,7 +22,7 @@ async def list_hooks(request: web.Request) -> web.Response:
 async def add_hook(request: web.Request) -> web.Response:
     """{"url": ..., "events": [...], "secret": optional} -> the hook, with its secret."""
     tenant = (await principal_of(request)).tenant
-    hook = parse_hook(await request.read())
+    hook = parse_hook(await body_of(request))
     return success(hook=await request.app[SUBSCRIPTIONS].add(tenant.domain, hook.url, hook.events, hook.secret))
 
 
@@ -31,6 +31,6 @@ async def add_hook(request: web.Request) -> web.Response:
 async def delete_hook(request: web.Request) -> web.Response:
     """DELETE /v1/event/{hook_id}, or DELETE /v1/event?id=..."""
     tenant = (await principal_of(request)).tenant
-    hook_id = request.match_info.get("hook_id") or query_of(request).get("id", "")
+    hook_id = request.match_info.get("hook_id") or query_of(request, HOOK_PARAMS).get("id", "")
     await request.app[SUBSCRIPTIONS].remove(tenant.domain, checked("id", hook_id, patterns.HOOK_ID))
     return success()

@@ -334,8 +334,9 @@ class CallService:
             raise CallNotFound(missing)
         return record
 
-    async def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int]:
-        """One page of the tenant's CDRs, newest first, and how many match in all."""
+    async def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int, bool]:
+        """One page of the tenant's CDRs, newest first, how many match, and whether that count
+        is exact (else it is a lower bound: ``Storage.list_calls``)."""
         return await self.store.list_calls(tenant.domain, **asdict(query))
 
     # -- the service's own life ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_PAGE = 500
+COUNT_CAP = 10_000     # a CDR listing counts its matches up to this (or its page's end), no further
 
 
 class StorageError(RuntimeError):
@@ -54,7 +55,7 @@ class Storage(Protocol):
     async def list_calls(self, tenant: str, *, start_date: str | None = None,
                          end_date: str | None = None, extension: str | None = None,
                          phone: str | None = None, status: str | None = None,
-                         limit: int = 50, page: int = 1) -> tuple[list[dict[str, Any]], int]: ...
+                         limit: int = 50, page: int = 1) -> tuple[list[dict[str, Any]], int, bool]: ...
     # live calls: their durable facts while up, and the end (CDR) that replaces them
     async def save_call_writes(self, writes: list[CallWrite]) -> None: ...
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]: ...

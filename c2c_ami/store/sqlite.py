@@ -6,6 +6,11 @@ than a thread hop. What does wait on the disk is the WAL checkpoint (two fsyncs;
 1,000 pages here, i.e. every half second at 2,000 answers/s): SQLite's automatic one would run
 inside a commit on the event loop, so it is switched off and a second connection checkpoints
 in a worker thread once enough rows changed. One gateway process owns the file.
+
+Reads that may touch many rows (CDR listings: ``_read_session``) are the exception: they run
+on read-only connections of their own in worker threads, so a burst of them never stalls
+the loop (WAL: they see every committed write and never block the writer). An in-memory
+database has no second connection: there they run in place.
 """
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from .base import StorageError, StorageUnavailable
@@ -24,6 +31,7 @@ from .sql import Row, SqlStorage
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 500      # rows changed between two checkpoints (a few hundred WAL pages)
+READ_THREADS = 2            # worker threads (each with its read-only connection) for long reads
 
 
 def migrate(db: sqlite3.Connection, migrations: list[Migration] = MIGRATIONS) -> int:
@@ -94,11 +102,14 @@ class SqliteStorage(SqlStorage):
             raise
         self._connection = _Connection(self._db)
         self._checkpointer = _Checkpointer(path) if path != ":memory:" else None
+        self._reader = _Reader(path, busy_timeout_ms) if path != ":memory:" else None
         self._changes_checkpointed = 0
 
     async def close(self) -> None:
         if self._checkpointer is not None:
             await self._checkpointer.close()
+        if self._reader is not None:
+            await self._reader.close()
         self._db.close()      # the last connection to close checkpoints what is left
 
     def _changed(self) -> None:
@@ -115,6 +126,17 @@ class SqliteStorage(SqlStorage):
         except sqlite3.OperationalError as exc:    # locked, disk full, I/O error
             raise StorageUnavailable(f"SQLite: {exc}") from exc
         self._changed()
+
+    @asynccontextmanager
+    async def _read_session(self) -> AsyncIterator[Any]:
+        if self._reader is None:
+            async with self._session() as db:
+                yield db
+            return
+        try:
+            yield self._reader
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailable(f"SQLite: {exc}") from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
@@ -169,3 +191,40 @@ class _Checkpointer:
             await asyncio.gather(self._running, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
         self._pool.shutdown(wait=True)
+
+
+class _Reader:
+    """Read-only connections to one database file, one per worker thread: each ``fetch`` runs
+    in a thread, the event loop only awaits it."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        self._uri = Path(path).absolute().as_uri() + "?mode=ro"
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.run: Callable[[str, Sequence[Any]], list[Row]] = self._run   # tests slow it down
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.run, sql, args)
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        raise sqlite3.OperationalError("the read connection does not write")
+
+    def _run(self, sql: str, args: Sequence[Any]) -> list[Row]:     # in a worker thread
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            self._local.db = db
+            with self._lock:
+                self._opened.append(db)
+        return [dict(row) for row in db.execute(sql, args)]
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, True)
+        with self._lock:
+            for db in self._opened:
+                db.close()

@@ -1,0 +1,233 @@
+"""The HTTP listener: its port bound before anything else starts, and what a client may hold.
+
+``bind`` runs first, so a port already in use ends the process at once with one line
+naming it (not after the AMI login, nor never). ``serve`` is ``web.run_app`` on that socket,
+plus two limits aiohttp lacks: at most ``http.max_connections`` open connections (more
+are closed as they come), and a request head that must arrive within ``http.header_timeout``
+of the connection opening or of its first byte (a client trickling headers is cut off).
+The access log names the path without the query string (phone numbers) unless
+``log.access_query`` says otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_runner import BaseRunner
+
+from .api.common import Handler
+from .config import Config, HttpConfig
+
+log = logging.getLogger("c2c_ami.http")
+
+
+class ListenError(RuntimeError):
+    """The HTTP port cannot be bound; the message names host:port."""
+
+
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket on host:port, or ListenError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT, not a listener
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class _Guard(asyncio.Protocol):
+    """One connection: aiohttp's handler inside, and the deadline of its request head."""
+
+    def __init__(self, inner: asyncio.Protocol, connections: Connections) -> None:
+        self._inner = inner
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_request = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._connections.open[transport] = self
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_request and self._deadline is None:
+            self._arm()                 # the first byte of the next request on this connection
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._connections.open.pop(self._transport, None)  # type: ignore[arg-type]
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def request_started(self) -> None:
+        self._in_request = True
+        self._disarm()
+
+    def request_done(self) -> None:
+        self._in_request = False
+
+    def _arm(self) -> None:
+        self._disarm()
+        timeout = self._connections.limits.header_timeout
+        self._deadline = asyncio.get_running_loop().call_later(timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._transport is not None and not self._in_request:
+            log.info("closed a connection: no complete request head within %g s",
+                     self._connections.limits.header_timeout)
+            self._transport.close()
+
+
+class _Refused(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class Connections:
+    """The open client connections (the cap) and their head deadlines."""
+
+    def __init__(self, limits: HttpConfig) -> None:
+        self.limits = limits
+        self.open: dict[asyncio.Transport, _Guard] = {}
+        self.refused = 0
+
+    def factory(self, server: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
+        def protocol() -> asyncio.Protocol:
+            if len(self.open) >= self.limits.max_connections:
+                self.refused += 1
+                if self.refused == 1 or self.refused % 1000 == 0:
+                    log.warning("http.max_connections (%d) reached: closing new connections (%d so far)",
+                                self.limits.max_connections, self.refused)
+                return _Refused()
+            return _Guard(server(), self)
+        return protocol
+
+    def of(self, request: web.BaseRequest) -> _Guard | None:
+        return self.open.get(request.transport) if request.transport is not None else None
+
+
+CONNECTIONS = web.AppKey("connections", Connections)
+
+
+@web.middleware
+async def connection_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The head has arrived: its deadline no longer applies until the next request."""
+    guard = request.app[CONNECTIONS].of(request)
+    if guard is None:                   # a test server, not ``serve``'s site
+        return await handler(request)
+    guard.request_started()
+    try:
+        return await handler(request)
+    finally:
+        guard.request_done()
+
+
+class GuardedSite(web.SockSite):
+    """A SockSite whose connections go through ``Connections``."""
+
+    def __init__(self, runner: BaseRunner, sock: socket.socket, connections: Connections, **kwargs: Any) -> None:
+        super().__init__(runner, sock, **kwargs)
+        self._connections = connections
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._connections.factory(server), sock=self._sock, backlog=self._backlog)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """``remote "METHOD /path HTTP/1.1" status bytes seconds``: no query string (it holds
+    phone numbers)."""
+    with_query = False
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        target = request.path_qs if self.with_query else request.path
+        version = request.version
+        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.3fs', request.remote, request.method, target,
+                         version.major, version.minor, response.status, response.body_length, time)
+
+
+class QueryAccessLogger(AccessLogger):
+    with_query = True
+
+
+def handler_args(http: HttpConfig) -> dict[str, Any]:
+    """aiohttp's own per-connection limits (``web.Application(handler_args=...)``)."""
+    return {"max_line_size": http.max_line_size, "max_field_size": http.max_field_size,
+            "max_headers": http.max_headers, "keepalive_timeout": http.keepalive_timeout}
+
+
+async def start(app: web.Application, sock: socket.socket, config: Config, shutdown_timeout: float,
+                *, handle_signals: bool = True) -> tuple[web.AppRunner, GuardedSite]:
+    """Set the app up (store, AMI links) and serve it on ``sock``."""
+    runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
+                           access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
+    await runner.setup()
+    site = GuardedSite(runner, sock, app[CONNECTIONS], backlog=config.http.backlog)
+    await site.start()
+    return runner, site
+
+
+def serve(app: web.Application, sock: socket.socket, config: Config, *, shutdown_timeout: float,
+          announce: Callable[[str], None]) -> None:
+    """``web.run_app`` on an already bound socket: runs until SIGINT or SIGTERM."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def main() -> None:
+        runner, site = await start(app, sock, config, shutdown_timeout)
+        try:
+            announce(f"======== Running on {site.name} ========")
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    task = loop.create_task(main())
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        task.cancel()                   # the runner's cleanup first (drain, AMI logoff)...
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        rest = asyncio.all_tasks(loop)  # ...then whatever is left
+        for pending in rest:
+            pending.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
