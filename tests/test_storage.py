@@ -286,25 +286,45 @@ async def test_outbox_order_and_state_transitions(store):
     assert (await store.outbox_counts())["dead"] == 1
 
 
-async def test_due_deliveries_offers_only_the_head_of_each_call_per_hook(store):
+async def test_due_heads_offers_only_the_head_of_each_call_within_the_caps(store):
     a = (await store.add_hook("acme", "http://a/", ["*"], "sa"))["id"]
     b = (await store.add_hook("acme", "http://b/", ["*"], "sb"))["id"]
+    g = (await store.add_hook("globex", "http://g/", ["*"], "sg"))["id"]
     a1 = (await store.enqueue(a, "c1", "ringing", b"1", now=10.0))
     a2 = (await store.enqueue(a, "c1", "answered", b"2", now=11.0))
     a3 = (await store.enqueue(a, "c2", "ringing", b"3", now=12.0))
     b1 = (await store.enqueue(b, "c1", "ringing", b"4", now=13.0))
+    g1 = (await store.enqueue(g, "c9", "ringing", b"5", now=14.0))
 
-    assert [r["id"] for r in (await store.due_deliveries(100.0, 10))] == [a1, a3, b1]
-    assert [r["id"] for r in (await store.due_deliveries(12.5, 10))] == [a1, a3]
-    assert [r["id"] for r in (await store.due_deliveries(100.0, 1))] == [a1, b1]    # per-hook share
+    def ids(rows):
+        return [r["id"] for r in rows]
+    heads = await store.due_heads(100.0, per_hook=10, per_tenant=10)
+    assert ids(heads) == [a1, a3, b1, g1] and "body" not in heads[0]
+    assert [(r["tenant"], r["hook_id"], r["call_id"]) for r in heads][-1] == ("globex", g, "c9")
+    assert ids(await store.due_heads(12.5, per_hook=10, per_tenant=10)) == [a1, a3]
+    assert ids(await store.due_heads(100.0, per_hook=1, per_tenant=10)) == [a1, b1, g1]    # per-hook share
+    assert ids(await store.due_heads(100.0, per_hook=10, per_tenant=1)) == [a1, g1]        # per-tenant share
 
     (await store.mark_retry(a1, 1, 50.0, "HTTP 500"))     # c1's head waits: a2 must wait with it
-    assert [r["id"] for r in (await store.due_deliveries(20.0, 10))] == [a3, b1]
+    assert ids(await store.due_heads(20.0, per_hook=10, per_tenant=10)) == [a3, b1, g1]
     assert (await store.next_due_at(20.0)) == 50.0
-    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a3, b1, a1]
+    assert ids(await store.due_heads(60.0, per_hook=10, per_tenant=10)) == [a3, b1, g1, a1]
     await store.mark_dead(a1, "gone")
-    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a2, a3, b1]
+    assert ids(await store.due_heads(60.0, per_hook=10, per_tenant=10)) == [a2, a3, b1, g1]
     assert (await store.next_due_at(60.0)) is None
+
+
+async def test_claimed_rows_are_not_offered_again_until_released(store):
+    h = (await store.add_hook("acme", "http://a/", ["*"], "s"))["id"]
+    r1 = await store.enqueue(h, "c1", "ringing", b"body-1", now=10.0)
+    r2 = await store.enqueue(h, "c2", "ringing", b"body-2", now=10.0)
+    got = await store.claim("gw1", [r1], 20.0, 30.0)
+    assert [(r["id"], r["body"], r["tenant"]) for r in got] == [(r1, b"body-1", "acme")]
+    assert got[0]["delivery_id"] and got[0]["delivery_id"] != str(r1)
+    assert [r["id"] for r in await store.claim("gw2", [r1, r2], 21.0, 30.0)] == [r2]   # r1 is gw1's
+    assert [r["id"] for r in await store.due_heads(22.0, per_hook=10, per_tenant=10)] == []   # r2: gw2's now
+    await store.release_claims("gw1")
+    assert [r["id"] for r in await store.due_heads(22.0, per_hook=10, per_tenant=10)] == [r1]
 
 
 async def test_deleting_a_hook_drops_its_outbox_rows(store):

@@ -11,10 +11,12 @@ import pytest
 from aiohttp import web
 
 from c2c_ami.config import StorageConfig
+from c2c_ami.notify.egress import EgressPolicy
 from c2c_ami.notify.webhooks import WebhookNotifier, sign, verify
 from c2c_ami.store import open_storage
 
 HANG = None  # a Receiver plan answer: never respond
+LOCAL = EgressPolicy(allow=["127.0.0.0/8"])
 
 
 @dataclass
@@ -96,6 +98,7 @@ async def notifiers():
     made = []
 
     async def make(storage, start=True, **kw):
+        kw.setdefault("egress", LOCAL)          # the test receivers listen on 127.0.0.1
         n = WebhookNotifier(storage, **kw)
         made.append(n)
         if start:
@@ -145,7 +148,7 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     payload = {"call_id": "c1", "extension": "101", "name": "Nguyễn Văn A"}
     assert (await n.publish("acme", "ringing", payload)) == 1
     assert (await n.publish("acme", "answered", payload)) == 0          # not subscribed
-    delivery_id = (await store.pending_deliveries(10))[0]["id"]
+    delivery_id = (await store.pending_deliveries(10))[0]["delivery_id"]
     await n.start()
 
     await receiver.until(lambda: len(receiver.hits) == 1)
@@ -153,7 +156,7 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     hit = receiver.hits[0]
     assert hit.headers["Content-Type"] == "application/json"
     assert hit.headers["X-C2C-Event"] == "ringing"
-    assert hit.headers["X-C2C-Delivery"] == str(delivery_id)
+    assert hit.headers["X-C2C-Delivery"] == delivery_id
     assert abs(int(hit.headers["X-C2C-Timestamp"]) - time.time()) < 60
     assert hit.headers["X-C2C-Signature"].startswith("sha256=")
     assert verify("s3cret", hit.headers["X-C2C-Timestamp"], hit.headers["X-C2C-Signature"], hit.body)

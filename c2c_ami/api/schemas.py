@@ -162,6 +162,11 @@ def parse_cdr_query(params: dict[str, str]) -> CdrQuery:
         limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6))
 
 
+def parse_page(params: dict[str, str]) -> tuple[int, int]:
+    """``limit`` (1-500, default 50) and ``page`` (from 1) of a listing."""
+    return _int(params, "limit", 50, 1, MAX_PAGE), _int(params, "page", 1, 1, 10**6)
+
+
 def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     value = params.get(name, "")
     if value == "":
