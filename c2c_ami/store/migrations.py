@@ -195,7 +195,8 @@ MIGRATIONS: list[Migration] = [
     # told every tenant the others' volume); the worker reads only due rows (an index on the
     # next attempt; rows waiting behind an earlier one of their hook and call are parked at
     # 1e15, the HELD time of store/sql.py, and released when it finishes); finished rows are
-    # purged by age (an index on finished_at).
+    # purged by age (an index on finished_at). The index on state alone goes: planners took it
+    # for the due rows (every pending row) over the index on their next attempt.
     Migration(5, sqlite="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
         UPDATE outbox SET delivery_id = lower(hex(randomblob(16)));
@@ -203,6 +204,7 @@ MIGRATIONS: list[Migration] = [
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
         CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        DROP INDEX outbox_state;
     """, postgresql="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
         UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text);
@@ -210,6 +212,7 @@ MIGRATIONS: list[Migration] = [
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
         CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        DROP INDEX outbox_state;
     """),
 ]
 
