@@ -111,6 +111,29 @@ async def test_upgrade_from_v1_applies_only_missing_migrations_and_keeps_data(tm
     assert user_version(path) == SCHEMA_VERSION
 
 
+async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_delivery_ids(tmp_path):
+    path = str(tmp_path / "v4.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, [m for m in MIGRATIONS if m.version <= 4]) == 4
+    db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+               "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    for call_id, event in (("c1", "ringing"), ("c1", "hangup"), ("c2", "ringing")):
+        db.execute("INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at) "
+                   "VALUES ('h', ?, ?, x'7b7d', 5, 5)", (call_id, event))
+    db.close()
+
+    s = SqliteStorage(path)
+    try:
+        rows = await s.pending_deliveries(10)
+        ring1, hangup1, ring2 = (r["id"] for r in rows)
+        assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [ring1, ring2]
+        assert len({r["delivery_id"] for r in rows}) == 3 and all(len(r["delivery_id"]) == 32 for r in rows)
+        await s.mark_delivered(ring1)                                    # c1's hangup waited for it
+        assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [hangup1, ring2]
+    finally:
+        await s.close()
+
+
 async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
     await SqliteStorage(path).close()
