@@ -350,6 +350,31 @@ async def test_claimed_rows_are_not_offered_again_until_released(store):
     assert [r["id"] for r in await store.due_heads(22.0, per_hook=10, per_tenant=10)] == [r1]
 
 
+async def test_a_row_queued_while_its_head_finishes_on_another_connection_is_not_stranded(postgres):
+    """PostgreSQL, several connections: the head's delivery commits while the next event of its
+    call is queued. The new row must end up due, never held behind a head that is gone."""
+    from c2c_ami.store.sql import _RELEASE_NEXT, HELD
+    url = postgres.create_database()
+    store = await open_storage(StorageConfig(url=url))
+    other = await asyncpg.connect(url)
+    try:
+        h = (await store.add_hook("acme", "http://x/", ["*"], "s"))["id"]
+        head = await store.enqueue(h, "c1", "ringing", b"1", now=10.0)
+        finishing = other.transaction()
+        await finishing.start()                              # another instance marks the head delivered...
+        await other.execute("UPDATE outbox SET state = 'delivered', finished_at = 11 WHERE id = $1", head)
+        queued = asyncio.create_task(store.enqueue(h, "c1", "hangup", b"2", now=12.0))
+        done, _ = await asyncio.wait([queued], timeout=0.3)
+        assert not done                                      # ...the writer waits for the head's lock
+        await other.execute(_RELEASE_NEXT.replace("?", "$1", 1).replace("?", "$2", 1), head, HELD)
+        await finishing.commit()
+        second = await asyncio.wait_for(queued, 5)
+        assert [r["id"] for r in await store.due_heads(100.0, per_hook=9, per_tenant=9)] == [second]
+    finally:
+        await other.close()
+        await store.close()
+
+
 async def test_deleting_a_hook_drops_its_outbox_rows(store):
     h = (await store.add_hook("acme", "http://x/", ["*"], "s"))
     keep = (await store.add_hook("acme", "http://y/", ["*"], "s"))

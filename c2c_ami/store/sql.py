@@ -39,7 +39,8 @@ def _json(value: Any) -> str:
 class SqlStorage:
     backend = "sql"
     least = "LEAST"                   # the smaller of two values (SQLite: min)
-    skip_locked = ""                  # row locks for claims (PostgreSQL: FOR UPDATE ... SKIP LOCKED)
+    lock_row = ""                     # wait for a row's lock (PostgreSQL: FOR UPDATE)
+    skip_locked_rows = ""             # pass over locked rows (PostgreSQL: FOR UPDATE SKIP LOCKED)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
     hook_order = "created_at, id"
 
@@ -396,19 +397,20 @@ class SqlStorage:
                       now: float | None = None) -> int:
         """Queue one delivery (due at once unless an earlier one of its call and hook is
         pending); returns its row id (internal: receivers see ``delivery_id``)."""
-        async with self._session() as db:
+        async with self._transaction() as db:
             return await self._enqueue(db, Delivery(hook_id, call_id, event, body), now)
 
-    @staticmethod
-    async def _enqueue(db: Connection, delivery: Delivery, now: float | None) -> int:
+    async def _enqueue(self, db: Connection, delivery: Delivery, now: float | None) -> int:
+        """In a transaction. The head of the hook and call is locked (PostgreSQL) so it cannot
+        finish -- and release the rows behind it -- between this check and this row's commit."""
         now = time.time() if now is None else now
+        head = await db.fetch(f"SELECT id FROM outbox WHERE hook_id = ? AND call_id = ? AND state = 'pending' "
+                              f"ORDER BY id LIMIT 1{self.lock_row}", (delivery.hook_id, delivery.call_id))
         rows = await db.fetch(
             "INSERT INTO outbox (hook_id, call_id, event, body, delivery_id, created_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE hook_id = ? AND call_id = ? "
-            "AND state = 'pending') THEN CAST(? AS DOUBLE PRECISION) ELSE CAST(? AS DOUBLE PRECISION) END) "
-            "RETURNING id",
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (delivery.hook_id, delivery.call_id, delivery.event, delivery.body, str(uuid.uuid4()), now,
-             delivery.hook_id, delivery.call_id, HELD, now))
+             HELD if head else now))
         return int(rows[0]["id"])
 
     async def pending_deliveries(self, limit: int) -> list[dict[str, Any]]:
@@ -442,9 +444,11 @@ class SqlStorage:
             return []
         marks = ", ".join("?" * len(ids))
         async with self._transaction() as db:
+            # rows locked by a writer (an enqueue holding its call's head) are left for the next round
             claimed = await db.fetch(
-                f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks}) "
-                "AND state = 'pending' AND claimed_until <= ? RETURNING id", (owner, now + lease, *ids, now))
+                f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (SELECT id FROM outbox "
+                f"WHERE id IN ({marks}) AND state = 'pending' AND claimed_until <= ?{self.skip_locked_rows}) "
+                "RETURNING id", (owner, now + lease, *ids, now))
             got = [row["id"] for row in claimed]
             if not got:
                 return []
@@ -473,8 +477,9 @@ class SqlStorage:
         """The hook's receiver is failing: its due rows (not those in flight) wait until
         ``until`` without an attempt, rather than each failing in turn."""
         async with self._session() as db:
-            await db.execute("UPDATE outbox SET next_attempt_at = ? WHERE hook_id = ? AND state = 'pending' "
-                             "AND next_attempt_at < ? AND claimed_until <= ?", (until, hook_id, until, now))
+            await db.execute("UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox "
+                             "WHERE hook_id = ? AND state = 'pending' AND next_attempt_at < ? AND claimed_until <= ?"
+                             f"{self.skip_locked_rows})", (until, hook_id, until, now))
 
     async def mark_delivered(self, delivery_id: int) -> None:
         async with self._transaction() as db:
