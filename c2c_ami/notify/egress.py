@@ -21,11 +21,14 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
+
+if TYPE_CHECKING:                       # a TypedDict of aiohttp's typing only
+    from aiohttp.abc import ResolveResult
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -41,11 +44,6 @@ _LOCAL_NAMES = ("localhost", "localhost.localdomain")
 
 class EgressRefused(OSError):
     """The policy refuses this destination; no connection was made."""
-
-
-def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
-    """CIDR strings (``10.0.0.0/8``, ``fd00::/8``; a bare address is a /32 or /128)."""
-    return tuple(ipaddress.ip_network(v, strict=True) for v in values)
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
