@@ -44,6 +44,7 @@ from .config import Config
 from .http_server import CONNECTIONS, Connections, connection_middleware, handler_args
 from .log_filters import throttle_tracebacks
 from .metrics import Metrics
+from .notify.egress import EgressPolicy
 from .notify.reporter import CallReporter
 from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
@@ -76,12 +77,16 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     storage = await open_storage(config.storage)
     hooks = config.webhooks
+    egress = EgressPolicy(allow=hooks.allow_networks, deny=hooks.deny_networks)
     webhooks = WebhookNotifier(storage, timeout=hooks.timeout, max_attempts=hooks.max_attempts,
                                backoff_base=hooks.backoff_base, backoff_max=hooks.backoff_max,
-                               concurrency=hooks.concurrency, owner=app[INSTANCE_ID])
+                               concurrency=hooks.concurrency, per_tenant=hooks.per_tenant_concurrency,
+                               per_hook=hooks.per_hook_concurrency, retention_days=hooks.retention_days,
+                               egress=egress, owner=app[INSTANCE_ID])
     reporter = CallReporter(storage, webhooks)
     app[STORAGE], app[WEBHOOKS], app[REPORTER] = storage, webhooks, reporter
-    app[SUBSCRIPTIONS] = Subscriptions(storage)
+    app[SUBSCRIPTIONS] = Subscriptions(storage, max_hooks=hooks.max_hooks_per_tenant, egress=egress)
+    app[METRICS].watch_webhooks(webhooks)
     if storage.backend != "sqlite":       # several instances may share it: so do the limits
         app[RATE_LIMITER] = SharedRateLimiter(storage, config.limits.rate_per_minute, config.limits.rate_burst)
     await webhooks.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import os
 import re
 import socket
@@ -118,7 +119,13 @@ class WebhooksConfig:
     max_attempts: int = 8           # then the delivery is dead (kept in the outbox, logged)
     backoff_base: float = 1.0       # seconds, doubled per attempt
     backoff_max: float = 300.0
-    concurrency: int = 16
+    concurrency: int = 16           # POSTs in flight, all tenants
+    per_tenant_concurrency: int = 8  # POSTs in flight for one tenant's hooks
+    per_hook_concurrency: int = 4   # POSTs in flight to one hook
+    max_hooks_per_tenant: int = 100  # POST /v1/event beyond this is refused (409 TOO_MANY_HOOKS)
+    retention_days: float = 7.0     # delivered and dead deliveries are purged after this long
+    allow_networks: tuple[str, ...] = ()   # CIDRs webhooks may reach despite the default refusals
+    deny_networks: tuple[str, ...] = ()    # CIDRs webhooks may never reach (wins over allow)
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     calls = _section(root, "calls", CallsConfig)
     limits = _section(root, "limits", LimitsConfig)
     storage = _storage(root)
-    webhooks = _section(root, "webhooks", WebhooksConfig)
+    webhooks = _webhooks(root)
     cluster = _section(root, "cluster", ClusterConfig)
     if cluster.instance_id and not patterns.CONFIG_NAME.fullmatch(cluster.instance_id):
         raise ConfigError(f"cluster.instance_id: must be {patterns.CONFIG_NAME.rule}")
@@ -253,6 +260,26 @@ def _storage(root: dict) -> StorageConfig:
     if storage.url and not storage.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("storage.url: must start with sqlite:// or postgresql://")
     return storage
+
+
+def _webhooks(root: dict) -> WebhooksConfig:
+    """The flat section, and its two CIDR lists (``webhooks.allow_networks: [10.0.0.0/8]``)."""
+    given = dict(_mapping(root.get("webhooks", {}) or {}, "webhooks"))
+    networks = {key: _networks(given.pop(key), f"webhooks.{key}")
+                for key in ("allow_networks", "deny_networks") if key in given}
+    return dataclasses.replace(_section({"webhooks": given}, "webhooks", WebhooksConfig), **networks)
+
+
+def _networks(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list of networks in CIDR form (10.0.0.0/8, fd00::/8)")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=True)))
+        except ValueError as exc:
+            raise ConfigError(f"{path}[{i}]: not a network in CIDR form ({exc})") from None
+    return tuple(out)
 
 
 def token_digest(token: str) -> bytes:

@@ -71,6 +71,11 @@ class HookNotFound(C2CError):
     code, http_status = "HOOK_NOT_FOUND", 404
 
 
+class TooManyHooks(C2CError):
+    """The tenant already has ``webhooks.max_hooks_per_tenant`` webhooks."""
+    code, http_status = "TOO_MANY_HOOKS", 409
+
+
 class RateLimited(C2CError):
     code, http_status = "RATE_LIMITED", 429
 
@@ -90,7 +95,7 @@ class PbxUnavailable(C2CError):
 
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
-    CallCancelled, CallNotFound, HookNotFound, RateLimited, CallFailed, PbxUnavailable,
+    CallCancelled, CallNotFound, HookNotFound, TooManyHooks, RateLimited, CallFailed, PbxUnavailable,
 )
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 

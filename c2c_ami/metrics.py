@@ -1,12 +1,17 @@
 """Prometheus metrics, one registry per app (so tests can run several apps at once)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .calls.registry import CallRegistry
 from .pbx import AmiClient, AmiState
+
+if TYPE_CHECKING:
+    from .notify.webhooks import WebhookNotifier
 
 __all__ = ["Metrics"]
 
@@ -39,5 +44,33 @@ class Metrics:
         for state in AmiState:
             self.ami_state.labels(pbx, state.value).set_function(is_current(state))
 
+    def watch_webhooks(self, notifier: WebhookNotifier) -> None:
+        """Webhook deliveries per tenant: outcomes of this instance's attempts, and the
+        outbox's pending rows (all instances, as of the notifier's last housekeeping)."""
+        self.registry.register(_WebhookCollector(notifier))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _WebhookCollector:
+    """Reads the notifier's counts at scrape time."""
+
+    def __init__(self, notifier: WebhookNotifier) -> None:
+        self.notifier = notifier
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        outcomes = CounterMetricFamily(
+            "c2c_webhook_deliveries", "Webhook delivery attempts by tenant and outcome "
+            "(delivered, retried: failed and due again, dead: given up)", labels=["tenant", "outcome"])
+        for (tenant, outcome), count in sorted(self.notifier.outcomes.items()):
+            outcomes.add_metric([tenant, outcome], count)
+        yield outcomes
+        pending = GaugeMetricFamily("c2c_webhook_pending", "Undelivered webhook deliveries in the outbox, "
+                                    "per tenant", labels=["tenant"])
+        for tenant, count in sorted(self.notifier.pending_by_tenant.items()):
+            pending.add_metric([tenant], count)
+        yield pending

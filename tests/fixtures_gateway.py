@@ -26,7 +26,8 @@ def gateway_config(ami_port: int, **sections):
         "calls": {"ring_timeout": 2, "dial_timeout": 60, "sync_timeout": 4},
         "limits": {"rate_per_minute": 6000, "rate_burst": 1000, "duplicate_window": 5},
         "storage": {"path": ":memory:"},
-        "webhooks": {"timeout": 1.0, "backoff_base": 0.05, "backoff_max": 0.5},
+        "webhooks": {"timeout": 1.0, "backoff_base": 0.05, "backoff_max": 0.5,
+                     "allow_networks": ["127.0.0.0/8"]},   # the test receivers are local
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
              "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",

@@ -111,6 +111,29 @@ async def test_upgrade_from_v1_applies_only_missing_migrations_and_keeps_data(tm
     assert user_version(path) == SCHEMA_VERSION
 
 
+async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_delivery_ids(tmp_path):
+    path = str(tmp_path / "v4.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, [m for m in MIGRATIONS if m.version <= 4]) == 4
+    db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+               "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    for call_id, event in (("c1", "ringing"), ("c1", "hangup"), ("c2", "ringing")):
+        db.execute("INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at) "
+                   "VALUES ('h', ?, ?, x'7b7d', 5, 5)", (call_id, event))
+    db.close()
+
+    s = SqliteStorage(path)
+    try:
+        rows = await s.pending_deliveries(10)
+        ring1, hangup1, ring2 = (r["id"] for r in rows)
+        assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [ring1, ring2]
+        assert len({r["delivery_id"] for r in rows}) == 3 and all(len(r["delivery_id"]) == 32 for r in rows)
+        await s.mark_delivered(ring1)                                    # c1's hangup waited for it
+        assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [hangup1, ring2]
+    finally:
+        await s.close()
+
+
 async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
     await SqliteStorage(path).close()
@@ -286,25 +309,70 @@ async def test_outbox_order_and_state_transitions(store):
     assert (await store.outbox_counts())["dead"] == 1
 
 
-async def test_due_deliveries_offers_only_the_head_of_each_call_per_hook(store):
+async def test_due_heads_offers_only_the_head_of_each_call_within_the_caps(store):
     a = (await store.add_hook("acme", "http://a/", ["*"], "sa"))["id"]
     b = (await store.add_hook("acme", "http://b/", ["*"], "sb"))["id"]
+    g = (await store.add_hook("globex", "http://g/", ["*"], "sg"))["id"]
     a1 = (await store.enqueue(a, "c1", "ringing", b"1", now=10.0))
     a2 = (await store.enqueue(a, "c1", "answered", b"2", now=11.0))
     a3 = (await store.enqueue(a, "c2", "ringing", b"3", now=12.0))
     b1 = (await store.enqueue(b, "c1", "ringing", b"4", now=13.0))
+    g1 = (await store.enqueue(g, "c9", "ringing", b"5", now=14.0))
 
-    assert [r["id"] for r in (await store.due_deliveries(100.0, 10))] == [a1, a3, b1]
-    assert [r["id"] for r in (await store.due_deliveries(12.5, 10))] == [a1, a3]
-    assert [r["id"] for r in (await store.due_deliveries(100.0, 1))] == [a1, b1]    # per-hook share
+    def ids(rows):
+        return [r["id"] for r in rows]
+    heads = await store.due_heads(100.0, per_hook=10, per_tenant=10)
+    assert ids(heads) == [a1, a3, b1, g1] and "body" not in heads[0]
+    assert [(r["tenant"], r["hook_id"], r["call_id"]) for r in heads][-1] == ("globex", g, "c9")
+    assert ids(await store.due_heads(12.5, per_hook=10, per_tenant=10)) == [a1, a3]
+    assert ids(await store.due_heads(100.0, per_hook=1, per_tenant=10)) == [a1, b1, g1]    # per-hook share
+    assert ids(await store.due_heads(100.0, per_hook=10, per_tenant=1)) == [a1, g1]        # per-tenant share
 
     (await store.mark_retry(a1, 1, 50.0, "HTTP 500"))     # c1's head waits: a2 must wait with it
-    assert [r["id"] for r in (await store.due_deliveries(20.0, 10))] == [a3, b1]
+    assert ids(await store.due_heads(20.0, per_hook=10, per_tenant=10)) == [a3, b1, g1]
     assert (await store.next_due_at(20.0)) == 50.0
-    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a3, b1, a1]
+    assert ids(await store.due_heads(60.0, per_hook=10, per_tenant=10)) == [a3, b1, g1, a1]
     await store.mark_dead(a1, "gone")
-    assert [r["id"] for r in (await store.due_deliveries(60.0, 10))] == [a2, a3, b1]
+    assert ids(await store.due_heads(60.0, per_hook=10, per_tenant=10)) == [a2, a3, b1, g1]
     assert (await store.next_due_at(60.0)) is None
+
+
+async def test_claimed_rows_are_not_offered_again_until_released(store):
+    h = (await store.add_hook("acme", "http://a/", ["*"], "s"))["id"]
+    r1 = await store.enqueue(h, "c1", "ringing", b"body-1", now=10.0)
+    r2 = await store.enqueue(h, "c2", "ringing", b"body-2", now=10.0)
+    got = await store.claim("gw1", [r1], 20.0, 30.0)
+    assert [(r["id"], r["body"], r["tenant"]) for r in got] == [(r1, b"body-1", "acme")]
+    assert got[0]["delivery_id"] and got[0]["delivery_id"] != str(r1)
+    assert [r["id"] for r in await store.claim("gw2", [r1, r2], 21.0, 30.0)] == [r2]   # r1 is gw1's
+    assert [r["id"] for r in await store.due_heads(22.0, per_hook=10, per_tenant=10)] == []   # r2: gw2's now
+    await store.release_claims("gw1")
+    assert [r["id"] for r in await store.due_heads(22.0, per_hook=10, per_tenant=10)] == [r1]
+
+
+async def test_a_row_queued_while_its_head_finishes_on_another_connection_is_not_stranded(postgres):
+    """PostgreSQL, several connections: the head's delivery commits while the next event of its
+    call is queued. The new row must end up due, never held behind a head that is gone."""
+    from c2c_ami.store.sql import _RELEASE_NEXT, HELD
+    url = postgres.create_database()
+    store = await open_storage(StorageConfig(url=url))
+    other = await asyncpg.connect(url)
+    try:
+        h = (await store.add_hook("acme", "http://x/", ["*"], "s"))["id"]
+        head = await store.enqueue(h, "c1", "ringing", b"1", now=10.0)
+        finishing = other.transaction()
+        await finishing.start()                              # another instance marks the head delivered...
+        await other.execute("UPDATE outbox SET state = 'delivered', finished_at = 11 WHERE id = $1", head)
+        queued = asyncio.create_task(store.enqueue(h, "c1", "hangup", b"2", now=12.0))
+        done, _ = await asyncio.wait([queued], timeout=0.3)
+        assert not done                                      # ...the writer waits for the head's lock
+        await other.execute(_RELEASE_NEXT.replace("?", "$1", 1).replace("?", "$2", 1), head, HELD)
+        await finishing.commit()
+        second = await asyncio.wait_for(queued, 5)
+        assert [r["id"] for r in await store.due_heads(100.0, per_hook=9, per_tenant=9)] == [second]
+    finally:
+        await other.close()
+        await store.close()
 
 
 async def test_deleting_a_hook_drops_its_outbox_rows(store):

@@ -11,10 +11,12 @@ import pytest
 from aiohttp import web
 
 from c2c_ami.config import StorageConfig
+from c2c_ami.notify.egress import EgressPolicy
 from c2c_ami.notify.webhooks import WebhookNotifier, sign, verify
 from c2c_ami.store import open_storage
 
 HANG = None  # a Receiver plan answer: never respond
+LOCAL = EgressPolicy(allow=["127.0.0.0/8"])
 
 
 @dataclass
@@ -96,6 +98,7 @@ async def notifiers():
     made = []
 
     async def make(storage, start=True, **kw):
+        kw.setdefault("egress", LOCAL)          # the test receivers listen on 127.0.0.1
         n = WebhookNotifier(storage, **kw)
         made.append(n)
         if start:
@@ -145,7 +148,7 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     payload = {"call_id": "c1", "extension": "101", "name": "Nguyễn Văn A"}
     assert (await n.publish("acme", "ringing", payload)) == 1
     assert (await n.publish("acme", "answered", payload)) == 0          # not subscribed
-    delivery_id = (await store.pending_deliveries(10))[0]["id"]
+    delivery_id = (await store.pending_deliveries(10))[0]["delivery_id"]
     await n.start()
 
     await receiver.until(lambda: len(receiver.hits) == 1)
@@ -153,7 +156,7 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     hit = receiver.hits[0]
     assert hit.headers["Content-Type"] == "application/json"
     assert hit.headers["X-C2C-Event"] == "ringing"
-    assert hit.headers["X-C2C-Delivery"] == str(delivery_id)
+    assert hit.headers["X-C2C-Delivery"] == delivery_id
     assert abs(int(hit.headers["X-C2C-Timestamp"]) - time.time()) < 60
     assert hit.headers["X-C2C-Signature"].startswith("sha256=")
     assert verify("s3cret", hit.headers["X-C2C-Timestamp"], hit.headers["X-C2C-Signature"], hit.body)
@@ -296,3 +299,152 @@ async def test_close_cancels_a_hanging_post_and_keeps_its_row(receiver, store, n
     await receiver.until(lambda: len(receiver.hits) == 1)
     await asyncio.wait_for(n.close(grace=0.05), 2)
     assert (await store.pending_deliveries(10))[0]["attempts"] == 0
+
+
+# ---- fairness and bounded work (issue 12, finding 5) ----------------------------------------
+
+async def test_a_tenant_with_many_hanging_hooks_does_not_delay_another_tenant(receiver, store, notifiers):
+    """Four of acme's hooks hang: acme's POSTs stop at its share, globex's goes out in the same round."""
+    for i in range(4):
+        receiver.plans[f"acme{i}"] = lambda hit: HANG
+        await store.add_hook("acme", receiver.url(f"acme{i}"), ["*"], "k")
+    await store.add_hook("globex", receiver.url("globex"), ["*"], "k")
+    n = await notifiers(store, start=False, timeout=30, concurrency=4, per_tenant=2, per_hook=1)
+    for i in range(5):                                   # acme's rows are all older than globex's
+        assert (await n.publish("acme", "ringing", {"call_id": f"a{i}"})) == 4
+    await n.publish("globex", "ringing", {"call_id": "g1"})
+    await n.start()
+
+    await receiver.until(lambda: len(receiver.on("globex")) == 1)
+    acme_hits = [h for h in receiver.hits if h.path.startswith("/acme")]
+    assert len(acme_hits) == 2                            # per_tenant: acme holds 2 of the 4 slots
+    acme_pending = [r for r in await store.pending_deliveries(100) if r["tenant"] == "acme"]
+    assert len(acme_pending) == 20                        # none of acme's has finished: they hang
+    receiver.release.set()
+
+
+async def test_a_dead_receiver_backs_off_as_a_whole_without_an_attempt_per_row(receiver, store, notifiers):
+    dead = f"http://127.0.0.1:{free_port()}/dead"          # nothing listens: connection refused
+    hook = await store.add_hook("acme", dead, ["*"], "k")
+    await store.add_hook("globex", receiver.url("globex"), ["*"], "k")
+    n = await notifiers(store, start=False, concurrency=4, per_tenant=2, per_hook=1,
+                        backoff_base=30, backoff_max=30)
+    for i in range(50):
+        await n.publish("acme", "ringing", {"call_id": f"a{i}"})
+    await n.publish("globex", "ringing", {"call_id": "g1"})
+    await n.start()
+
+    await receiver.until(lambda: len(receiver.on("globex")) == 1)
+    assert await n.wait_idle(5)                         # nothing due: the dead hook waits 30 s as a whole
+    rows = [r for r in await store.pending_deliveries(100) if r["hook_id"] == hook["id"]]
+    assert len(rows) == 50
+    tried = [r for r in rows if r["attempts"]]
+    assert len(tried) == 1 and tried[0]["last_error"].startswith("ClientConnector")
+    assert min(r["next_attempt_at"] for r in rows) >= tried[0]["next_attempt_at"] - 0.01
+    assert n.outcomes["acme", "retried"] == 1 and n.outcomes["globex", "delivered"] == 1
+
+
+async def test_the_worker_reads_only_due_rows_and_bodies_of_those_it_sends(receiver, store, notifiers):
+    """With thousands of rows queued behind a retry, a round costs what is due, not the outbox."""
+    hook = await store.add_hook("acme", receiver.url("crm"), ["*"], "k")
+    later = 10**10
+    first = await store.enqueue(hook["id"], "c0", "ringing", b'{"call_id":"c0"}', now=1.0)
+    await store.mark_retry(first, 1, later, "HTTP 500")          # the head waits for a retry...
+    for _ in range(300):                                          # ...and these wait behind it
+        await store.enqueue(hook["id"], "c0", "answered", b'{"call_id":"c0"}', now=2.0)
+    for i in range(300):                                          # retries not due yet
+        rid = await store.enqueue(hook["id"], f"r{i}", "ringing", b'{"call_id":"r"}', now=3.0)
+        await store.mark_retry(rid, 1, later, "HTTP 500")
+    due = [await store.enqueue(hook["id"], f"d{i}", "ringing", json.dumps({"call_id": f"d{i}"}).encode())
+           for i in range(3)]
+
+    heads = await store.due_heads(time.time(), per_hook=100, per_tenant=100)
+    assert sorted(r["id"] for r in heads) == due and all(set(r) == {"id", "hook_id", "call_id", "tenant"}
+                                                         for r in heads)
+    claimed: list[int] = []
+    real_claim = store.claim
+
+    async def counting_claim(owner, ids, now, lease):
+        rows = await real_claim(owner, ids, now, lease)
+        claimed.extend(r["id"] for r in rows)
+        return rows
+    store.claim = counting_claim
+    n = await notifiers(store)
+    await receiver.until(lambda: len(receiver.hits) == 3)
+    assert await n.wait_idle(5)
+    assert sorted(claimed) == due                       # bodies loaded: exactly the three sent
+
+
+async def test_the_due_queries_use_the_next_attempt_and_finished_indexes(tmp_path):
+    """SQLite's plans of the worker's reads: index ranges, never a scan of every pending row."""
+    store = await open_storage(StorageConfig(url=f"sqlite:///{tmp_path}/plan.sqlite3"))
+    seen: list[str] = []
+    real_fetch = store._connection.fetch
+
+    async def fetch(sql, args=()):
+        seen.append(" ".join(str(r[-1]) for r in store._db.execute("EXPLAIN QUERY PLAN " + sql, args)))
+        return await real_fetch(sql, args)
+    store._connection.fetch = fetch
+    try:
+        await store.due_heads(5.0, per_hook=4, per_tenant=8)
+        await store.has_due(5.0)
+        await store.next_due_at(5.0)
+        await store.purge_finished(5.0, 100)
+        assert all("USING INDEX outbox_due" in plan for plan in seen[:3]), seen
+        assert "outbox_finished" in seen[3], seen
+        assert not any(" SCAN o" in plan or "SCAN outbox" in plan for plan in seen), seen
+    finally:
+        await store.close()
+
+
+async def test_retention_purges_finished_rows_in_batches_and_keeps_pending_ones(store, notifiers):
+    hook = await store.add_hook("acme", "http://127.0.0.1:9/", ["*"], "k")
+    done = [await store.enqueue(hook["id"], f"c{i}", "cdr", b"{}") for i in range(5)]
+    for rid in done[:3]:
+        await store.mark_delivered(rid)
+    await store.mark_dead(done[3], "gone")
+    assert await store.purge_finished(time.time() - 3600, 10) == 0          # not old enough
+    assert await store.purge_finished(time.time() + 1, 2) == 2              # one bounded batch
+    assert (await store.outbox_counts()) == {"pending": 1, "delivered": 1, "dead": 1}
+
+    eight_days_on = time.time() + 8 * 86400
+    n = await notifiers(store, start=False, retention_days=7, clock=lambda: eight_days_on)
+    assert await n.housekeeping() == 2
+    assert (await store.outbox_counts()) == {"pending": 1, "delivered": 0, "dead": 0}
+    assert n.pending_by_tenant == {"acme": 1}
+
+
+async def test_delivery_ids_are_random_not_a_sequence_shared_by_tenants(receiver, store, notifiers):
+    await store.add_hook("acme", receiver.url("acme"), ["*"], "k")
+    await store.add_hook("globex", receiver.url("globex"), ["*"], "k")
+    n = await notifiers(store)
+    await n.publish("acme", "ringing", {"call_id": "a1"})
+    for i in range(20):                                  # globex's volume...
+        await n.publish("globex", "ringing", {"call_id": f"g{i}"})
+    await n.publish("acme", "ringing", {"call_id": "a2"})
+    await receiver.until(lambda: len(receiver.hits) == 22)
+    ids = [h.headers["X-C2C-Delivery"] for h in receiver.on("acme")]
+    assert len(ids) == 2 and len(set(h.headers["X-C2C-Delivery"] for h in receiver.hits)) == 22
+    assert not any(i.isdigit() for i in ids)             # ...cannot be read off acme's ids
+    assert all(len(i) == 36 for i in ids)                # UUIDs
+
+
+async def test_metrics_count_deliveries_per_tenant(receiver, store, notifiers):
+    from c2c_ami.metrics import Metrics
+    receiver.plans["down"] = lambda hit: 500
+    await store.add_hook("acme", receiver.url("ok"), ["*"], "k")
+    await store.add_hook("globex", receiver.url("down"), ["*"], "k")
+    n = await notifiers(store, max_attempts=2, backoff_base=0.01)
+    metrics = Metrics()
+    metrics.watch_webhooks(n)
+    await n.publish("acme", "ringing", {"call_id": "a1"})
+    await n.publish("acme", "hangup", {"call_id": "a1"})
+    await n.publish("globex", "ringing", {"call_id": "g1"})
+    await receiver.until(lambda: len(receiver.hits) == 4)
+    assert await n.wait_idle(5)
+    await n.housekeeping()
+    text = metrics.render().decode()
+    assert 'c2c_webhook_deliveries_total{outcome="delivered",tenant="acme"} 2.0' in text
+    assert 'c2c_webhook_deliveries_total{outcome="retried",tenant="globex"} 1.0' in text
+    assert 'c2c_webhook_deliveries_total{outcome="dead",tenant="globex"} 1.0' in text
+    assert "c2c_webhook_pending" in text and 'c2c_webhook_pending{tenant="acme"}' not in text

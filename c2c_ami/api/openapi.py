@@ -119,6 +119,7 @@ def build_openapi() -> dict[str, Any]:
                                "pattern": patterns.HOOK_SECRET.anchored}}},
                 "Webhooks": {"type": "object", "properties": {
                     "status": {"type": "string"},
+                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
                     "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
             },
@@ -159,16 +160,27 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "One CDR", "security": _BEARER, "parameters": [_CALL_ID_PATH],
                 "responses": {**_ok("CallResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
             "/v1/event": {
-                "get": {"summary": "The tenant's webhooks", "security": _BEARER,
-                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(401, 429)}},
+                "get": {"summary": "The tenant's webhooks, oldest first, by pages", "security": _BEARER,
+                        "parameters": [_param("limit", "1-500, default 50", kind="integer"),
+                                       _param("page", "from 1", kind="integer")],
+                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 429)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
-                         "description": f"The body: at most {MAX_JSON_BODY} bytes, JSON nested at most "
+                         "description": "At most webhooks.max_hooks_per_tenant per tenant (409 TOO_MANY_HOOKS). "
+                                        "The URL must pass the egress policy (400 INVALID_PARAMS, 'url: ...'): "
+                                        "no loopback, private, link-local, unique-local, multicast, unspecified "
+                                        "or reserved address (nor IPv6 forms of them) unless in "
+                                        "webhooks.allow_networks, never one in webhooks.deny_networks, no "
+                                        "localhost, no numeric host other than a dotted quad or [IPv6], no "
+                                        "user:password@. It is checked again at every delivery after DNS "
+                                        "resolution. Deliveries carry X-C2C-Event, X-C2C-Delivery (a random "
+                                        "UUID, the same on retries), X-C2C-Timestamp and X-C2C-Signature. "
+                                        f"The body: at most {MAX_JSON_BODY} bytes, JSON nested at most "
                                         f"{MAX_JSON_DEPTH} levels, received within http.body_timeout "
                                         "(else INVALID_PARAMS).",
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/WebhookCreate"}}}},
                          "responses": {**_ok("WebhookCreated", "the webhook, with its secret"),
-                                       **_failures(400, 401, 429)}},
+                                       **_failures(400, 401, 409, 429)}},
                 "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
                            "security": _BEARER,
                            "parameters": [_param("id", "webhook id", required=True)],

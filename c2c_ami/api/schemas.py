@@ -29,6 +29,7 @@ KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name
                 "dest_cid_number", "auto_answer", "hotline", "is_encode")
 CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "limit", "page")
 HOOK_PARAMS = ("id",)
+HOOK_PAGE_PARAMS = ("limit", "page")
 MAX_JSON_BODY = 16 * 1024       # a webhook registration is a few hundred bytes
 MAX_JSON_DEPTH = 8              # {"events": [...]} is 2 deep; deeper is a parser attack
 CDR_STATUSES: tuple[CdrStatus, ...] = ("ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL")
@@ -165,6 +166,11 @@ def parse_cdr_query(params: dict[str, str]) -> CdrQuery:
         phone=optional_match(params, "phone", patterns.CID_NUMBER),
         status=_status(params),
         limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6))
+
+
+def parse_page(params: dict[str, str]) -> tuple[int, int]:
+    """``limit`` (1-500, default 50) and ``page`` (from 1) of a listing."""
+    return _int(params, "limit", 50, 1, MAX_PAGE), _int(params, "page", 1, 1, 10**6)
 
 
 def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:

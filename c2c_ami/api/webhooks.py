@@ -6,16 +6,18 @@ from aiohttp import web
 from .. import patterns
 from .common import body_of, principal_of, query_of, success
 from .keys import SUBSCRIPTIONS
-from .schemas import HOOK_PARAMS, checked, parse_hook
+from .schemas import HOOK_PAGE_PARAMS, HOOK_PARAMS, checked, parse_hook, parse_page
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/event")
 async def list_hooks(request: web.Request) -> web.Response:
-    """The tenant's webhooks (secrets are never shown again)."""
+    """?limit&page: one page of the tenant's webhooks, oldest first (secrets are never shown again)."""
     tenant = (await principal_of(request)).tenant
-    return success(hooks=await request.app[SUBSCRIPTIONS].list(tenant.domain))
+    limit, page = parse_page(query_of(request, HOOK_PAGE_PARAMS))
+    hooks, total = await request.app[SUBSCRIPTIONS].list(tenant.domain, limit=limit, page=page)
+    return success(total=total, page=page, limit=limit, hooks=hooks)
 
 
 @routes.post("/v1/event")

@@ -1,27 +1,38 @@
-"""Webhook subscriptions of a tenant: register, list, remove (``/v1/event``)."""
+"""Webhook subscriptions of a tenant: register (within the cap, to a URL the egress policy
+allows), list by pages, remove (``/v1/event``)."""
 from __future__ import annotations
 
 import secrets
 from typing import Any
 
-from ..errors import HookNotFound
-from ..store import Storage
+from ..errors import HookNotFound, InvalidParams, TooManyHooks
+from ..store import HookLimitReached, Storage
+from .egress import EgressPolicy
 
 
 class Subscriptions:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, max_hooks: int = 100, egress: EgressPolicy | None = None) -> None:
         self.storage = storage
+        self.max_hooks = max_hooks
+        self.egress = egress or EgressPolicy()
 
     async def add(self, tenant: str, url: str, events: list[str], secret: str | None) -> dict[str, Any]:
         """The new hook with its signing secret (generated when not given): the only time
         the secret is shown."""
+        refusal = self.egress.url_refusal(url)
+        if refusal is not None:
+            raise InvalidParams(f"url: {refusal}")
         secret = secret or secrets.token_urlsafe(32)
-        hook = await self.storage.add_hook(tenant, url, events, secret)
+        try:
+            hook = await self.storage.add_hook(tenant, url, events, secret, max_hooks=self.max_hooks)
+        except HookLimitReached:
+            raise TooManyHooks(f"a tenant may have at most {self.max_hooks} webhooks; "
+                               "delete one first (webhooks.max_hooks_per_tenant)") from None
         return {**hook, "secret": secret}
 
-    async def list(self, tenant: str) -> list[dict[str, Any]]:
-        """The tenant's hooks, without their secrets."""
-        return await self.storage.list_hooks(tenant)
+    async def list(self, tenant: str, *, limit: int, page: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the tenant's hooks (oldest first, without secrets) and how many it has."""
+        return await self.storage.list_hooks(tenant, limit=limit, page=page), await self.storage.count_hooks(tenant)
 
     async def remove(self, tenant: str, hook_id: str) -> None:
         if not await self.storage.delete_hook(tenant, hook_id):

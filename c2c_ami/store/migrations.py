@@ -191,6 +191,29 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
         ALTER TABLE outbox ADD COLUMN claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0;
     """),
+    # Fair, bounded webhooks: a random delivery id per row (X-C2C-Delivery; a global sequence
+    # told every tenant the others' volume); the worker reads only due rows (an index on the
+    # next attempt; rows waiting behind an earlier one of their hook and call are parked at
+    # 1e15, the HELD time of store/sql.py, and released when it finishes); finished rows are
+    # purged by age (an index on finished_at). The index on state alone goes: planners took it
+    # for the due rows (every pending row) over the index on their next attempt.
+    Migration(5, sqlite="""
+        ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
+        UPDATE outbox SET delivery_id = lower(hex(randomblob(16)));
+        UPDATE outbox SET next_attempt_at = 1e15 WHERE state = 'pending' AND id NOT IN (
+            SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
+        CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+        CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        DROP INDEX outbox_state;
+    """, postgresql="""
+        ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
+        UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text);
+        UPDATE outbox SET next_attempt_at = 1e15 WHERE state = 'pending' AND id NOT IN (
+            SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
+        CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+        CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        DROP INDEX outbox_state;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -66,7 +66,8 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] = MIGRAT
 
 class PostgresStorage(SqlStorage):
     backend = "postgresql"
-    skip_locked = " FOR UPDATE OF o SKIP LOCKED"
+    lock_row = " FOR UPDATE"
+    skip_locked_rows = " FOR UPDATE SKIP LOCKED"
     order_tiebreak = "call_id"
     hook_order = "created_at, id"
 

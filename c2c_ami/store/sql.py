@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery
+from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached
 
 Row = dict[str, Any]
 HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
@@ -39,7 +39,8 @@ def _json(value: Any) -> str:
 class SqlStorage:
     backend = "sql"
     least = "LEAST"                   # the smaller of two values (SQLite: min)
-    skip_locked = ""                  # row locks for claims (PostgreSQL: FOR UPDATE ... SKIP LOCKED)
+    lock_row = ""                     # wait for a row's lock (PostgreSQL: FOR UPDATE)
+    skip_locked_rows = ""             # pass over locked rows (PostgreSQL: FOR UPDATE SKIP LOCKED)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
     hook_order = "created_at, id"
 
@@ -337,24 +338,40 @@ class SqlStorage:
         return bool(rows[0]["allowed"]), float(rows[0]["tokens"])
 
     # ---- webhook subscriptions -----------------------------------------------------------
-    async def add_hook(self, tenant: str, url: str, events: list[str], secret: str) -> dict[str, Any]:
-        """Subscribe ``url`` to ``events`` (``[]`` or ``["*"]``: every event)."""
+    async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,
+                       max_hooks: int | None = None) -> dict[str, Any]:
+        """Subscribe ``url`` to ``events`` (``[]`` or ``["*"]``: every event). With
+        ``max_hooks``, a tenant that has that many already gets ``HookLimitReached``."""
         if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise ValueError("events must be a list of strings")
         hook = {"id": str(uuid.uuid4()), "url": url, "events": list(events), "created_at": _utc_now()}
+        cap = 2**31 - 1 if max_hooks is None else int(max_hooks)
         async with self._session() as db:
-            await db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
-                             (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"]))
+            # one statement: the count and the insert are not two round trips apart
+            added = await db.fetch(
+                "INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+                "SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM hooks WHERE tenant = ?) < ? RETURNING id",
+                (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"], tenant, cap))
+        if not added:
+            raise HookLimitReached(f"a tenant may have at most {cap} webhooks")
         await self.notify(HOOKS_CHANNEL, tenant)
         return hook
 
-    async def list_hooks(self, tenant: str) -> list[dict[str, Any]]:
-        """The tenant's hooks without their secrets (those are write-only)."""
+    async def list_hooks(self, tenant: str, *, limit: int | None = None, page: int = 1) -> list[dict[str, Any]]:
+        """The tenant's hooks (one page of ``limit`` if given), oldest first, without their
+        secrets (those are write-only)."""
+        sql = f"SELECT id, url, events, created_at FROM hooks WHERE tenant = ? ORDER BY {self.hook_order}"
+        args: list[Any] = [tenant]
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), (max(1, int(page)) - 1) * int(limit)]
         async with self._session() as db:
-            rows = await db.fetch(f"SELECT id, url, events, created_at FROM hooks WHERE tenant = ? "
-                                  f"ORDER BY {self.hook_order}", (tenant,))
+            rows = await db.fetch(sql, args)
         return [{**r, "events": json.loads(r["events"])} for r in rows]
+
+    async def count_hooks(self, tenant: str) -> int:
+        async with self._session() as db:
+            return int((await db.fetch("SELECT COUNT(*) AS n FROM hooks WHERE tenant = ?", (tenant,)))[0]["n"])
 
     async def hooks_for(self, tenant: str, event: str) -> list[dict[str, Any]]:
         """The tenant's hooks subscribed to ``event``, with secrets, for signing.
@@ -386,19 +403,28 @@ class SqlStorage:
         self._hooks_cache.pop(tenant, None)
 
     # ---- webhook outbox ---------------------------------------------------------------
+    # Only the head (oldest pending row) of each (hook, call) may be sent; the rows behind it
+    # are parked at next_attempt_at = HELD and released (due since their creation) when the
+    # head is delivered or dead. So "due" is one range of the outbox_due index: the worker's
+    # reads cost what is due, never what is queued or waiting for a retry.
     async def enqueue(self, hook_id: str, call_id: str, event: str, body: bytes, *,
                       now: float | None = None) -> int:
-        """Queue one delivery, due at once; the returned id is the global order."""
-        async with self._session() as db:
+        """Queue one delivery (due at once unless an earlier one of its call and hook is
+        pending); returns its row id (internal: receivers see ``delivery_id``)."""
+        async with self._transaction() as db:
             return await self._enqueue(db, Delivery(hook_id, call_id, event, body), now)
 
-    @staticmethod
-    async def _enqueue(db: Connection, delivery: Delivery, now: float | None) -> int:
+    async def _enqueue(self, db: Connection, delivery: Delivery, now: float | None) -> int:
+        """In a transaction. The head of the hook and call is locked (PostgreSQL) so it cannot
+        finish -- and release the rows behind it -- between this check and this row's commit."""
         now = time.time() if now is None else now
+        head = await db.fetch(f"SELECT id FROM outbox WHERE hook_id = ? AND call_id = ? AND state = 'pending' "
+                              f"ORDER BY id LIMIT 1{self.lock_row}", (delivery.hook_id, delivery.call_id))
         rows = await db.fetch(
-            "INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (delivery.hook_id, delivery.call_id, delivery.event, delivery.body, now, now))
+            "INSERT INTO outbox (hook_id, call_id, event, body, delivery_id, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (delivery.hook_id, delivery.call_id, delivery.event, delivery.body, str(uuid.uuid4()), now,
+             HELD if head else now))
         return int(rows[0]["id"])
 
     async def pending_deliveries(self, limit: int) -> list[dict[str, Any]]:
@@ -407,60 +433,73 @@ class SqlStorage:
             return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
                                   "WHERE o.state = 'pending' ORDER BY o.id LIMIT ?", (int(limit),))
 
-    async def claim_due(self, owner: str, now: float, per_hook: int, lease: float) -> list[dict[str, Any]]:
-        """``due_deliveries``, claimed for ``lease`` seconds by ``owner``: rows another
-        instance claimed (and may be sending) are left alone until its claim runs out, so
-        each delivery is attempted by one instance at a time, and none is lost if it dies."""
-        async with self._transaction() as db:
-            picked = await db.fetch(
-                "WITH heads AS ("
-                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
-                "), ranked AS ("
-                "  SELECT o.id, ROW_NUMBER() OVER ("
-                "    PARTITION BY o.hook_id ORDER BY o.next_attempt_at, o.id) AS rank"
-                "  FROM outbox o JOIN heads ON heads.id = o.id WHERE o.next_attempt_at <= ? "
-                "  AND (o.claimed_until <= ? OR o.claimed_by = ?)"
-                f") SELECT o.id FROM outbox o JOIN ranked r ON r.id = o.id WHERE r.rank <= ?{self.skip_locked}",
-                (now, now, owner, int(per_hook)))
-            ids = [row["id"] for row in picked]
-            if not ids:
-                return []
-            marks = ", ".join("?" * len(ids))
-            await db.execute(f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",
-                             (owner, now + lease, *ids))
-            return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
-                                  f"WHERE o.id IN ({marks}) ORDER BY o.next_attempt_at, o.id", ids)
-
-    async def due_deliveries(self, now: float, per_hook: int) -> list[dict[str, Any]]:
-        """What the notifier may send now: the oldest pending row of each (hook, call) --
-        later rows of a call wait for it -- if due, at most ``per_hook`` per hook (earliest
-        due first) so one hook's backlog never hides another hook's rows."""
+    async def due_heads(self, now: float, *, per_hook: int, per_tenant: int) -> list[dict[str, Any]]:
+        """What may be sent now and nobody has claimed: at most ``per_hook`` rows of a hook
+        and ``per_tenant`` of a tenant (earliest due first), so one hook's or tenant's backlog
+        never hides the others'. Only ids and keys (``id, hook_id, call_id, tenant``): no bodies."""
         async with self._session() as db:
             return await db.fetch(
-                "WITH heads AS ("
-                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
-                "), ranked AS ("
-                "  SELECT o.id, ROW_NUMBER() OVER ("
-                "    PARTITION BY o.hook_id ORDER BY o.next_attempt_at, o.id) AS rank"
-                "  FROM outbox o JOIN heads ON heads.id = o.id WHERE o.next_attempt_at <= ?"
-                ") "
-                f"SELECT {_OUTBOX_FIELDS} FROM ranked r JOIN outbox o ON o.id = r.id "
-                "JOIN hooks h ON h.id = o.hook_id "
-                "WHERE r.rank <= ? ORDER BY o.next_attempt_at, o.id", (now, int(per_hook)))
+                "SELECT id, hook_id, call_id, tenant FROM ("
+                "  SELECT d.*, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY next_attempt_at, id) AS tenant_rank"
+                "  FROM ("
+                "    SELECT o.id, o.hook_id, o.call_id, h.tenant, o.next_attempt_at, ROW_NUMBER() OVER ("
+                "      PARTITION BY o.hook_id ORDER BY o.next_attempt_at, o.id) AS hook_rank"
+                "    FROM outbox o JOIN hooks h ON h.id = o.hook_id"
+                "    WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND o.claimed_until <= ?"
+                "  ) d WHERE hook_rank <= ?"
+                ") t WHERE tenant_rank <= ? ORDER BY next_attempt_at, id",
+                (now, now, int(per_hook), int(per_tenant)))
+
+    async def claim(self, owner: str, ids: list[int], now: float, lease: float) -> list[dict[str, Any]]:
+        """Claim the rows ``ids`` still free for ``lease`` seconds; returns those claimed, with
+        bodies, url and secret. A row another instance claimed meanwhile is not returned, so
+        each delivery is attempted by one instance at a time, and none is lost if it dies."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        async with self._transaction() as db:
+            # rows locked by a writer (an enqueue holding its call's head) are left for the next round
+            claimed = await db.fetch(
+                f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (SELECT id FROM outbox "
+                f"WHERE id IN ({marks}) AND state = 'pending' AND claimed_until <= ?{self.skip_locked_rows}) "
+                "RETURNING id", (owner, now + lease, *ids, now))
+            got = [row["id"] for row in claimed]
+            if not got:
+                return []
+            return await db.fetch(f"SELECT {_OUTBOX_FIELDS} FROM outbox o JOIN hooks h ON h.id = o.hook_id "
+                                  f"WHERE o.id IN ({', '.join('?' * len(got))}) ORDER BY o.next_attempt_at, o.id", got)
+
+    async def release_claims(self, owner: str) -> None:
+        """Forget ``owner``'s claims (it restarted: nothing of it is in flight any more)."""
+        async with self._session() as db:
+            await db.execute("UPDATE outbox SET claimed_until = 0 WHERE claimed_by = ? AND state = 'pending' "
+                             "AND claimed_until > 0", (owner,))
+
+    async def has_due(self, now: float) -> bool:
+        async with self._session() as db:
+            return bool(await db.fetch("SELECT 1 AS due FROM outbox WHERE state = 'pending' "
+                                       "AND next_attempt_at <= ? LIMIT 1", (now,)))
 
     async def next_due_at(self, after: float) -> float | None:
-        """The earliest retry time later than ``after`` among rows that are next in line."""
+        """The earliest retry time later than ``after`` (rows held behind another excluded)."""
         async with self._session() as db:
-            rows = await db.fetch(
-                "SELECT MIN(o.next_attempt_at) AS at FROM outbox o JOIN ("
-                "  SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id"
-                ") heads ON heads.id = o.id WHERE o.next_attempt_at > ?", (after,))
+            rows = await db.fetch("SELECT MIN(next_attempt_at) AS at FROM outbox WHERE state = 'pending' "
+                                  "AND next_attempt_at > ? AND next_attempt_at < ?", (after, HELD))
         return rows[0]["at"]
 
-    async def mark_delivered(self, delivery_id: int) -> None:
+    async def defer_hook(self, hook_id: str, until: float, now: float) -> None:
+        """The hook's receiver is failing: its due rows (not those in flight) wait until
+        ``until`` without an attempt, rather than each failing in turn."""
         async with self._session() as db:
+            await db.execute("UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox "
+                             "WHERE hook_id = ? AND state = 'pending' AND next_attempt_at < ? AND claimed_until <= ?"
+                             f"{self.skip_locked_rows})", (until, hook_id, until, now))
+
+    async def mark_delivered(self, delivery_id: int) -> None:
+        async with self._transaction() as db:
             await db.execute("UPDATE outbox SET state = 'delivered', finished_at = ?, last_error = NULL, "
                              "claimed_until = 0 WHERE id = ?", (time.time(), delivery_id))
+            await db.execute(_RELEASE_NEXT, (delivery_id, HELD))
 
     async def mark_retry(self, delivery_id: int, attempts: int, next_attempt_at: float,
                          error: str) -> None:
@@ -470,10 +509,19 @@ class SqlStorage:
 
     async def mark_dead(self, delivery_id: int, error: str) -> None:
         """Give up on the row; ``attempts`` counts the failed attempt that ended it."""
-        async with self._session() as db:
+        async with self._transaction() as db:
             await db.execute("UPDATE outbox SET state = 'dead', attempts = attempts + 1, claimed_until = 0, "
                              "finished_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
                              (time.time(), error, delivery_id))
+            await db.execute(_RELEASE_NEXT, (delivery_id, HELD))
+
+    async def purge_finished(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` delivered or dead rows finished before ``before``; how many."""
+        async with self._session() as db:
+            rows = await db.fetch("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state <> 'pending' "
+                                  "AND finished_at < ? ORDER BY finished_at LIMIT ?) RETURNING id",
+                                  (before, int(limit)))
+        return len(rows)
 
     async def outbox_counts(self) -> dict[str, int]:
         counts = {"pending": 0, "delivered": 0, "dead": 0}
@@ -482,8 +530,21 @@ class SqlStorage:
                 counts[row["state"]] = int(row["n"])
         return counts
 
+    async def pending_by_tenant(self) -> dict[str, int]:
+        """Undelivered deliveries per tenant (for ``/metrics``)."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT h.tenant, COUNT(*) AS n FROM outbox o JOIN hooks h ON h.id = o.hook_id "
+                                  "WHERE o.state = 'pending' GROUP BY h.tenant")
+        return {r["tenant"]: int(r["n"]) for r in rows}
 
-_OUTBOX_FIELDS = ("o.id, o.hook_id, o.call_id, o.event, o.body, o.attempts, "
-                  "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret")
 
-__all__ = ["Connection", "Row", "SqlStorage"]
+HELD = 1e15   # next_attempt_at of a row waiting behind an earlier one of its hook and call
+# After a row finished: the next row of its hook and call, if held, is due (since its creation).
+_RELEASE_NEXT = ("UPDATE outbox SET next_attempt_at = created_at WHERE id = ("
+                 "  SELECT MIN(n.id) FROM outbox n JOIN outbox f ON f.hook_id = n.hook_id AND f.call_id = n.call_id"
+                 "  WHERE f.id = ? AND n.state = 'pending') AND next_attempt_at >= ?")
+
+_OUTBOX_FIELDS = ("o.id, o.delivery_id, o.hook_id, o.call_id, o.event, o.body, o.attempts, "
+                  "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret, h.tenant")
+
+__all__ = ["HELD", "Connection", "Row", "SqlStorage"]

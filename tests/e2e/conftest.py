@@ -28,7 +28,8 @@ def rig_config(rig, tmp_path, **overrides):
         "calls": {"ring_timeout": RING_TIMEOUT, "dial_timeout": DIAL_TIMEOUT, "sync_timeout": RING_TIMEOUT + 4},
         "limits": {"rate_per_minute": 100000, "rate_burst": 10000, "duplicate_window": 1},
         "storage": {"path": str(tmp_path / "c2c.sqlite3")},
-        "webhooks": {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5},
+        "webhooks": {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5,
+                     "allow_networks": ["127.0.0.0/8"]},   # the test receiver is local
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}", "context": "c2c-outbound",
              "extensions": "^[0-9]{3}$", "hotlines": dict(HOTLINES)},

@@ -30,7 +30,7 @@ def write_config(rig, tmp_path, http_port: int, storage_url: str, *, second_rig=
         "calls": {"ring_timeout": 4, "dial_timeout": 5, "sync_timeout": 8},
         "storage": {"url": storage_url},
         "limits": {"rate_per_minute": 100000, "rate_burst": 10000, "duplicate_window": 2},
-        "webhooks": {"backoff_base": 0.05, "backoff_max": 0.5},
+        "webhooks": {"backoff_base": 0.05, "backoff_max": 0.5, "allow_networks": ["127.0.0.0/8"]},
         "tenants": [{"domain": "default", "tokens": [TOKEN], "extensions": "^[0-9]{3}$",
                      "hotlines": dict(HOTLINES)}],
     }
