@@ -105,18 +105,24 @@ def _replay(answer: str) -> str:
 
 
 class SharedRateLimiter:
-    """``rate`` requests per minute and ``burst`` at once per key, across every instance."""
+    """``per_minute`` requests per minute and ``burst`` at once per key, across every instance.
+    ``what`` names the limit in its refusal; ``namespace`` keeps its rows apart from another
+    limiter's (the per-token limiter's rows are the token digests themselves)."""
 
-    def __init__(self, store: Storage, per_minute: float, burst: int) -> None:
+    def __init__(self, store: Storage, per_minute: float, burst: int, *, what: str = "rate limit",
+                 namespace: str = "") -> None:
         self.store = store
         self.rate = per_minute / 60.0
         self.burst = float(burst)
+        self.what = what
+        self.namespace = namespace
 
-    async def admit(self, key: bytes) -> None:
+    async def admit(self, scope: str, key: str) -> None:
+        row = f"{self.namespace} {scope} {key}" if self.namespace else key
         try:
-            allowed, tokens = await self.store.take_token(key.hex(), self.rate, self.burst)
+            allowed, tokens = await self.store.take_token(row, self.rate, self.burst)
         except StorageUnavailable as exc:
             raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
         if not allowed:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
