@@ -131,6 +131,11 @@ class GatedPbx(StubPbx):
         await self.gate.wait()
 
 
+def bounded(request):
+    """A joiner that wrongly waits for the gated call fails the test instead of hanging it."""
+    return asyncio.wait_for(request, 5)
+
+
 async def in_flight(calls, pbx, request=REQUEST, **kwargs):
     """Start ``request`` (async by default) and return its task once its Originate is in flight."""
     first = asyncio.create_task(calls.place(TENANT, request, wait=kwargs.pop("wait", False), **kwargs))
@@ -145,7 +150,7 @@ async def test_a_joiner_with_a_hotline_the_tenant_does_not_own_is_forbidden(key)
     first = await in_flight(calls, pbx, idempotency_key=key)
     foreign = dataclasses.replace(REQUEST, hotline="02439990000")
     with pytest.raises(Forbidden, match="^hotline: "):
-        await calls.place(TENANT, foreign, wait=False, idempotency_key=key)
+        await bounded(calls.place(TENANT, foreign, wait=False, idempotency_key=key))
     pbx.gate.set()
     assert await first == pbx.originated[0].call_id and len(pbx.originated) == 1
 
@@ -156,11 +161,11 @@ async def test_a_sync_request_never_joins_an_async_call_it_would_not_wait_for():
     calls = service(pbx)
     first = await in_flight(calls, pbx)
     with pytest.raises(UserBusy, match="already in progress"):
-        await calls.place(TENANT, REQUEST, wait=True)           # while the async one is in flight
+        await bounded(calls.place(TENANT, REQUEST, wait=True))  # while the async one is in flight
     pbx.gate.set()
     await first
     with pytest.raises(UserBusy, match="already in progress"):
-        await calls.place(TENANT, REQUEST, wait=True)           # and while its call is live
+        await bounded(calls.place(TENANT, REQUEST, wait=True))  # and while its call is live
     assert len(pbx.originated) == 1
 
 
@@ -169,7 +174,7 @@ async def test_other_parameters_to_the_same_extension_and_number_are_busy_not_jo
     calls = service(pbx)
     first = await in_flight(calls, pbx)
     with pytest.raises(UserBusy):
-        await calls.place(TENANT, dataclasses.replace(REQUEST, src_cid_name="Sales"), wait=False)
+        await bounded(calls.place(TENANT, dataclasses.replace(REQUEST, src_cid_name="Sales"), wait=False))
     identical = asyncio.create_task(calls.place(TENANT, ClickToCallRequest(ext="101", phone="0899"), wait=False))
     pbx.gate.set()
     assert await first == await identical == pbx.originated[0].call_id and len(pbx.originated) == 1

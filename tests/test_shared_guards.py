@@ -2,6 +2,7 @@
 checked like any request, and joins only an identical one (issue 12)."""
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -13,12 +14,14 @@ from c2c_ami.config import CallsConfig, StorageConfig
 from c2c_ami.errors import Forbidden, RateLimited, UserBusy
 from c2c_ami.store import open_storage
 
-from .test_service import REQUEST, TENANT, GatedPbx, Reported
+from .test_service import REQUEST, TENANT, GatedPbx, Reported, bounded
 
 
 @pytest.fixture
 async def store(storage_url):
     storage = await open_storage(StorageConfig(url=storage_url))
+    for name in ("a", "b"):                   # both instances alive: a joiner waits for the answer
+        await storage.heartbeat(name, time.time() + 600)
     try:
         yield storage
     finally:
@@ -41,13 +44,13 @@ async def test_a_request_on_another_instance_is_checked_before_it_joins(store, k
     first = asyncio.create_task(a.place(TENANT, REQUEST, wait=False, idempotency_key=key))
     await pbx_a.sent.wait()
     with pytest.raises(Forbidden, match="^hotline: "):           # it joined, and got 200, before
-        await b.place(TENANT, dataclasses.replace(REQUEST, hotline="02439990000"), wait=False,
-                      idempotency_key=key)
+        await bounded(b.place(TENANT, dataclasses.replace(REQUEST, hotline="02439990000"), wait=False,
+                              idempotency_key=key))
     if key is None:
         with pytest.raises(UserBusy):                             # sync never joins async
-            await b.place(TENANT, REQUEST, wait=True)
+            await bounded(b.place(TENANT, REQUEST, wait=True))
         with pytest.raises(UserBusy):                             # nor other parameters
-            await b.place(TENANT, dataclasses.replace(REQUEST, auto_answer=True), wait=False)
+            await bounded(b.place(TENANT, dataclasses.replace(REQUEST, auto_answer=True), wait=False))
     identical = asyncio.create_task(b.place(TENANT, REQUEST, wait=False, idempotency_key=key))
     pbx_a.gate.set()
     assert await first == await identical == pbx_a.originated[0].call_id
