@@ -4,8 +4,8 @@ Placing a call: the tenant owns the ext and hotline -> the extension's click lim
 an identical request still in flight (a double click, or a replayed ``Idempotency-Key``; on
 every instance when several share the store) -> claim the device (one call per extension,
 in the registry and, shared, in the store) -> ask the PBX whether it is free -> Originate
-once -> optionally wait, bounded, for the extension to answer. Every failure path before the Originate releases
-the claim; after it, the call is never dropped on a guess.
+once -> optionally wait, bounded, for the extension to answer. Every failure path before
+the Originate releases the claim; after it, the call is never dropped on a guess.
 
 Controlling and reading calls: a tenant sees only its own calls and CDRs (another tenant's
 call_id is "not found"), on any instance: a call another instance owns is read from the

@@ -3,8 +3,14 @@
 * ``SharedFlight``: of identical requests (a duplicate click, a replayed ``Idempotency-Key``)
   on any instance, the first places the call; the others wait for its answer, which is kept
   with the key in the store, and give the same answer (same ``call_id``, one INVITE).
-* ``SharedRateLimiter``: one token bucket per API token, in the store, updated in one
-  statement, so instances never race.
+* ``SharedRateLimiter``: one token bucket per API token (and per tenant + ext for the click
+  limit), in the store, updated in one statement, so instances never race.
+
+The service checks a request (ext, hotline, click limit) before it may join another, and an
+identical request only (the fingerprint is part of the duplicate key), so a joiner never
+skips a check. Keys live in the store until they expire, each under its tenant's name: no
+tenant's traffic pushes out another's, and an expired key is deleted before it is claimed,
+never joined.
 
 With one instance (SQLite) the in-memory guards of ``guards.py`` do the same work.
 """
