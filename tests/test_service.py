@@ -1,6 +1,7 @@
 """The call service turns the PBX's own errors into API errors, and only a call that may have
 reached the PBX is reported (CDR, webhooks); every request is checked before it joins another."""
 import asyncio
+import contextlib
 import dataclasses
 
 import pytest
@@ -186,6 +187,27 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+async def test_the_same_click_after_its_call_ended_and_the_window_passed_rings_again():
+    """While a sync request waited (at the front of the cache), the same ext + phone clicked
+    9 s after its first call ended got 200 with the old call_id, and nobody was rung."""
+    clock = Clock()
+    pbx = GatedPbx()
+    pbx.gate.set()
+    calls = service(pbx)
+    calls.duplicates = SingleFlight(5, remember_failures=False, clock=clock)
+    calls.shared_claims = False                # alone on its store: the registry holds the extension
+    waiting = asyncio.create_task(calls.place(TENANT, dataclasses.replace(REQUEST, ext="102"), wait=True))
+    await pbx.sent.wait()                      # the sync request is in flight, waiting for 102 to answer
+    first = await calls.place(TENANT, REQUEST, wait=False)
+    calls.registry.finish(calls.registry.get(first))           # the call ended
+    clock.now += 9
+    second = await calls.place(TENANT, REQUEST, wait=False)
+    assert second != first and [o.call_id for o in pbx.originated][1:] == [first, second]
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
 
 
 async def test_the_click_limit_of_an_extension_counts_every_click_and_refuses_with_retry_after():
