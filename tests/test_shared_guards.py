@@ -13,6 +13,7 @@ from c2c_ami.calls.shared_guards import SharedFlight, SharedRateLimiter
 from c2c_ami.config import CallsConfig, StorageConfig
 from c2c_ami.errors import Forbidden, RateLimited, UserBusy
 from c2c_ami.store import open_storage
+from c2c_ami.store.sql import BUCKET_IDLE_SECONDS
 
 from .test_service import REQUEST, TENANT, GatedPbx, Reported, bounded
 
@@ -65,3 +66,13 @@ async def test_the_click_limit_of_an_extension_is_shared_by_instances(store):
     with pytest.raises(RateLimited) as info:
         await SharedRateLimiter(store, 2, 2, what="click limit", namespace="ext").admit("default", "101")
     assert info.value.headers["Retry-After"] == "30"
+
+
+async def test_rate_buckets_idle_for_a_day_are_pruned_and_the_rest_kept(store):
+    """Per-extension buckets would otherwise pile up in the store; an idle one is full again."""
+    assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)
+    await store.prune(time.time())
+    assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is True
+    assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is False    # kept: still empty
+    await store.prune(time.time() + BUCKET_IDLE_SECONDS + 1)
+    assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)    # forgotten: full
