@@ -105,7 +105,7 @@ def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "1
                 "ping_timeout": 30.0, "boot_wait": 2.0, "reconnect_min": 0.1, "reconnect_max": 1.0},
         "calls": {"ring_timeout": ring_timeout, "dial_timeout": 60, "sync_timeout": sync_timeout},
         "limits": {"rate_per_minute": 9_000_000, "rate_burst": 1_000_000_000,
-                   "duplicate_window": 5, "shutdown_grace": 1.0},
+                   "duplicate_window": 5, "shutdown_grace": 1.0, "per_extension_per_minute": 0},
         # the CDR store lives in the bench's temp dir, never in the repo's var/
         "storage": {"url": storage_url} if storage_url else {
             "path": storage or os.path.join(os.path.dirname(os.path.abspath(path)),

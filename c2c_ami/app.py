@@ -35,12 +35,12 @@ from .api.keys import (
     WEBHOOKS,
 )
 from .calls.cluster import Membership
-from .calls.guards import RateLimiter, SingleFlight
+from .calls.guards import Limiter, RateLimiter, SingleFlight
 from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
-from .config import Config
+from .config import Config, LimitsConfig
 from .http_server import CONNECTIONS, Connections, connection_middleware, handler_args
 from .log_filters import throttle_tracebacks
 from .metrics import Metrics
@@ -51,7 +51,7 @@ from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
 from .pbx.events import CallEvents
 from .pbx.journal import EventJournal
-from .store import open_storage
+from .store import Storage, open_storage
 
 
 def create_app(config: Config) -> web.Application:
@@ -63,7 +63,8 @@ def create_app(config: Config) -> web.Application:
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()
     app[AUTH] = TokenAuthority(config.tenants)
     app[METRICS] = Metrics()
-    app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst)
+    app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
+                                    capacity=config.limits.remembered_per_tenant)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(pbx_ctx)
     app.on_shutdown.append(drain_calls)
@@ -110,8 +111,11 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     hold = config.calls.sync_timeout + OUTCOME_GRACE_SECONDS
     service = CallService(
         pbxs, registry, app[STORAGE], config.calls, instance_id=instance_id, shared_claims=not sole_owner,
-        duplicates=SingleFlight(limits.duplicate_window, remember_failures=False),
-        idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True),
+        clicks=click_limiter(limits, app[STORAGE], sole_owner),
+        duplicates=SingleFlight(limits.duplicate_window, remember_failures=False,
+                                capacity=limits.remembered_per_tenant),
+        idempotency=SingleFlight(limits.idempotency_ttl, remember_failures=True,
+                                 capacity=limits.remembered_per_tenant),
         shared_duplicates=None if sole_owner else SharedFlight(
             app[STORAGE], instance_id, ttl=limits.duplicate_window, remember_failures=False, hold_seconds=hold),
         shared_idempotency=None if sole_owner else SharedFlight(
@@ -138,6 +142,18 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     await reconciler.close()
     await service.close()
     await asyncio.gather(*(ami.close() for ami in amis.values()))
+
+
+def click_limiter(limits: LimitsConfig, storage: Storage, sole_owner: bool) -> Limiter | None:
+    """``limits.per_extension_per_minute`` clicks per tenant + ext (as many at once), shared
+    by every instance when several share the store; None when it is 0 (off)."""
+    per_minute = limits.per_extension_per_minute
+    if per_minute == 0:
+        return None
+    what = f"click limit of this extension ({per_minute} per minute)"
+    if sole_owner:
+        return RateLimiter(per_minute, per_minute, what=what, capacity=limits.remembered_per_tenant)
+    return SharedRateLimiter(storage, per_minute, per_minute, what=what, namespace="ext")
 
 
 async def drain_calls(app: web.Application) -> None:

@@ -87,8 +87,10 @@ class CallsConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    rate_per_minute: float = 60.0   # per token, sustained
-    rate_burst: int = 20            # per token, at once
+    rate_per_minute: float = 3000.0  # per token, sustained (one CRM token may serve a whole call center)
+    rate_burst: int = 200           # per token, at once
+    per_extension_per_minute: int = 10  # clicks per tenant + ext (as many at once); 0 = off
+    remembered_per_tenant: int = 100_000  # request keys each guard keeps per tenant (see README)
     duplicate_window: float = 5.0   # same tenant + ext + phone within this -> same call_id
     idempotency_ttl: float = 86400.0  # Idempotency-Key answers are replayed this long
     shutdown_grace: float = 10.0    # SIGTERM: in-flight sync requests may finish this long
@@ -317,6 +319,9 @@ def _only(mapping: dict, path: str, allowed: set[str]) -> None:
         raise ConfigError(f"{_join(path, unknown[0])}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+_ZERO_IS_OFF = frozenset({"limits.per_extension_per_minute"})   # whole numbers where 0 turns it off
+
+
 def _section(root: dict, name: str, cls: type, *, path: str | None = None) -> Any:
     """Build a flat dataclass section, checking each key's type against its default."""
     path = path or name
@@ -327,6 +332,9 @@ def _section(root: dict, name: str, cls: type, *, path: str | None = None) -> An
     kwargs = {}
     for key, value in values.items():
         default = getattr(defaults, key)
+        if _join(path, key) in _ZERO_IS_OFF and value == 0 and not isinstance(value, bool):
+            kwargs[key] = 0
+            continue
         kwargs[key] = _coerce(value, default, _join(path, key))
     return cls(**kwargs)
 

@@ -24,7 +24,8 @@ def gateway_config(ami_port: int, **sections):
                 "reconnect_min": 0.05, "reconnect_max": 0.2, "ping_interval": 0.5,
                 "ping_timeout": 0.3, "boot_wait": 0.5, "connect_timeout": 1.0, "action_timeout": 1.0},
         "calls": {"ring_timeout": 2, "dial_timeout": 60, "sync_timeout": 4},
-        "limits": {"rate_per_minute": 6000, "rate_burst": 1000, "duplicate_window": 5},
+        "limits": {"rate_per_minute": 6000, "rate_burst": 1000, "duplicate_window": 5,
+                   "per_extension_per_minute": 0},     # tests of the click limit set their own
         "storage": {"path": ":memory:"},
         "webhooks": {"timeout": 1.0, "backoff_base": 0.05, "backoff_max": 0.5,
                      "allow_networks": ["127.0.0.0/8"]},   # the test receivers are local

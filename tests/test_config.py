@@ -66,6 +66,9 @@ def test_tokens_may_be_stored_as_sha256():
     (["tenants", 0, "colour"], "blue", "tenants[0].colour"),
     (["tenants"], [], "tenants"),
     (["lisen"], {}, "lisen"),
+    (["limits"], {"per_extension_per_minute": -1}, "limits.per_extension_per_minute"),
+    (["limits"], {"per_extension_per_minute": False}, "limits.per_extension_per_minute"),
+    (["limits"], {"rate_burst": 0}, "limits.rate_burst"),
 ])
 def test_bad_config_names_the_key(path, value, where):
     with pytest.raises(ConfigError, match=f"^{where.replace('[', '.').replace(']', '.')}"):
@@ -155,3 +158,11 @@ def test_bad_http_metrics_and_log_values_name_their_key(section, value, path):
     with pytest.raises(ConfigError) as info:
         parse_config({**BASE, section: value}, {})
     assert str(info.value).startswith(path)
+
+
+def test_limit_defaults_serve_a_call_center_on_one_token_and_stop_a_stuck_button():
+    limits = parse_config(BASE, {}).limits
+    assert (limits.rate_per_minute, limits.rate_burst) == (3000.0, 200)
+    assert limits.per_extension_per_minute == 10
+    off = parse_config(with_change(["limits"], {"per_extension_per_minute": 0}), {}).limits
+    assert off.per_extension_per_minute == 0

@@ -178,6 +178,25 @@ async def test_rate_limit_is_per_token_with_retry_after(make_gateway, fake_ami):
     assert other[0] == 200
 
 
+async def test_click_limit_per_extension_counts_sync_and_async_with_retry_after(make_gateway, fake_ami):
+    fake_ami.default_behaviour = Behaviour("answer", ring_delay=0.05, dial="none", talk_time=None)
+    client = await make_gateway(limits={"per_extension_per_minute": 2})
+    first = await get(client, "/v1/click2call/async", ext="101", phone="0899")
+    again = await get(client, "/v1/click2call/async", ext="101", phone="0899")
+    assert first[0] == again[0] == 200 and first[1]["call_id"] == again[1]["call_id"]
+    status, body, resp = await get(client, "/v1/click2call", ext="101", phone="0899")
+    assert (status, body["error"]) == (429, "RATE_LIMITED") and resp.headers["Retry-After"] == "30"
+    assert body["message"].startswith("click limit of this extension (2 per minute) exceeded")
+    assert (await get(client, "/v1/click2call/async", ext="102", phone="0899"))[0] == 200
+    assert len(fake_ami.actions_named("Originate")) == 2
+
+
+async def test_click_limit_zero_is_off(make_gateway, fake_ami):
+    client = await make_gateway(limits={"per_extension_per_minute": 0})
+    statuses = {(await get(client, "/v1/click2call/async", ext="101", phone="0899"))[0] for _ in range(30)}
+    assert statuses == {200} and len(fake_ami.actions_named("Originate")) == 1
+
+
 async def test_tokens_and_ami_secret_never_reach_the_logs(make_gateway, fake_ami, caplog):
     caplog.set_level("DEBUG")
     client = await make_gateway()

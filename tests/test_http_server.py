@@ -148,8 +148,8 @@ async def test_a_client_gone_mid_body_is_one_info_line(served, caplog, monkeypat
     limiter = app[RATE_LIMITER]
     admit = limiter.admit
 
-    async def admitted(key):          # the handler's next step is reading the body
-        await admit(key)
+    async def admitted(scope, key):   # the handler's next step is reading the body
+        await admit(scope, key)
         reading.set()
     monkeypatch.setattr(limiter, "admit", admitted)
 

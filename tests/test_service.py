@@ -1,13 +1,17 @@
 """The call service turns the PBX's own errors into API errors, and only a call that may have
-reached the PBX is reported (CDR, webhooks)."""
+reached the PBX is reported (CDR, webhooks); every request is checked before it joins another."""
+import asyncio
+import contextlib
+import dataclasses
+
 import pytest
 
-from c2c_ami.calls.guards import SingleFlight
+from c2c_ami.calls.guards import RateLimiter, SingleFlight
 from c2c_ami.calls.registry import CallRegistry
 from c2c_ami.calls.requests import ClickToCallRequest
 from c2c_ami.calls.service import CallService
 from c2c_ami.config import CallsConfig, parse_config
-from c2c_ami.errors import CallFailed, PbxUnavailable, UserBusy, UserNotRegistered
+from c2c_ami.errors import CallFailed, Forbidden, PbxUnavailable, RateLimited, UserBusy, UserNotRegistered
 from c2c_ami.pbx import AmiLinkDown, AmiRefused, AmiState, AmiTimeout, Availability, DeviceState
 from c2c_ami.store import SqliteStorage
 
@@ -48,11 +52,11 @@ class Reported:
         pass
 
 
-def service(pbx):
+def service(pbx, clicks=None):
     registry = CallRegistry(Reported())
     return CallService({"default": pbx}, registry, store=SqliteStorage(":memory:"), calls=CallsConfig(),
                        duplicates=SingleFlight(5, remember_failures=False),
-                       idempotency=SingleFlight(60, remember_failures=True))
+                       idempotency=SingleFlight(60, remember_failures=True), clicks=clicks)
 
 
 TENANT = parse_config(BASE, {}).tenants[0]
@@ -111,3 +115,114 @@ async def test_originate_refused_by_the_pbx_is_a_failed_call():
     call_id = pbx.originated[0].call_id
     assert info.value.message == "Originate refused by the PBX: Extension does not exist."
     assert len(calls.registry) == 0 and calls.registry.observer.ended == [call_id]
+
+
+# -- issue 12: a request that joins another is checked like any other ----------------------
+
+class GatedPbx(StubPbx):
+    """Its Originate is in flight until the test opens the gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def originate(self, originate):
+        self.originated.append(originate)
+        self.sent.set()
+        await self.gate.wait()
+
+
+def bounded(request):
+    """A joiner that wrongly waits for the gated call fails the test instead of hanging it."""
+    return asyncio.wait_for(request, 5)
+
+
+async def in_flight(calls, pbx, request=REQUEST, **kwargs):
+    """Start ``request`` (async by default) and return its task once its Originate is in flight."""
+    first = asyncio.create_task(calls.place(TENANT, request, wait=kwargs.pop("wait", False), **kwargs))
+    await pbx.sent.wait()
+    return first
+
+
+@pytest.mark.parametrize("key", [None, "crm-7"])
+async def test_a_joiner_with_a_hotline_the_tenant_does_not_own_is_forbidden(key):
+    pbx = GatedPbx()
+    calls = service(pbx)
+    first = await in_flight(calls, pbx, idempotency_key=key)
+    foreign = dataclasses.replace(REQUEST, hotline="02439990000")
+    with pytest.raises(Forbidden, match="^hotline: "):
+        await bounded(calls.place(TENANT, foreign, wait=False, idempotency_key=key))
+    pbx.gate.set()
+    assert await first == pbx.originated[0].call_id and len(pbx.originated) == 1
+
+
+async def test_a_sync_request_never_joins_an_async_call_it_would_not_wait_for():
+    """It got 200 at once, though the phone never answered: now the extension is taken."""
+    pbx = GatedPbx()
+    calls = service(pbx)
+    first = await in_flight(calls, pbx)
+    with pytest.raises(UserBusy, match="already in progress"):
+        await bounded(calls.place(TENANT, REQUEST, wait=True))  # while the async one is in flight
+    pbx.gate.set()
+    await first
+    with pytest.raises(UserBusy, match="already in progress"):
+        await bounded(calls.place(TENANT, REQUEST, wait=True))  # and while its call is live
+    assert len(pbx.originated) == 1
+
+
+async def test_other_parameters_to_the_same_extension_and_number_are_busy_not_joined():
+    pbx = GatedPbx()
+    calls = service(pbx)
+    first = await in_flight(calls, pbx)
+    with pytest.raises(UserBusy):
+        await bounded(calls.place(TENANT, dataclasses.replace(REQUEST, src_cid_name="Sales"), wait=False))
+    identical = asyncio.create_task(calls.place(TENANT, ClickToCallRequest(ext="101", phone="0899"), wait=False))
+    pbx.gate.set()
+    assert await first == await identical == pbx.originated[0].call_id and len(pbx.originated) == 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+async def test_the_same_click_after_its_call_ended_and_the_window_passed_rings_again():
+    """While a sync request waited (at the front of the cache), the same ext + phone clicked
+    9 s after its first call ended got 200 with the old call_id, and nobody was rung."""
+    clock = Clock()
+    pbx = GatedPbx()
+    pbx.gate.set()
+    calls = service(pbx)
+    calls.duplicates = SingleFlight(5, remember_failures=False, clock=clock)
+    calls.shared_claims = False                # alone on its store: the registry holds the extension
+    waiting = asyncio.create_task(calls.place(TENANT, dataclasses.replace(REQUEST, ext="102"), wait=True))
+    await pbx.sent.wait()                      # the sync request is in flight, waiting for 102 to answer
+    first = await calls.place(TENANT, REQUEST, wait=False)
+    calls.registry.finish(calls.registry.get(first))           # the call ended
+    clock.now += 9
+    second = await calls.place(TENANT, REQUEST, wait=False)
+    assert second != first and [o.call_id for o in pbx.originated][1:] == [first, second]
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+
+
+async def test_the_click_limit_of_an_extension_counts_every_click_and_refuses_with_retry_after():
+    clock = Clock()
+    pbx = StubPbx()
+    calls = service(pbx, clicks=RateLimiter(10, 10, clock=clock, what="click limit"))
+    ids = {await calls.place(TENANT, REQUEST, wait=False) for _ in range(10)}   # a stuck button
+    assert len(ids) == 1 and len(pbx.originated) == 1
+    with pytest.raises(RateLimited) as info:
+        await calls.place(TENANT, REQUEST, wait=False)
+    assert info.value.http_status == 429 and info.value.headers["Retry-After"] == "6"
+    with pytest.raises(RateLimited):
+        await calls.place(TENANT, REQUEST, wait=True)           # sync clicks count alike
+    await calls.place(TENANT, dataclasses.replace(REQUEST, ext="102"), wait=False)   # per extension
+    clock.now += 6
+    assert await calls.place(TENANT, REQUEST, wait=False) in ids
+    with pytest.raises(Forbidden):                               # a foreign extension: 403 as ever
+        await calls.place(TENANT, dataclasses.replace(REQUEST, ext="x1"), wait=False)

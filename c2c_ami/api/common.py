@@ -24,7 +24,7 @@ async def principal_of(request: web.Request) -> Principal:
     """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
     any other work is done."""
     principal = request.app[AUTH].authenticate(authorization_of(request))
-    await request.app[RATE_LIMITER].admit(principal.token_key)
+    await request.app[RATE_LIMITER].admit(principal.tenant.domain, principal.token_key.hex())
     return principal
 
 

@@ -1,11 +1,11 @@
 """The call service: the rules between a validated request and the PBX.
 
-Placing a call: join an identical request still in flight (a double click, or a replayed
-``Idempotency-Key``; on every instance when several share the store) -> the tenant owns the
-ext and hotline -> claim the device (one call per extension, in the registry and, shared,
-in the store) -> ask the PBX whether it is free -> Originate once -> optionally wait,
-bounded, for the extension to answer. Every failure path before the Originate releases
-the claim; after it, the call is never dropped on a guess.
+Placing a call: the tenant owns the ext and hotline -> the extension's click limit -> join
+an identical request still in flight (a double click, or a replayed ``Idempotency-Key``; on
+every instance when several share the store) -> claim the device (one call per extension,
+in the registry and, shared, in the store) -> ask the PBX whether it is free -> Originate
+once -> optionally wait, bounded, for the extension to answer. Every failure path before
+the Originate releases the claim; after it, the call is never dropped on a guess.
 
 Controlling and reading calls: a tenant sees only its own calls and CDRs (another tenant's
 call_id is "not found"), on any instance: a call another instance owns is read from the
@@ -29,7 +29,7 @@ from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Originate, Pb
 from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
-from .guards import SingleFlight, fingerprint
+from .guards import Limiter, SingleFlight, fingerprint
 from .record import call_record, live_call_summary
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
@@ -61,8 +61,9 @@ class CallService:
     def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
                  shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None,
-                 shared_claims: bool = True) -> None:
+                 shared_claims: bool = True, clicks: Limiter | None = None) -> None:
         self.pbxs = pbxs
+        self.clicks = clicks                             # per tenant + ext; None: no such limit
         self.registry = registry
         self.instance_id = instance_id
         self.shared_claims = shared_claims               # False: this process is the only one
@@ -84,20 +85,29 @@ class CallService:
         """Start a click-to-call (with ``wait``: return once the extension answered) and
         return its call_id. A request identical to one in flight joins it; with an
         ``idempotency_key`` the first answer for that key is replayed. Raises a C2CError
-        for every refusal or failure."""
+        for every refusal or failure.
+
+        Every request is checked (the tenant owns ext and hotline, the extension's click
+        limit) before it may join another: joining never skips a check. Only an identical
+        request joins (every parameter, sync or async alike); a different one to the same
+        extension meanwhile is USER_BUSY, as the extension is taken."""
+        self._authorize(tenant, request)
+        if self.clicks is not None:
+            await self.clicks.admit(tenant.domain, request.ext)
+        printed = fingerprint(request, wait)
+
         async def start() -> str:
             return (await self._place(tenant, request, wait=wait)).call_id
 
         if idempotency_key is not None:
-            printed = fingerprint(request, wait)
             shared = self.shared_idempotency
             run = start if shared is None else functools.partial(
                 shared.run, "idempotency", f"{tenant.domain} {idempotency_key}", printed, start)
-            return await self.idempotency.run((tenant.domain, idempotency_key), printed, run)
+            return await self.idempotency.run(tenant.domain, (idempotency_key,), printed, run)
         shared = self.shared_duplicates
         run = start if shared is None else functools.partial(
-            shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone}", "", start)
-        return await self.duplicates.run((tenant.domain, request.ext, request.phone), "", run)
+            shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone} {printed}", printed, start)
+        return await self.duplicates.run(tenant.domain, (request.ext, request.phone, printed), printed, run)
 
     async def _place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool) -> Call:
         hotline, trunk = self._authorize(tenant, request)

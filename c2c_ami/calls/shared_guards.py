@@ -3,8 +3,14 @@
 * ``SharedFlight``: of identical requests (a duplicate click, a replayed ``Idempotency-Key``)
   on any instance, the first places the call; the others wait for its answer, which is kept
   with the key in the store, and give the same answer (same ``call_id``, one INVITE).
-* ``SharedRateLimiter``: one token bucket per API token, in the store, updated in one
-  statement, so instances never race.
+* ``SharedRateLimiter``: one token bucket per API token (and per tenant + ext for the click
+  limit), in the store, updated in one statement, so instances never race.
+
+The service checks a request (ext, hotline, click limit) before it may join another, and an
+identical request only (the fingerprint is part of the duplicate key), so a joiner never
+skips a check. Keys live in the store until they expire, each under its tenant's name: no
+tenant's traffic pushes out another's, and an expired key is deleted before it is claimed,
+never joined.
 
 With one instance (SQLite) the in-memory guards of ``guards.py`` do the same work.
 """
@@ -105,18 +111,24 @@ def _replay(answer: str) -> str:
 
 
 class SharedRateLimiter:
-    """``rate`` requests per minute and ``burst`` at once per key, across every instance."""
+    """``per_minute`` requests per minute and ``burst`` at once per key, across every instance.
+    ``what`` names the limit in its refusal; ``namespace`` keeps its rows apart from another
+    limiter's (the per-token limiter's rows are the token digests themselves)."""
 
-    def __init__(self, store: Storage, per_minute: float, burst: int) -> None:
+    def __init__(self, store: Storage, per_minute: float, burst: int, *, what: str = "rate limit",
+                 namespace: str = "") -> None:
         self.store = store
         self.rate = per_minute / 60.0
         self.burst = float(burst)
+        self.what = what
+        self.namespace = namespace
 
-    async def admit(self, key: bytes) -> None:
+    async def admit(self, scope: str, key: str) -> None:
+        row = f"{self.namespace} {scope} {key}" if self.namespace else key
         try:
-            allowed, tokens = await self.store.take_token(key.hex(), self.rate, self.burst)
+            allowed, tokens = await self.store.take_token(row, self.rate, self.burst)
         except StorageUnavailable as exc:
             raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
         if not allowed:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})

@@ -19,6 +19,7 @@ from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached
 
 Row = dict[str, Any]
 HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
+BUCKET_IDLE_SECONDS = 86400.0   # a rate bucket untouched this long is full again (any sane rate)
 
 
 class Connection(Protocol):
@@ -319,9 +320,11 @@ class SqlStorage:
             await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ?", (scope, key))
 
     async def prune(self, now: float) -> None:
-        """Forget expired request keys."""
+        """Forget expired request keys, and rate buckets untouched for a day (full again, so
+        the same as none: per-extension buckets would otherwise pile up)."""
         async with self._session() as db:
             await db.execute("DELETE FROM request_keys WHERE expires_at < ?", (now,))
+            await db.execute("DELETE FROM rate_buckets WHERE updated_at < ?", (now - BUCKET_IDLE_SECONDS,))
 
     async def take_token(self, key: str, rate: float, burst: float) -> tuple[bool, float]:
         """One request against the token bucket ``key`` (``rate`` tokens per second, at most

@@ -26,7 +26,8 @@ def rig_config(rig, tmp_path, **overrides):
         "ami": {**rig.ami, "reconnect_min": 0.05, "reconnect_max": 0.5, "ping_interval": 1.0,
                 "ping_timeout": 1.0},
         "calls": {"ring_timeout": RING_TIMEOUT, "dial_timeout": DIAL_TIMEOUT, "sync_timeout": RING_TIMEOUT + 4},
-        "limits": {"rate_per_minute": 100000, "rate_burst": 10000, "duplicate_window": 1},
+        "limits": {"rate_per_minute": 100000, "rate_burst": 10000, "duplicate_window": 1,
+                   "per_extension_per_minute": 0},
         "storage": {"path": str(tmp_path / "c2c.sqlite3")},
         "webhooks": {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5,
                      "allow_networks": ["127.0.0.0/8"]},   # the test receiver is local

@@ -152,7 +152,7 @@ async def test_two_pbxs_each_tenant_on_its_own_and_one_down_hurts_only_its_own(
         "pbxs": [{"name": "pbx-a", "ami": {**rig.ami, **fast}}, {"name": "pbx-b", "ami": {**second.ami, **fast}}],
         "calls": {"ring_timeout": 4, "dial_timeout": 5, "sync_timeout": 8},
         "storage": {"url": f"sqlite:///{tmp_path}/c2c.sqlite3"},
-        "limits": {"duplicate_window": 1},
+        "limits": {"duplicate_window": 1, "per_extension_per_minute": 0},
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "extensions": "^[0-9]{3}$", "pbx": "pbx-a",
              "hotlines": dict(RIG_HOTLINES)},
