@@ -448,3 +448,16 @@ async def test_metrics_count_deliveries_per_tenant(receiver, store, notifiers):
     assert 'c2c_webhook_deliveries_total{outcome="retried",tenant="globex"} 1.0' in text
     assert 'c2c_webhook_deliveries_total{outcome="dead",tenant="globex"} 1.0' in text
     assert "c2c_webhook_pending" in text and 'c2c_webhook_pending{tenant="acme"}' not in text
+
+
+async def test_a_row_claimed_by_a_vanished_instance_is_looked_at_again_once_its_claim_runs_out(
+        receiver, store, notifiers):
+    """Nothing announces that another instance's claim ran out: the worker's idle wait is
+    never longer than a claim, so the row is sent within one claim of its owner's death."""
+    await store.add_hook("acme", receiver.url("ok"), ["*"], "k")
+    n = await notifiers(store, start=False, timeout=1)
+    await n.publish("acme", "ringing", {"call_id": "c1"})
+    [row] = await store.pending_deliveries(10)
+    assert await store.claim("gone-instance", [row["id"]], time.time(), 3600)
+    wait = await n._dispatch()              # nothing it may send: it sleeps ...
+    assert receiver.hits == [] and 0 < wait <= n.claim_seconds   # ... but not past a claim

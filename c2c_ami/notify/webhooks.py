@@ -267,10 +267,13 @@ class WebhookNotifier:
                     self._hook_load[row["hook_id"]] += 1
                     self._tenant_load[row["tenant"]] += 1
                     self._in_flight[key] = asyncio.create_task(self._deliver(key, row))
+        # A row claimed by an instance that died (or stopped for good) is free again once its
+        # claim runs out, and nothing announces that: look again at least that often.
+        idle = min(MAX_IDLE_WAIT, self.claim_seconds)
         next_at = await self.storage.next_due_at(now)
         if next_at is None:
-            return MAX_IDLE_WAIT
-        return min(MAX_IDLE_WAIT, max(0.0, next_at - now))
+            return idle
+        return min(idle, max(0.0, next_at - now))
 
     def _pick(self, heads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Round-robin across tenants (a different one first each round), then across each
