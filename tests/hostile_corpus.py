@@ -99,6 +99,9 @@ RAW_REQUESTS = [
     ("JSON body too large", _raw("POST", "/v1/event", [_AUTH, _JSON], b'{"url": "' + b"a" * 20_000 + b'"}'),
      400, "body:"),
     ("repeated hook id", _raw("DELETE", "/v1/event?id=a&id=b", [_AUTH]), 400, "id:"),
+    # a UTF-16 body hides its brackets from a byte scan (U+2200 is the bytes 00 22: a "quote")
+    ("deep JSON in UTF-16", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                 ('["\u2200", ' + "[" * 3000 + "]" * 3000 + "]").encode("utf-16-le")), 400, "body:"),
 ]
 
 # GET /v1/cdr with a filter given twice: which one was meant cannot be guessed.

@@ -217,11 +217,15 @@ def parse_hook(raw_body: bytes) -> HookRequest:
     """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
     if len(raw_body) > MAX_JSON_BODY:
         raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
-    if json_depth_exceeds(raw_body, MAX_JSON_DEPTH):
+    try:        # UTF-8 only: json.loads(bytes) would also guess UTF-16/32, which the depth scan reads wrong
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParams("body: must be UTF-8 JSON") from None
+    if json_depth_exceeds(text, MAX_JSON_DEPTH):
         raise InvalidParams(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        body = json.loads(raw_body)
-    except ValueError:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
         raise InvalidParams("body: must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidParams("body: must be a JSON object")
@@ -232,25 +236,25 @@ def parse_hook(raw_body: bytes) -> HookRequest:
                        secret=secret)
 
 
-def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+def json_depth_exceeds(text: str, limit: int) -> bool:
     """Whether arrays/objects nest deeper than ``limit`` (strings skipped), found in one pass
     without recursion -- the stdlib parser recurses, and overflows, on deep nesting."""
     depth, in_string, escaped = 0, False, False
-    for byte in raw:
+    for char in text:
         if in_string:
             if escaped:
                 escaped = False
-            elif byte == 0x5C:          # backslash
+            elif char == "\\":
                 escaped = True
-            elif byte == 0x22:          # closing quote
+            elif char == '"':
                 in_string = False
-        elif byte == 0x22:
+        elif char == '"':
             in_string = True
-        elif byte in (0x5B, 0x7B):      # [ {
+        elif char in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif byte in (0x5D, 0x7D):      # ] }
+        elif char in "]}":
             depth -= 1
     return False
 
