@@ -182,8 +182,10 @@ async def test_click_limit_per_extension_counts_sync_and_async_with_retry_after(
     fake_ami.default_behaviour = Behaviour("answer", ring_delay=0.05, dial="none", talk_time=None)
     client = await make_gateway(limits={"per_extension_per_minute": 2})
     first = await get(client, "/v1/click2call/async", ext="101", phone="0899")
-    again = await get(client, "/v1/click2call/async", ext="101", phone="0899")
+    again = await get(client, "/v1/click2call/async", ext="101", phone="0899")     # joins: not counted
     assert first[0] == again[0] == 200 and first[1]["call_id"] == again[1]["call_id"]
+    busy = await get(client, "/v1/click2call", ext="101", phone="0899")             # would start one: counted
+    assert (busy[0], busy[1]["error"]) == (409, "USER_BUSY")
     status, body, resp = await get(client, "/v1/click2call", ext="101", phone="0899")
     assert (status, body["error"]) == (429, "RATE_LIMITED") and resp.headers["Retry-After"] == "30"
     assert body["message"].startswith("click limit of this extension (2 per minute) exceeded")

@@ -210,19 +210,25 @@ async def test_the_same_click_after_its_call_ended_and_the_window_passed_rings_a
         await waiting
 
 
-async def test_the_click_limit_of_an_extension_counts_every_click_and_refuses_with_retry_after():
+async def test_the_click_limit_counts_clicks_that_would_start_a_call_and_refuses_with_retry_after():
     clock = Clock()
     pbx = StubPbx()
     calls = service(pbx, clicks=RateLimiter(10, 10, clock=clock, what="click limit"))
-    ids = {await calls.place(TENANT, REQUEST, wait=False) for _ in range(10)}   # a stuck button
-    assert len(ids) == 1 and len(pbx.originated) == 1
+    first = await calls.place(TENANT, REQUEST, wait=False)
+    ids = {await calls.place(TENANT, REQUEST, wait=False) for _ in range(20)}    # a double click joins: free
+    assert ids == {first} and len(pbx.originated) == 1
+    for n in range(9):                       # a stuck button dialing on: each would start a call
+        with pytest.raises(UserBusy):
+            await calls.place(TENANT, dataclasses.replace(REQUEST, phone=f"0900{n:04d}"), wait=False)
     with pytest.raises(RateLimited) as info:
-        await calls.place(TENANT, REQUEST, wait=False)
+        await calls.place(TENANT, dataclasses.replace(REQUEST, phone="09009999"), wait=False)
     assert info.value.http_status == 429 and info.value.headers["Retry-After"] == "6"
     with pytest.raises(RateLimited):
-        await calls.place(TENANT, REQUEST, wait=True)           # sync clicks count alike
+        await calls.place(TENANT, dataclasses.replace(REQUEST, phone="09009999"), wait=True)  # sync alike
+    assert await calls.place(TENANT, REQUEST, wait=False) == first   # the identical click still joins
     await calls.place(TENANT, dataclasses.replace(REQUEST, ext="102"), wait=False)   # per extension
     clock.now += 6
-    assert await calls.place(TENANT, REQUEST, wait=False) in ids
+    with pytest.raises(UserBusy):                                # a token again: refused for the busy ext
+        await calls.place(TENANT, dataclasses.replace(REQUEST, phone="09009999"), wait=False)
     with pytest.raises(Forbidden):                               # a foreign extension: 403 as ever
         await calls.place(TENANT, dataclasses.replace(REQUEST, ext="x1"), wait=False)

@@ -87,16 +87,17 @@ class CallService:
         ``idempotency_key`` the first answer for that key is replayed. Raises a C2CError
         for every refusal or failure.
 
-        Every request is checked (the tenant owns ext and hotline, the extension's click
-        limit) before it may join another: joining never skips a check. Only an identical
-        request joins (every parameter, sync or async alike); a different one to the same
-        extension meanwhile is USER_BUSY, as the extension is taken."""
+        Every request is checked (the tenant owns ext and hotline) before it may join
+        another: joining never skips a check. Only an identical request joins (every
+        parameter, sync or async alike); a different one to the same extension meanwhile is
+        USER_BUSY, as the extension is taken. The extension's click limit counts only
+        requests that would start a call: a replay or a joiner gets the first answer."""
         self._authorize(tenant, request)
-        if self.clicks is not None:
-            await self.clicks.admit(tenant.domain, request.ext)
         printed = fingerprint(request, wait)
 
         async def start() -> str:
+            if self.clicks is not None:
+                await self.clicks.admit(tenant.domain, request.ext)
             return (await self._place(tenant, request, wait=wait)).call_id
 
         if idempotency_key is not None:
