@@ -120,6 +120,8 @@ async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_deliver
     for call_id, event in (("c1", "ringing"), ("c1", "hangup"), ("c2", "ringing")):
         db.execute("INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at) "
                    "VALUES ('h', ?, ?, x'7b7d', 5, 5)", (call_id, event))
+    db.execute("INSERT INTO outbox (hook_id, call_id, event, body, created_at, next_attempt_at, state) "
+               "VALUES ('h', 'c0', 'cdr', x'7b7d', 1, 1, 'delivered')")        # history: left as it was
     db.close()
 
     s = SqliteStorage(path)
@@ -128,6 +130,8 @@ async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_deliver
         ring1, hangup1, ring2 = (r["id"] for r in rows)
         assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [ring1, ring2]
         assert len({r["delivery_id"] for r in rows}) == 3 and all(len(r["delivery_id"]) == 32 for r in rows)
+        finished = sqlite3.connect(path).execute("SELECT delivery_id FROM outbox WHERE state <> 'pending'").fetchall()
+        assert finished == [(None,)]
         await s.mark_delivered(ring1)                                    # c1's hangup waited for it
         assert [r["id"] for r in await s.due_heads(10.0, per_hook=9, per_tenant=9)] == [hangup1, ring2]
     finally:

@@ -367,7 +367,7 @@ class WebhookNotifier:
         headers = {
             "Content-Type": "application/json",
             "X-C2C-Event": row["event"],
-            "X-C2C-Delivery": str(row["delivery_id"]),
+            "X-C2C-Delivery": row["delivery_id"] or f"outbox-{row['id']}",   # (a row older code wrote)
             "X-C2C-Timestamp": str(timestamp),
             "X-C2C-Signature": SIGNATURE_PREFIX + sign(row["secret"], timestamp, row["body"]),
         }

@@ -196,10 +196,13 @@ MIGRATIONS: list[Migration] = [
     # next attempt; rows waiting behind an earlier one of their hook and call are parked at
     # 1e15, the HELD time of store/sql.py, and released when it finishes); finished rows are
     # purged by age (an index on finished_at). The index on state alone goes: planners took it
-    # for the due rows (every pending row) over the index on their next attempt.
+    # for the due rows (every pending row) over the index on their next attempt. Only pending
+    # rows get an id (finished ones are never sent again: no rewrite of the whole history).
+    # Stop every instance before this upgrade: older code neither writes delivery ids nor
+    # releases rows parked behind the one it finishes.
     Migration(5, sqlite="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
-        UPDATE outbox SET delivery_id = lower(hex(randomblob(16)));
+        UPDATE outbox SET delivery_id = lower(hex(randomblob(16))) WHERE state = 'pending';
         UPDATE outbox SET next_attempt_at = 1e15 WHERE state = 'pending' AND id NOT IN (
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
@@ -207,7 +210,7 @@ MIGRATIONS: list[Migration] = [
         DROP INDEX outbox_state;
     """, postgresql="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
-        UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text);
+        UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text) WHERE state = 'pending';
         UPDATE outbox SET next_attempt_at = 1e15 WHERE state = 'pending' AND id NOT IN (
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
