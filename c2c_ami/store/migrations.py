@@ -210,7 +210,8 @@ MIGRATIONS: list[Migration] = [
         DROP INDEX outbox_state;
     """, postgresql="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
-        UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text) WHERE state = 'pending';
+        UPDATE outbox SET delivery_id = md5(random()::text || clock_timestamp()::text || id::text)
+            WHERE state = 'pending';
         UPDATE outbox SET next_attempt_at = 1e15 WHERE state = 'pending' AND id NOT IN (
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
