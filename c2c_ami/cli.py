@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"c2c-ami: bad config: {exc}", file=sys.stderr)
         return 2
     try:        # before the store and AMI: a taken port ends the start at once
-        sock = bind(config.listen.host, config.listen.port, config.http.backlog)
+        socks = bind(config.listen.host, config.listen.port, config.http.backlog)
     except ListenError as exc:
         print(f"c2c-ami: {exc}", file=sys.stderr)
         return 1
-    serve(create_app(config), sock, config, shutdown_timeout=config.calls.sync_timeout, announce=log.info)
+    serve(create_app(config), socks, config, shutdown_timeout=config.calls.sync_timeout, announce=log.info)
     return 0
 
 

@@ -30,23 +30,31 @@ class ListenError(RuntimeError):
     """The HTTP port cannot be bound; the message names host:port."""
 
 
-def bind(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening socket on host:port, or ListenError."""
+def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` resolves to (``localhost``: 127.0.0.1
+    and ::1, as ``web.run_app`` did), or ListenError naming host:port."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
+        addresses = list(dict.fromkeys(
+            (family, kind, proto, address) for family, kind, proto, _, address in
+            socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)))
     except OSError as exc:
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    socks: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT, not a listener
-        sock.bind(address)
-        sock.listen(backlog)
-        sock.setblocking(False)
+        for family, kind, proto, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT, not a listener
+            if family == socket.AF_INET6:          # "::" beside "0.0.0.0": each family its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
     except OSError as exc:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
+    return socks
 
 
 class _Guard(asyncio.Protocol):
@@ -191,27 +199,29 @@ def handler_args(http: HttpConfig) -> dict[str, Any]:
             "max_headers": http.max_headers, "keepalive_timeout": http.keepalive_timeout}
 
 
-async def start(app: web.Application, sock: socket.socket, config: Config, shutdown_timeout: float,
-                *, handle_signals: bool = True) -> tuple[web.AppRunner, GuardedSite]:
-    """Set the app up (store, AMI links) and serve it on ``sock``."""
+async def start(app: web.Application, socks: list[socket.socket], config: Config, shutdown_timeout: float,
+                *, handle_signals: bool = True) -> tuple[web.AppRunner, list[GuardedSite]]:
+    """Set the app up (store, AMI links) and serve it on ``socks``."""
     runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
                            access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
     await runner.setup()
-    site = GuardedSite(runner, sock, app[CONNECTIONS], backlog=config.http.backlog)
-    await site.start()
-    return runner, site
+    sites = [GuardedSite(runner, sock, app[CONNECTIONS], backlog=config.http.backlog) for sock in socks]
+    for site in sites:
+        await site.start()
+    return runner, sites
 
 
-def serve(app: web.Application, sock: socket.socket, config: Config, *, shutdown_timeout: float,
+def serve(app: web.Application, socks: list[socket.socket], config: Config, *, shutdown_timeout: float,
           announce: Callable[[str], None]) -> None:
     """``web.run_app`` on an already bound socket: runs until SIGINT or SIGTERM."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
-        runner, site = await start(app, sock, config, shutdown_timeout)
+        runner, sites = await start(app, socks, config, shutdown_timeout)
         try:
-            announce(f"======== Running on {site.name} ========")
+            for site in sites:
+                announce(f"======== Running on {site.name} ========")
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()

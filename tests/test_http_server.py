@@ -3,6 +3,7 @@ client may hold of it (connections, slow heads and bodies, idle keep-alives, siz
 access log, and a client that hangs up mid-body."""
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -21,8 +22,8 @@ async def served(fake_ami):
     async def serve(**sections):
         config = gateway_config(fake_ami.port, **sections)
         app = create_app(config)
-        sock = bind("127.0.0.1", 0, 16)
-        runner, _ = await start(app, sock, config, 1.0, handle_signals=False)
+        [sock] = bind("127.0.0.1", 0, 16)
+        runner, _ = await start(app, [sock], config, 1.0, handle_signals=False)
         runners.append(runner)
         assert await app[AMI].wait_ready(3)
         return app, sock.getsockname()[1]
@@ -176,3 +177,18 @@ async def test_a_client_gone_mid_body_is_one_info_line(served, caplog, monkeypat
 
 
 AUTH_HEADER = f"Authorization: {AUTH['Authorization']}"
+
+
+def test_a_host_name_is_listened_on_at_every_address_it_resolves_to():
+    """``listen.host: localhost`` is 127.0.0.1 and ::1 where both exist, not whichever comes first."""
+    [probe] = bind("127.0.0.1", 0, 1)
+    port = probe.getsockname()[1]
+    probe.close()
+    socks = bind("localhost", port, 8)
+    try:
+        expected = {info[4][0] for info in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
+        assert {sock.getsockname()[0] for sock in socks} == expected
+        assert {sock.getsockname()[1] for sock in socks} == {port}
+    finally:
+        for sock in socks:
+            sock.close()
