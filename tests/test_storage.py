@@ -511,3 +511,24 @@ async def test_cdr_total_is_counted_up_to_a_cap_then_a_lower_bound(store, monkey
     assert ([r["call_id"] for r in rows], total, exact) == (["c5", "c3", "c1"], 3, True)
     assert (await store.list_calls("acme", phone="0912", limit=1))[1:] == (4, True)
     assert (await store.list_calls("acme", phone="0901234567", limit=1))[1:] == (5, False)  # to_number of all 7
+
+
+async def test_concurrent_registrations_on_two_instances_never_pass_the_hook_cap(storage_url):
+    """The cap's count and the insert are one step per tenant, whichever instance registers."""
+    from c2c_ami.store import HookLimitReached
+    first, second = [await open_storage(StorageConfig(url=storage_url)) for _ in range(2)]
+    try:
+        for n in range(8):
+            await first.add_hook("acme", f"http://h{n}/", [], "k", max_hooks=10)
+
+        async def register(store, n):
+            try:
+                await store.add_hook("acme", f"http://r{n}/", [], "k", max_hooks=10)
+                return True
+            except HookLimitReached:
+                return False
+        added = await asyncio.gather(*(register(s, n) for n in range(10) for s in (first, second)))
+        assert sum(added) == 2 and len(await second.list_hooks("acme")) == 10
+    finally:
+        await first.close()
+        await second.close()

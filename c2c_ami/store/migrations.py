@@ -207,6 +207,7 @@ MIGRATIONS: list[Migration] = [
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
         CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE claimed_until > 0;
         DROP INDEX outbox_state;
     """, postgresql="""
         ALTER TABLE outbox ADD COLUMN delivery_id TEXT;
@@ -216,6 +217,7 @@ MIGRATIONS: list[Migration] = [
             SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY hook_id, call_id);
         CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
         CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending';
+        CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE claimed_until > 0;
         DROP INDEX outbox_state;
     """),
 ]

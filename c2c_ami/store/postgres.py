@@ -68,6 +68,7 @@ class PostgresStorage(SqlStorage):
     backend = "postgresql"
     lock_row = " FOR UPDATE"
     skip_locked_rows = " FOR UPDATE SKIP LOCKED"
+    tenant_lock = "SELECT pg_advisory_xact_lock(hashtext(?))"
     order_tiebreak = "call_id"
     hook_order = "created_at, id"
 

@@ -44,6 +44,7 @@ class SqlStorage:
     skip_locked_rows = ""             # pass over locked rows (PostgreSQL: FOR UPDATE SKIP LOCKED)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
     hook_order = "created_at, id"
+    tenant_lock = ""                  # serialise one tenant's hook registrations (SQLite: one writer anyway)
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Callable[[str], None]]] = {HOOKS_CHANNEL: [self._forget_hooks]}
@@ -349,8 +350,9 @@ class SqlStorage:
             raise ValueError("events must be a list of strings")
         hook = {"id": str(uuid.uuid4()), "url": url, "events": list(events), "created_at": _utc_now()}
         cap = 2**31 - 1 if max_hooks is None else int(max_hooks)
-        async with self._session() as db:
-            # one statement: the count and the insert are not two round trips apart
+        async with self._transaction() as db:
+            if self.tenant_lock:      # concurrent registrations on other instances see this one's count
+                await db.execute(self.tenant_lock, (tenant,))
             added = await db.fetch(
                 "INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
                 "SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM hooks WHERE tenant = ?) < ? RETURNING id",
@@ -534,8 +536,9 @@ class SqlStorage:
         return counts
 
     async def pending_by_tenant(self) -> dict[str, int]:
-        """Undelivered deliveries per tenant (for ``/metrics``)."""
-        async with self._session() as db:
+        """Undelivered deliveries per tenant (for ``/metrics``): a read of every pending row,
+        so off the event loop where the backend has such reads (SQLite's reader threads)."""
+        async with self._read_session() as db:
             rows = await db.fetch("SELECT h.tenant, COUNT(*) AS n FROM outbox o JOIN hooks h ON h.id = o.hook_id "
                                   "WHERE o.state = 'pending' GROUP BY h.tenant")
         return {r["tenant"]: int(r["n"]) for r in rows}
