@@ -204,6 +204,41 @@ def _status(params: dict[str, str]) -> str | None:
     return value
 
 
+# -- token exchange ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenRequest:
+    api_key: str             # "" when absent: refused as a wrong key would be (401)
+    ext: str | None          # the only extension the token may act for
+
+
+def parse_token_request(raw_body: bytes) -> TokenRequest:
+    """``POST /v1/auth/token`` body: {"api_key": ..., "ext": optional}."""
+    body = json_object(raw_body)
+    api_key = body.get("api_key", "")
+    if not isinstance(api_key, str) or (api_key and not patterns.TOKEN.fullmatch(api_key)):
+        raise InvalidParams("api_key: a string of printable ASCII without spaces (at most 512)")
+    ext = body.get("ext")
+    if ext is not None and (not isinstance(ext, str) or not patterns.EXTENSION.fullmatch(ext)):
+        raise InvalidParams(f"ext: must be {patterns.EXTENSION.rule}")
+    return TokenRequest(api_key, ext)
+
+
+def json_object(raw_body: bytes) -> dict:
+    """A JSON object body: bounded in size and depth before it is parsed."""
+    if len(raw_body) > MAX_JSON_BODY:
+        raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
+    if json_depth_exceeds(raw_body, MAX_JSON_DEPTH):
+        raise InvalidParams(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        raise InvalidParams("body: must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidParams("body: must be a JSON object")
+    return body
+
+
 # -- webhooks ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -215,16 +250,7 @@ class HookRequest:
 
 def parse_hook(raw_body: bytes) -> HookRequest:
     """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
-    if len(raw_body) > MAX_JSON_BODY:
-        raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
-    if json_depth_exceeds(raw_body, MAX_JSON_DEPTH):
-        raise InvalidParams(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        body = json.loads(raw_body)
-    except ValueError:
-        raise InvalidParams("body: must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidParams("body: must be a JSON object")
+    body = json_object(raw_body)
     secret = body.get("secret") or None
     if secret is not None and (not isinstance(secret, str) or not patterns.HOOK_SECRET.fullmatch(secret)):
         raise InvalidParams(f"secret: {patterns.HOOK_SECRET.rule}")
