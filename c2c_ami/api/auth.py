@@ -57,9 +57,14 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or not text.isascii() or "=" in text:
+    """Strict: only the one spelling ``_b64`` gives (the decoder ignores a last character's
+    spare bits, so two spellings of one mac would otherwise both verify)."""
+    if not text or not text.isascii():
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(raw) != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def bearer_token(authorization: str | None) -> str:
