@@ -4,11 +4,14 @@ import base64
 import hashlib
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from c2c_ami.api.auth import TokenAuthority
 from c2c_ami.api.keys import AUTH
+from c2c_ami.api.openapi import build_openapi
+from c2c_ami.api.token import client_of
 from c2c_ami.config import ConfigError, parse_config
 from c2c_ami.errors import Unauthorized
 from c2c_ami.testing.fake_ami import Behaviour
@@ -367,3 +370,22 @@ def test_a_tenant_may_have_api_keys_only_and_defaults_apply():
     assert config.auth.token_ttl == 86400 and config.auth.signing_secret == ""
     assert config.auth.signing_secrets_previous == ()
     assert SECRET not in repr(parse_config(dict(BASE, auth={"signing_secret": SECRET}), {}))
+
+
+@pytest.mark.parametrize("remote, key", [
+    ("192.0.2.7", "192.0.2.7"), ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"), ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+    (None, "unknown"),
+])
+def test_failures_are_counted_per_address_and_per_ipv6_64(remote, key):
+    assert client_of(SimpleNamespace(remote=remote)) == key
+
+
+def test_the_openapi_document_describes_the_exchange():
+    operation = build_openapi()["paths"]["/v1/auth/token"]["post"]
+    assert operation["security"] == []
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/TokenRequest"}
+    token = build_openapi()["components"]["schemas"]["Token"]["properties"]["data"]
+    assert token["required"] == ["token", "expired", "user_id"]
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "429"}

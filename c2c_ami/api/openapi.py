@@ -138,6 +138,7 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/v1/auth/token": {"post": {
                 "summary": "Exchange an api key for a token (valid auth.token_ttl seconds)",
+                "security": [],
                 "description": "The carrier's token exchange. With ext, the token may click-to-call only "
                                "with that ext (another: 403 FORBIDDEN), sees only that extension's calls "
                                "and CDRs (any other: 404 CALL_NOT_FOUND) and may not manage webhooks "
