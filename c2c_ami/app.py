@@ -21,6 +21,7 @@ from .api.keys import (
     AMI,
     AMIS,
     AUTH,
+    AUTH_FAILURES,
     CONFIG,
     INSTANCE_ID,
     MEMBERSHIP,
@@ -61,10 +62,13 @@ def create_app(config: Config) -> web.Application:
     throttle_tracebacks()
     app[CONFIG] = config
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()
-    app[AUTH] = TokenAuthority(config.tenants)
+    app[AUTH] = TokenAuthority(config.tenants, config.auth)
     app[METRICS] = Metrics()
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
                                     capacity=config.limits.remembered_per_tenant)
+    app[AUTH_FAILURES] = RateLimiter(config.auth.failures_per_minute, config.auth.failure_burst,
+                                     what="failed token requests from this address",
+                                     capacity=config.limits.remembered_per_tenant)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(pbx_ctx)
     app.on_shutdown.append(drain_calls)

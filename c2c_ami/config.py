@@ -53,6 +53,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Issued tokens (``POST /v1/auth/token``): lifetime, and the HMAC secrets that sign them."""
+    token_ttl: float = 86400.0      # seconds an issued token is valid
+    signing_secret: str = field(default="", repr=False)   # "" (unset): random at start (see README)
+    signing_secrets_previous: tuple[str, ...] = field(default=(), repr=False)  # still verify, never sign
+    failures_per_minute: float = 10.0   # failed token requests per client address, sustained...
+    failure_burst: int = 20             # ...and at once; beyond: 429 before the key is even checked
+
+
+@dataclass(frozen=True)
 class LogConfig:
     access_query: bool = False      # the access log shows query strings (phone numbers) only if true
 
@@ -156,6 +166,7 @@ class Tenant:
     extensions: re.Pattern[str]
     hotlines: Mapping[str, str]     # hotline number -> trunk endpoint, first = default
     pbx: str = "default"            # the PBX its extensions and trunks live on
+    api_key_digests: tuple[bytes, ...] = field(default=(), repr=False)  # exchanged for issued tokens
 
     @property
     def default_hotline(self) -> str:
@@ -179,6 +190,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    auth: AuthConfig = AuthConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -203,7 +215,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
     _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants",
-                     "http", "metrics", "log"})
+                     "http", "metrics", "log", "auth"})
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
     calls = _section(root, "calls", CallsConfig)
@@ -219,6 +231,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     if metrics.token and not patterns.TOKEN.fullmatch(metrics.token):
         raise ConfigError(f"metrics.token: {patterns.TOKEN.rule}")
     log = _section(root, "log", LogConfig)
+    auth = _auth(root)
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
@@ -226,7 +239,8 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
-                  storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log)
+                  storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log,
+                  auth=auth)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
@@ -270,6 +284,29 @@ def _webhooks(root: dict) -> WebhooksConfig:
     networks = {key: _networks(given.pop(key), f"webhooks.{key}")
                 for key in ("allow_networks", "deny_networks") if key in given}
     return dataclasses.replace(_section({"webhooks": given}, "webhooks", WebhooksConfig), **networks)
+
+
+def _auth(root: dict) -> AuthConfig:
+    """The flat section, and ``auth.signing_secrets_previous`` (a list of secrets)."""
+    given = dict(_mapping(root.get("auth", {}) or {}, "auth"))
+    previous: tuple[str, ...] = ()
+    if "signing_secrets_previous" in given:
+        value = given.pop("signing_secrets_previous")
+        if not isinstance(value, list):
+            raise ConfigError("auth.signing_secrets_previous: expected a list of secrets")
+        previous = tuple(_signing_secret(v, f"auth.signing_secrets_previous[{i}]") for i, v in enumerate(value))
+    auth = dataclasses.replace(_section({"auth": given}, "auth", AuthConfig), signing_secrets_previous=previous)
+    if auth.signing_secret:
+        _signing_secret(auth.signing_secret, "auth.signing_secret")
+    elif previous:
+        raise ConfigError("auth.signing_secrets_previous: given without auth.signing_secret")
+    return auth
+
+
+def _signing_secret(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not patterns.SIGNING_SECRET.fullmatch(value):
+        raise ConfigError(f"{path}: must be {patterns.SIGNING_SECRET.rule}")
+    return value
 
 
 def _networks(value: Any, path: str) -> tuple[str, ...]:
@@ -391,15 +428,19 @@ def _check_calls(calls: CallsConfig) -> None:
 
 def _tenant(raw: Any, path: str, pbx_names: list[str]) -> Tenant:
     t = _mapping(raw, path)
-    _only(t, path, {"domain", "tokens", "endpoint", "context", "extensions", "hotlines", "pbx"})
+    _only(t, path, {"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines", "pbx"})
     pbx = t.get("pbx", pbx_names[0])
     if pbx not in pbx_names:
         raise ConfigError(f"{path}.pbx: no PBX named {pbx!r} (pbxs: {', '.join(pbx_names)})")
     domain = _name(t.get("domain", "default"), f"{path}.domain")
-    tokens = t.get("tokens")
-    if not isinstance(tokens, list) or not tokens:
-        raise ConfigError(f"{path}.tokens: a non-empty list of tokens is required")
+    tokens = t.get("tokens", [] if "api_keys" in t else None)
+    if not isinstance(tokens, list) or not (tokens or t.get("api_keys")):
+        raise ConfigError(f"{path}.tokens: a non-empty list of tokens is required (or api_keys)")
     digests = tuple(_token(tok, f"{path}.tokens[{i}]") for i, tok in enumerate(tokens))
+    api_keys = t.get("api_keys", [])
+    if not isinstance(api_keys, list):
+        raise ConfigError(f"{path}.api_keys: expected a list of api keys")
+    key_digests = tuple(_token(key, f"{path}.api_keys[{i}]") for i, key in enumerate(api_keys))
     endpoint = str(t.get("endpoint", "PJSIP/{ext}"))
     if not patterns.ENDPOINT.fullmatch(endpoint):
         raise ConfigError(f"{path}.endpoint: {patterns.ENDPOINT.rule}")
@@ -420,7 +461,7 @@ def _tenant(raw: Any, path: str, pbx_names: list[str]) -> Tenant:
                               "quote it in YAML to keep leading zeros")
         hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
-                  extensions=extensions, hotlines=hotlines, pbx=pbx)
+                  extensions=extensions, hotlines=hotlines, pbx=pbx, api_key_digests=key_digests)
 
 
 def _name(value: Any, path: str) -> str:
@@ -437,7 +478,7 @@ def _token(value: Any, path: str) -> bytes:
 
 
 def _check_unique(tenants: tuple[Tenant, ...]) -> None:
-    seen_domains, seen_tokens = set(), set()
+    seen_domains, seen_tokens, seen_keys = set(), set(), set()
     for i, t in enumerate(tenants):
         if t.domain in seen_domains:
             raise ConfigError(f"tenants[{i}].domain: {t.domain!r} is used twice")
@@ -446,3 +487,7 @@ def _check_unique(tenants: tuple[Tenant, ...]) -> None:
             if d in seen_tokens:
                 raise ConfigError(f"tenants[{i}].tokens: a token is shared with another tenant")
             seen_tokens.add(d)
+        for d in t.api_key_digests:
+            if d in seen_keys:
+                raise ConfigError(f"tenants[{i}].api_keys: an api key is shared with another tenant")
+            seen_keys.add(d)

@@ -49,6 +49,7 @@ ENDPOINT = Pattern(r"[A-Za-z0-9_/@.-]*\{ext\}[A-Za-z0-9_/@.-]*",
                    "must contain {ext} and only letters, digits, / @ . _ -")
 AMI_TEXT = Pattern(r"[\x21-\x7e]{1,200}", "must be printable ASCII without spaces")
 TOKEN = Pattern(r"[\x21-\x7e]{1,512}", "a token is printable ASCII without spaces")
+SIGNING_SECRET = Pattern(r"[\x21-\x7e]{32,512}", "32-512 printable ASCII characters without spaces")
 TOKEN_DIGEST = Pattern(r"sha256:([0-9a-f]{64})", "sha256: and 64 lowercase hex digits")
 SIP_HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,40}", "not a SIP header name")
 SIP_HEADER_VALUE = Pattern(r"[\x20-\x2b\x2d-\x7e]{1,200}", "value must be printable ASCII without commas")

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from .. import patterns
-from ..errors import C2CError
+from ..errors import C2CError, Forbidden
 from .common import principal_of, query_of, success
 from .keys import METRICS, SERVICE
 from .schemas import checked, parse_click_to_call
@@ -45,10 +45,12 @@ async def _measured(request: web.Request, endpoint: str, *, wait: bool) -> web.R
 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
-    tenant = (await principal_of(request)).tenant
+    principal = await principal_of(request)
     call_request = parse_click_to_call(query_of(request))
+    if principal.ext is not None and call_request.ext != principal.ext:
+        raise Forbidden("ext: this extension is not allowed for this token")
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = checked("Idempotency-Key", key, patterns.IDEMPOTENCY_KEY)
-    call_id = await request.app[SERVICE].place(tenant, call_request, wait=wait, idempotency_key=key)
+    call_id = await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
     return success(call_id=call_id)

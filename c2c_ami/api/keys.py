@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..calls.cluster import Membership
-from ..calls.guards import Limiter
+from ..calls.guards import Limiter, RateLimiter
 from ..calls.reconcile import Reconciler
 from ..calls.registry import CallRegistry
 from ..calls.service import CallService
@@ -23,6 +23,7 @@ INSTANCE_ID = web.AppKey("instance_id", str)     # this gateway instance, among 
 AUTH = web.AppKey("auth", TokenAuthority)
 METRICS = web.AppKey("metrics", Metrics)
 RATE_LIMITER = web.AppKey("rate_limiter", Limiter)
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)   # failed POST /v1/auth/token per client
 STORAGE = web.AppKey("storage", Storage)
 WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
 SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)

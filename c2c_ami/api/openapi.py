@@ -122,9 +122,34 @@ def build_openapi() -> dict[str, Any]:
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
                     "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+                "TokenRequest": {"type": "object", "required": ["api_key"], "properties": {
+                    "api_key": {"type": "string", "description": "one of the tenant's api_keys",
+                                "pattern": patterns.TOKEN.anchored},
+                    "ext": {"type": "string", "pattern": patterns.EXTENSION.anchored,
+                            "description": "optional: the token may act only for this extension "
+                                           "(must match the tenant's extensions)"}}},
+                "Token": {"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "object", "required": ["token", "expired", "user_id"], "properties": {
+                        "token": {"type": "string", "description": "use as Authorization: Bearer <token>"},
+                        "expired": {"type": "integer", "description": "when it expires, unix seconds"},
+                        "user_id": {"type": "string", "description": "the tenant's domain"}}}}},
             },
         },
         "paths": {
+            "/v1/auth/token": {"post": {
+                "summary": "Exchange an api key for a token (valid auth.token_ttl seconds)",
+                "security": [],
+                "description": "The carrier's token exchange. With ext, the token may click-to-call only "
+                               "with that ext (another: 403 FORBIDDEN), sees only that extension's calls "
+                               "and CDRs (any other: 404 CALL_NOT_FOUND) and may not manage webhooks "
+                               "(403). A wrong or missing api_key is 401 UNAUTHORIZED 'invalid api_key'; "
+                               "after auth.failure_burst failures a client address gets 429 RATE_LIMITED "
+                               "(refilled at auth.failures_per_minute). An expired token is 401 "
+                               "'token expired'. The body: JSON, at most "
+                               f"{MAX_JSON_BODY} bytes (else INVALID_PARAMS naming the field).",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
+                "responses": {**_ok("Token", "the token"), **_failures(400, 401, 403, 429)}}},
             "/v1/click2call": {"get": {
                 "summary": "Click-to-call, synchronous: returns when the extension answers",
                 "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
@@ -155,7 +180,7 @@ def build_openapi() -> dict[str, Any]:
                                _param("status", ", ".join(CDR_STATUSES)),
                                _param("limit", "1-500, default 50", kind="integer"),
                                _param("page", "from 1", kind="integer")],
-                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 429)}}},
+                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429)}}},
             "/v1/cdr/{call_id}": {"get": {
                 "summary": "One CDR", "security": _BEARER, "parameters": [_CALL_ID_PATH],
                 "responses": {**_ok("CallResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
@@ -163,7 +188,7 @@ def build_openapi() -> dict[str, Any]:
                 "get": {"summary": "The tenant's webhooks, oldest first, by pages", "security": _BEARER,
                         "parameters": [_param("limit", "1-500, default 50", kind="integer"),
                                        _param("page", "from 1", kind="integer")],
-                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 429)}},
+                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
                          "description": "At most webhooks.max_hooks_per_tenant per tenant (409 TOO_MANY_HOOKS). "
                                         "The URL must pass the egress policy (400 INVALID_PARAMS, 'url: ...'): "
@@ -180,15 +205,15 @@ def build_openapi() -> dict[str, Any]:
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/WebhookCreate"}}}},
                          "responses": {**_ok("WebhookCreated", "the webhook, with its secret"),
-                                       **_failures(400, 401, 409, 429)}},
+                                       **_failures(400, 401, 403, 409, 429)}},
                 "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
                            "security": _BEARER,
                            "parameters": [_param("id", "webhook id", required=True)],
-                           "responses": {**_ok("Status", "removed"), **_failures(400, 401, 404, 429)}}},
+                           "responses": {**_ok("Status", "removed"), **_failures(400, 401, 403, 404, 429)}}},
             "/v1/event/{hook_id}": {"delete": {
                 "summary": "Remove a webhook", "security": _BEARER,
                 "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
-                "responses": {**_ok("Status", "removed"), **_failures(401, 404, 429)}}},
+                "responses": {**_ok("Status", "removed"), **_failures(401, 403, 404, 429)}}},
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": _ok("Status", "alive")}},
             "/readyz": {"get": {"summary": "AMI logged in and usable",

@@ -204,17 +204,28 @@ def _status(params: dict[str, str]) -> str | None:
     return value
 
 
-# -- webhooks ----------------------------------------------------------------------------------
+# -- token exchange ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class HookRequest:
-    url: str
-    events: list[str]
-    secret: str | None       # None: generate one
+class TokenRequest:
+    api_key: str             # "" when absent: refused as a wrong key would be (401)
+    ext: str | None          # the only extension the token may act for
 
 
-def parse_hook(raw_body: bytes) -> HookRequest:
-    """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
+def parse_token_request(raw_body: bytes) -> TokenRequest:
+    """``POST /v1/auth/token`` body: {"api_key": ..., "ext": optional}."""
+    body = json_object(raw_body)
+    api_key = body.get("api_key", "")
+    if not isinstance(api_key, str) or (api_key and not patterns.TOKEN.fullmatch(api_key)):
+        raise InvalidParams("api_key: a string of printable ASCII without spaces (at most 512)")
+    ext = body.get("ext")
+    if ext is not None and (not isinstance(ext, str) or not patterns.EXTENSION.fullmatch(ext)):
+        raise InvalidParams(f"ext: must be {patterns.EXTENSION.rule}")
+    return TokenRequest(api_key, ext)
+
+
+def json_object(raw_body: bytes) -> dict:
+    """A JSON object body: bounded in size and depth before it is parsed."""
     if len(raw_body) > MAX_JSON_BODY:
         raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
     try:        # UTF-8 only: json.loads(bytes) would also guess UTF-16/32, which the depth scan reads wrong
@@ -229,6 +240,21 @@ def parse_hook(raw_body: bytes) -> HookRequest:
         raise InvalidParams("body: must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidParams("body: must be a JSON object")
+    return body
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HookRequest:
+    url: str
+    events: list[str]
+    secret: str | None       # None: generate one
+
+
+def parse_hook(raw_body: bytes) -> HookRequest:
+    """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
+    body = json_object(raw_body)
     secret = body.get("secret") or None
     if secret is not None and (not isinstance(secret, str) or not patterns.HOOK_SECRET.fullmatch(secret)):
         raise InvalidParams(f"secret: {patterns.HOOK_SECRET.rule}")

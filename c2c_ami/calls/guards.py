@@ -44,6 +44,15 @@ class RateLimiter:
         self.capacity = capacity
         self._scopes: dict[str, OrderedDict[str, tuple[float, float]]] = {}
 
+    def peek(self, scope: str, key: str) -> None:
+        """RateLimited if ``check`` would refuse now, without taking anything."""
+        buckets = self._scopes.get(scope)
+        tokens, last = buckets.get(key, (self.burst, 0.0)) if buckets is not None else (self.burst, 0.0)
+        tokens = min(self.burst, tokens + (self.clock() - last) * self.rate)
+        if tokens < 1.0:
+            retry = max(1, math.ceil((1.0 - tokens) / self.rate))
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+
     def check(self, scope: str, key: str) -> None:
         buckets = self._scopes.setdefault(scope, OrderedDict())
         now = self.clock()

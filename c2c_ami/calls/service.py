@@ -246,14 +246,15 @@ class CallService:
                                  f"link is back: follow it with GET /v1/calls/{call.call_id}", call_id=call.call_id)
 
     # -- controlling calls ---------------------------------------------------------------------
-    async def cancel(self, tenant: Tenant, call_id: str) -> str:
+    async def cancel(self, tenant: Tenant, call_id: str, ext: str | None = None) -> str:
         """Hang up (or cancel while ringing) a live call; a waiting sync request is then
         answered CALL_CANCELLED. If the channel does not exist yet, it is hung up as soon
         as its Newchannel event arrives. A call another instance owns is marked cancelled
-        in the store and its owner told (or, if it is gone, whoever adopts the call)."""
+        in the store and its owner told (or, if it is gone, whoever adopts the call).
+        With ``ext`` (an extension-scoped token) only a call of that extension is found."""
         call = self.registry.get(call_id)
-        if call is None or call.tenant != tenant.domain:
-            return await self._cancel_elsewhere(tenant, call_id)
+        if call is None or call.tenant != tenant.domain or (ext is not None and call.ext != ext):
+            return await self._cancel_elsewhere(tenant, call_id, ext)
         pbx = self.pbxs[call.pbx]
         if not pbx.ready or call.unobserved_since is not None:
             raise PbxUnavailable(f"PBX link is {pbx.state.value}" if not pbx.ready else
@@ -264,9 +265,9 @@ class CallService:
             await self.hangup_quietly(call)
         return call.call_id
 
-    async def _cancel_elsewhere(self, tenant: Tenant, call_id: str) -> str:
+    async def _cancel_elsewhere(self, tenant: Tenant, call_id: str, ext: str | None) -> str:
         row = await self.store.live_call(call_id)
-        if row is None or row.get("tenant") != tenant.domain:
+        if row is None or row.get("tenant") != tenant.domain or (ext is not None and row.get("ext") != ext):
             raise CallNotFound("no live call with this call_id")
         owner = await self.store.request_cancel(call_id)
         if owner is None:
@@ -319,29 +320,32 @@ class CallService:
             call.sip_call_id_learned(sip_call_id)
 
     # -- reading calls -------------------------------------------------------------------------
-    async def call(self, tenant: Tenant, call_id: str) -> dict[str, Any]:
-        """The call's live record (whichever instance owns it), or its CDR once it has ended."""
+    async def call(self, tenant: Tenant, call_id: str, ext: str | None = None) -> dict[str, Any]:
+        """The call's live record (whichever instance owns it), or its CDR once it has ended.
+        With ``ext`` (an extension-scoped token) only a call of that extension is found."""
         call = self.registry.get(call_id)
-        if call is not None and call.tenant == tenant.domain:
+        if call is not None and call.tenant == tenant.domain and ext in (None, call.ext):
             return call_record(call)
         if self.registry.just_ended(call_id) is None:
             row = await self.store.live_call(call_id)
-            if row is not None and row.get("tenant") == tenant.domain:
+            if row is not None and row.get("tenant") == tenant.domain and ext in (None, row.get("ext")):
                 return call_record(Call.from_facts(row))
-        return await self.cdr(tenant, call_id, missing="no call with this call_id")
+        return await self.cdr(tenant, call_id, ext, missing="no call with this call_id")
 
-    async def live_calls(self, tenant: Tenant) -> list[dict[str, Any]]:
-        """The tenant's live calls, on every instance."""
+    async def live_calls(self, tenant: Tenant, ext: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's live calls (only ``ext``'s, if given), on every instance."""
         own = self.registry.live(tenant.domain)
         known = {call.call_id for call in own}
         others = [Call.from_facts(row) for row in await self.store.live_calls_of(tenant.domain)
                   if row.get("call_id") not in known and self.registry.just_ended(row.get("call_id", "")) is None]
-        return [live_call_summary(call) for call in [*own, *others]]
+        return [live_call_summary(call) for call in [*own, *others] if ext in (None, call.ext)]
 
-    async def cdr(self, tenant: Tenant, call_id: str, missing: str = "no CDR with this call_id") -> dict[str, Any]:
-        """The CDR of an ended call -- also in the moment it is being written."""
+    async def cdr(self, tenant: Tenant, call_id: str, ext: str | None = None,
+                  missing: str = "no CDR with this call_id") -> dict[str, Any]:
+        """The CDR of an ended call -- also in the moment it is being written (only a call
+        of ``ext``, if given)."""
         record = self.registry.just_ended(call_id) or await self.store.get_call(tenant.domain, call_id)
-        if record is None or record.get("tenant") != tenant.domain:
+        if record is None or record.get("tenant") != tenant.domain or ext not in (None, record.get("extension")):
             raise CallNotFound(missing)
         return record
 
