@@ -112,3 +112,7 @@ async def test_a_page_on_another_origin_is_refused_by_the_browser(chromium, page
     result = await open_page(chromium, f"{other.origin}/?api={gateway_origin(gateway)}")
     assert result.get("error") == "TypeError", result       # "Failed to fetch": CORS blocked it
     assert fake_ami.actions_named("Originate") == []
+    result = await open_page(chromium, f"{crm.origin}/?api={gateway_origin(gateway)}")
+    assert result.get("status") == 200, result              # the same gateway, from the listed page
+    assert (await fake_ami.wait_for_action("Originate"))["ActionID"] == result["body"]["call_id"]
+    assert len(fake_ami.actions_named("Originate")) == 1
