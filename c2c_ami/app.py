@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .api import error_middleware, setup_routes
 from .api.auth import TokenAuthority
+from .api.cors import cors_middleware
 from .api.keys import (
     AMI,
     AMIS,
@@ -56,7 +57,10 @@ from .store import Storage, open_storage
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[connection_middleware, error_middleware],
+    # outermost first: CORS headers go on every answer error_middleware makes, and on
+    # aiohttp's own (404, 405, 413); a preflight is answered before auth and rate limits
+    cors = [cors_middleware(config.api.cors_origins)] if config.api.cors_origins else []
+    app = web.Application(middlewares=[connection_middleware, *cors, error_middleware],
                           client_max_size=config.http.client_max_size, handler_args=handler_args(config.http))
     app[CONNECTIONS] = Connections(config.http)
     throttle_tracebacks()

@@ -48,6 +48,12 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    # browser pages on these origins (scheme://host[:port]) may call the API (README, "CORS")
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     token: str = field(default="", repr=False)   # "" (unset): /metrics is open; else Bearer <token>
 
@@ -191,6 +197,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     auth: AuthConfig = AuthConfig()
+    api: ApiConfig = ApiConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -215,7 +222,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
     _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants",
-                     "http", "metrics", "log", "auth"})
+                     "http", "metrics", "log", "auth", "api"})
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
     calls = _section(root, "calls", CallsConfig)
@@ -232,6 +239,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"metrics.token: {patterns.TOKEN.rule}")
     log = _section(root, "log", LogConfig)
     auth = _auth(root)
+    api = _api(root)
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
@@ -240,7 +248,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
                   storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log,
-                  auth=auth)
+                  auth=auth, api=api)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
@@ -319,6 +327,38 @@ def _networks(value: Any, path: str) -> tuple[str, ...]:
         except ValueError as exc:
             raise ConfigError(f"{path}[{i}]: not a network in CIDR form ({exc})") from None
     return tuple(out)
+
+
+def _api(root: dict) -> ApiConfig:
+    given = _mapping(root.get("api", {}) or {}, "api")
+    _only(given, "api", {f.name for f in dataclasses.fields(ApiConfig)})
+    origins = given.get("cors_origins", [])
+    if not isinstance(origins, list):
+        raise ConfigError("api.cors_origins: expected a list of origins (https://crm.example.com)")
+    return ApiConfig(cors_origins=tuple(_origin(o, f"api.cors_origins[{i}]") for i, o in enumerate(origins)))
+
+
+_ORIGIN = re.compile(r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: Any, path: str) -> str:
+    """One origin, in the form browsers send it in ``Origin``: lower case, no default port."""
+    if value == "*":
+        raise ConfigError(f"{path}: '*' is not allowed (the API takes Bearer tokens): list each origin")
+    m = _ORIGIN.fullmatch(value.lower()) if isinstance(value, str) else None
+    if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise ConfigError(f"{path}: expected an origin, scheme://host[:port] with scheme http or https "
+                          "and no path, not even a trailing / (https://crm.example.com, http://127.0.0.1:8000)")
+    scheme, host, port = m.groups()
+    if host.startswith("["):
+        try:
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            raise ConfigError(f"{path}: {host} is not an IPv6 address") from None
+    if port and int(port) != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{int(port)}"
+    return f"{scheme}://{host}"
 
 
 def token_digest(token: str) -> bytes:
