@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import resource
 import sys
 
 from . import patterns
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"c2c-ami: bad config: {exc}", file=sys.stderr)
         return 2
+    _enough_files(config.http.max_connections)
     try:        # before the store and AMI: a taken port ends the start at once
         socks = bind(config.listen.host, config.listen.port, config.http.backlog)
     except ListenError as exc:
@@ -35,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     serve(create_app(config), socks, config, shutdown_timeout=config.calls.sync_timeout, announce=log.info)
     return 0
+
+
+def _enough_files(connections: int) -> None:
+    """Each client connection is a file descriptor: raise the soft limit (often 1024) towards
+    the hard one so ``http.max_connections`` can be reached, and say so if it cannot."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256          # the store, AMI links, webhooks, logs
+    if soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < wanted:
+            log.warning("open files limited to %d (ulimit -n): fewer than http.max_connections (%d) "
+                        "connections can be served", raised, connections)
 
 
 def _overridden(config: Config, listen: str | None, instance_id: str | None) -> Config:

@@ -138,7 +138,7 @@ def test_storage_url_picks_the_backend(storage, backend, path):
 def test_http_metrics_and_log_sections_default_and_load():
     config = parse_config(BASE, {})
     assert (config.http.max_connections, config.http.header_timeout, config.metrics.token,
-            config.log.access_query) == (1000, 10.0, "", False)
+            config.log.access_query) == (10000, 10.0, "", False)
     raw = {**BASE, "http": {"max_connections": 5, "body_timeout": 2}, "metrics": {"token": "m-token"},
            "log": {"access_query": True}}
     config = parse_config(raw, {})
