@@ -36,7 +36,7 @@ class ListenConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     """What one HTTP client may hold of the gateway (README, "HTTP limits")."""
-    max_connections: int = 10000    # open client connections at once (10,000 waiting sync requests fit); more are closed
+    max_connections: int = 10000    # open client connections at once (10,000 waiting sync requests); more closed
     backlog: int = 128              # connections the kernel queues before they are accepted
     header_timeout: float = 10.0    # a request's line and headers must arrive within this
     body_timeout: float = 10.0      # ...and its body (POST /v1/event) within this: else 400
