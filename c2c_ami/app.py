@@ -43,7 +43,7 @@ from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
 from .config import Config, LimitsConfig
-from .http_server import CONNECTIONS, Connections, connection_middleware, handler_args
+from .http_server import CONNECTIONS, Connections, handler_args, request_over
 from .log_filters import throttle_tracebacks
 from .metrics import Metrics
 from .notify.egress import EgressPolicy
@@ -60,9 +60,10 @@ def create_app(config: Config) -> web.Application:
     # outermost first: CORS headers go on every answer error_middleware makes, and on
     # aiohttp's own (404, 405, 413); a preflight is answered before auth and rate limits
     cors = [cors_middleware(config.api.cors_origins)] if config.api.cors_origins else []
-    app = web.Application(middlewares=[connection_middleware, *cors, error_middleware],
+    app = web.Application(middlewares=[*cors, error_middleware],
                           client_max_size=config.http.client_max_size, handler_args=handler_args(config.http))
     app[CONNECTIONS] = Connections(config.http)
+    app.on_response_prepare.append(request_over)
     throttle_tracebacks()
     app[CONFIG] = config
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()

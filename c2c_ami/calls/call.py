@@ -78,7 +78,7 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "unobserved_since")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call(CallLegs):
     """One click-to-call attempt, identified by ``call_id`` (= Originate ActionID = ChannelId
     = the extension channel's Uniqueid = Linkedid of every leg)."""

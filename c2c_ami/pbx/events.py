@@ -53,6 +53,7 @@ NumberFailure = Literal["busy", "no_answer", "congestion", "unavailable", "cance
 class CallLegs(Protocol):
     """What AMI events can tell a click-to-call, one method per thing that happened
     (``calls/call.py``'s ``Call`` implements it)."""
+    __slots__ = ()
     call_id: str
     cancel_requested: bool       # the API asked to cancel before the channel existed
     ext_channel: str | None
