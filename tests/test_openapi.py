@@ -1,6 +1,7 @@
 """The OpenAPI document is valid and matches the router and the error codes."""
 from openapi_spec_validator import validate
 
+from c2c_ami import patterns
 from c2c_ami.api.openapi import build_openapi
 from c2c_ami.errors import ERROR_CLASSES
 
@@ -23,3 +24,19 @@ def test_every_error_code_is_documented():
     spec = build_openapi()
     enum = spec["components"]["schemas"]["Failure"]["properties"]["error"]["enum"]
     assert enum == [cls.code for cls in ERROR_CLASSES]
+
+
+def test_v2_click2call_and_customer_id_are_documented():
+    spec = build_openapi()
+    v2 = spec["paths"]["/v2/click2call"]["post"]
+    body = spec["components"]["schemas"]["ClickToCallV2"]
+    assert body["required"] == ["id", "mobile", "agent"]
+    assert {"src_cid_name", "hotline", "auto_answer", "is_encode"} <= set(body["properties"])
+    assert body["properties"]["id"]["pattern"] == patterns.CUSTOMER_ID.anchored
+    assert v2["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SuccessV2")
+    assert all(r["content"]["application/json"]["schema"]["$ref"].endswith("/FailureV2")
+               for status, r in v2["responses"].items() if status != "200")
+    assert spec["components"]["schemas"]["FailureV2"]["properties"]["code"]["enum"] == ["1"]
+    for path in ("/v1/click2call", "/v1/click2call/async", "/v1/cdr"):
+        names = [p["name"] for p in spec["paths"][path]["get"]["parameters"]]
+        assert "customer_id" in names, path

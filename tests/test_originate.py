@@ -37,3 +37,10 @@ def test_auto_answer_headers_per_channel_driver():
     assert auto_answer_variables("SIP/101", headers) == {
         "SIPADDHEADER01": "Call-Info: <sip:127.0.0.1>;answer-after=0",
         "SIPADDHEADER02": "Alert-Info: <http://x>;info=alert-autoanswer"}
+
+
+def test_the_customer_id_is_a_channel_variable_only_when_given():
+    assert originate(customer_id="KH1").action()["Variable"][-1] == "C2C_CUSTOMER_ID=KH1"
+    assert "C2C_CUSTOMER_ID" in originate(customer_id="KH1").channel_variables()
+    assert not [v for v in originate().action()["Variable"] if "CUSTOMER" in v]
+    assert not [v for v in originate(customer_id=None).action()["Variable"] if "CUSTOMER" in v]

@@ -1,5 +1,6 @@
 """The call record is defined once: the record, the store's columns, the OpenAPI schema and
 the webhook body all carry exactly its fields, with its values."""
+import json
 import sqlite3
 
 from openapi_schema_validator import OAS30Validator
@@ -73,3 +74,16 @@ async def test_webhook_body_and_live_summary_derive_from_the_record():
     summary = live_call_summary(call)
     assert summary == {"call_id": call.call_id, "source": "101", "destination": "0899", "direction": "outbound",
                        "state": "ended", "created_time": call_record(call)["time_started"], "hotline": "028"}
+
+
+async def test_the_customer_id_is_the_last_field_and_outlives_the_process_in_the_facts():
+    assert NAMES[-1] == "customer_id"       # the migration that added it appended the column
+    call = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk",
+                customer_id="KH1")
+    facts = call.facts()
+    assert facts["customer_id"] == "KH1"
+    again = Call.from_facts(json.loads(json.dumps(facts)))
+    assert again.customer_id == "KH1" and call_record(again)["customer_id"] == "KH1"
+    assert webhook_body(call_record(again))["customer_id"] == "KH1"
+    older = {k: v for k, v in facts.items() if k != "customer_id"}     # facts written before it existed
+    assert Call.from_facts(older).customer_id is None

@@ -3,9 +3,10 @@ import base64
 
 import pytest
 
-from c2c_ami.api.schemas import parse_click_to_call, parse_query
+from c2c_ami import patterns
+from c2c_ami.api.schemas import parse_cdr_query, parse_click_to_call, parse_click_to_call_v2, parse_query, v2_named
 from c2c_ami.calls.requests import ClickToCallRequest
-from c2c_ami.errors import InvalidParams
+from c2c_ami.errors import Forbidden, InvalidParams, UserBusy
 
 
 def parse(query: str) -> ClickToCallRequest:
@@ -86,3 +87,45 @@ def test_vietnamese_names_are_allowed_and_nfc_normalised():
 
 def test_unknown_parameters_are_ignored():
     assert parse("ext=101&phone=0899&crm_ref=abc&crm_ref=def").ext == "101"
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("KH1", True), ("a", True), ("A" * 64, True), ("crm:42@shop.example", True), ("x-y_z.0", True),
+    ("", False), ("A" * 65, False), ("KH 1", False), ("KH,1", False), ("KH\r\n1", False), ("KH\x001", False),
+    ("KH;1", False), ("KH/1", False), ('KH"1', False), ("KHÁCH", False), ("٣", False), ("KH1\n", False),
+])
+def test_customer_id_pattern(value, ok):
+    assert patterns.CUSTOMER_ID.fullmatch(value) is ok
+
+
+def test_v1_customer_id_is_optional_and_checked():
+    assert parse("ext=101&phone=0899").customer_id is None
+    assert parse("ext=101&phone=0899&customer_id=").customer_id is None
+    assert parse("ext=101&phone=0899&customer_id=KH%3A1%40x").customer_id == "KH:1@x"
+    with pytest.raises(InvalidParams, match="^customer_id: "):
+        parse("ext=101&phone=0899&customer_id=KH%0A1")
+
+
+def test_v2_body_maps_to_the_v1_request():
+    req = parse_click_to_call_v2(b'{"id": "KH1", "mobile": "+84 899", "agent": "101", "auto_answer": true}')
+    assert req == ClickToCallRequest(ext="101", phone="84899", customer_id="KH1", auto_answer=True)
+    assert parse_click_to_call_v2(b'{"id": "KH1", "mobile": "0899", "agent": "101", "hotline": null}').hotline is None
+    assert parse_click_to_call_v2(b'{"id": "KH1", "mobile": "0899", "agent": "101", "ext": "999"}').ext == "101"
+
+
+def test_v2_names_errors_by_the_bodys_keys_on_a_copy():
+    original = Forbidden("ext: this extension is not allowed for this token", call_id="c-1")
+    renamed = v2_named(original)
+    assert renamed.message == "agent: this extension is not allowed for this token" and renamed.call_id == "c-1"
+    assert original.message.startswith("ext:") and isinstance(renamed, Forbidden)
+    assert v2_named(InvalidParams("phone: bad")).message == "mobile: bad"
+    assert v2_named(InvalidParams("customer_id: bad")).message == "id: bad"
+    busy = UserBusy("the extension is busy")
+    assert v2_named(busy) is busy
+
+
+def test_cdr_query_takes_a_customer_id():
+    assert parse_cdr_query(parse_query("customer_id=KH1", ("customer_id",))).customer_id == "KH1"
+    assert parse_cdr_query({}).customer_id is None
+    with pytest.raises(InvalidParams, match="^customer_id: "):
+        parse_cdr_query({"customer_id": "a b"})

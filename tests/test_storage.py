@@ -138,6 +138,53 @@ async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_deliver
         await s.close()
 
 
+async def test_upgrade_from_v5_adds_customer_id_and_keeps_rows(tmp_path):
+    path = str(tmp_path / "v5.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, [m for m in MIGRATIONS if m.version <= 5]) == 5
+    assert "customer_id" not in [r[1] for r in db.execute("PRAGMA table_info(calls)")]
+    db.execute("INSERT INTO calls (call_id, tenant, extension, status, time_started, extra) "
+               "VALUES ('old', 'acme', '101', 'BUSY', '2024-05-01', '{\"note\": \"kept\"}')")
+    db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
+               "VALUES ('live', 'acme', 'default', '{\"call_id\": \"live\"}', 1)")
+    db.close()
+
+    s = SqliteStorage(path)
+    try:
+        assert s.schema_version == SCHEMA_VERSION and user_version(path) == SCHEMA_VERSION >= 6
+        old = await s.get_call("acme", "old")
+        assert (old["extension"], old["status"], old["note"], old["customer_id"]) == ("101", "BUSY", "kept", None)
+        assert [r["call_id"] for r in await s.live_calls()] == ["live"]
+        await s.save_call(call("new", customer_id="KH1", time_started="2024-05-02"))
+        assert [r["call_id"] for r in (await s.list_calls("acme", customer_id="KH1"))[0]] == ["new"]
+        assert (await s.list_calls("acme"))[1] == 2
+        indexes = [r[1] for r in s._db.execute("PRAGMA index_list(calls)")]
+        assert "calls_tenant_customer" in indexes
+    finally:
+        await s.close()
+
+
+async def test_postgresql_upgrade_from_v5_adds_customer_id_and_keeps_rows(postgres):
+    from c2c_ami.store.postgres import migrate as pg_migrate
+    url = postgres.create_database()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await pg_migrate(conn, [m for m in MIGRATIONS if m.version <= 5]) == 5
+        await conn.execute("INSERT INTO calls (call_id, tenant, extension, time_started) "
+                           "VALUES ('old', 'acme', '101', '2024-05-01')")
+    finally:
+        await conn.close()
+    s = await PostgresStorage.connect(url)
+    try:
+        assert s.schema_version == SCHEMA_VERSION
+        old = await s.get_call("acme", "old")
+        assert (old["extension"], old["customer_id"]) == ("101", None)
+        await s.save_call(call("new", customer_id="KH1", time_started="2024-05-02"))
+        assert [r["call_id"] for r in (await s.list_calls("acme", customer_id="KH1"))[0]] == ["new"]
+    finally:
+        await s.close()
+
+
 async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
     await SqliteStorage(path).close()
@@ -233,6 +280,11 @@ async def test_list_filters_order_and_pagination(store):
     assert [r["call_id"] for r in (await store.list_calls("acme", phone="0900000000"))[0]] == ["c3"]
     assert [r["call_id"] for r in (await store.list_calls("acme", phone="02812345678"))[0]][:1] == ["c6"]
     assert [r["call_id"] for r in (await store.list_calls("acme", status="BUSY"))[0]] == ["c4", "c2"]
+    assert (await store.list_calls("acme", customer_id="KH1")) == ([], 0, True)
+    await store.save_call({"call_id": "c1", "tenant": "acme", "customer_id": "KH1"})   # an upsert
+    await store.save_call(call("k", tenant="globex", customer_id="KH1"))
+    rows, total, _ = await store.list_calls("acme", customer_id="KH1")
+    assert (total, [r["call_id"] for r in rows], rows[0]["extension"]) == (1, ["c1"], "101")
 
     page2, total, _ = (await store.list_calls("acme", limit=3, page=2))
     assert total == 7 and [r["call_id"] for r in page2] == ["c3", "c2", "c1"]
@@ -437,6 +489,7 @@ CDR_FILTERS = {          # each documented filter -> the index that must serve i
     "extension": ({"extension": "105"}, ["calls_tenant_extension"]),
     "status": ({"status": "BUSY"}, ["calls_tenant_status"]),
     "phone": ({"phone": "0900000007"}, ["calls_tenant_to", "calls_tenant_from"]),
+    "customer_id": ({"customer_id": "KH7"}, ["calls_tenant_customer"]),
 }
 
 
@@ -444,6 +497,7 @@ async def _many_calls(store, n=3000):
     await store.save_call_writes([CallWrite(f"c{i}", "acme" if i % 3 else "globex", "default", record=call(
         f"c{i}", tenant="acme" if i % 3 else "globex", extension=f"1{i % 50:02d}",
         to_number=f"09000000{i % 40:02d}", status="BUSY" if i % 7 == 0 else "ANSWERED",
+        customer_id=f"KH{i % 30}" if i % 4 else None,
         time_started=f"2024-05-{1 + i % 28:02d}T10:{i % 60:02d}:00.000+00:00")) for i in range(n)])
 
 

@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/cdr")
 async def list_cdrs(request: web.Request) -> web.Response:
-    """?start_date&end_date&extension&phone&status&limit&page"""
+    """?start_date&end_date&extension&phone&status&customer_id&limit&page"""
     principal = await principal_of(request)
     query = parse_cdr_query(query_of(request, CDR_PARAMS))
     if principal.ext is not None:

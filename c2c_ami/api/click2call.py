@@ -1,38 +1,68 @@
-"""``GET /v1/click2call`` (sync) and ``GET /v1/click2call/async``: parse, ask the service,
-answer ``{"status": "success", "call_id": ...}``."""
+"""Click-to-call: ``GET /v1/click2call`` (sync), ``GET /v1/click2call/async`` and the
+carrier's ``POST /v2/click2call`` (async, JSON body). Parse, ask the service, answer
+``{"status": "success", "call_id": ...}`` -- v2 with the carrier's ``"code": "0"``, and its
+failures with ``"code": "1"`` (same error codes, messages and HTTP statuses as v1)."""
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
 from .. import patterns
-from ..errors import C2CError, Forbidden
-from .common import principal_of, query_of, success
+from ..calls.requests import ClickToCallRequest
+from ..errors import C2CError, CallFailed, Forbidden
+from .auth import Principal
+from .common import ClientGone, body_of, principal_of, query_of, success
 from .keys import METRICS, SERVICE
-from .schemas import checked, parse_click_to_call
+from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
+
+log = logging.getLogger("c2c_ami.api")
 
 routes = web.RouteTableDef()
+T = TypeVar("T")
 
 
 @routes.get("/v1/click2call")
 async def click2call_sync(request: web.Request) -> web.Response:
     """Returns once the extension answered (or with why not)."""
-    return await _measured(request, "sync", wait=True)
+    return await _measured("sync", _click2call(request, wait=True), request)
 
 
 @routes.get("/v1/click2call/async")
 async def click2call_async(request: web.Request) -> web.Response:
     """Returns as soon as the Originate is queued."""
-    return await _measured(request, "async", wait=False)
+    return await _measured("async", _click2call(request, wait=False), request)
 
 
-async def _measured(request: web.Request, endpoint: str, *, wait: bool) -> web.Response:
+@routes.post("/v2/click2call")
+async def click2call_v2(request: web.Request) -> web.Response:
+    """The carrier's asynchronous click-to-call: ``{"id", "mobile", "agent"}`` in a JSON body.
+    Every failure is answered here, in the carrier's v2 shape."""
+    try:
+        call_id = await _measured("v2", _click2call_v2(request), request)
+    except C2CError as exc:
+        return _v2_failure(v2_named(exc))
+    except (web.HTTPException, ClientGone):     # aiohttp's own (413), and nobody left to answer
+        raise
+    except Exception:       # as error_middleware does, in the v2 shape
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return _v2_failure(CallFailed("internal error"))
+    return web.json_response({"code": "0", "status": "success", "call_id": call_id})
+
+
+def _v2_failure(exc: C2CError) -> web.Response:
+    return web.json_response({"code": "1", **exc.body()}, status=exc.http_status, headers=exc.headers)
+
+
+async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> T:
     metrics = request.app[METRICS]
     started = time.perf_counter()
     outcome = "success"
     try:
-        return await _click2call(request, wait=wait)
+        return await work
     except C2CError as exc:
         outcome = exc.code
         raise
@@ -47,10 +77,23 @@ async def _measured(request: web.Request, endpoint: str, *, wait: bool) -> web.R
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
     principal = await principal_of(request)
     call_request = parse_click_to_call(query_of(request))
+    return success(call_id=await _place(request, principal, call_request, wait=wait))
+
+
+async def _click2call_v2(request: web.Request) -> str:
+    principal = await principal_of(request)
+    call_request = parse_click_to_call_v2(await body_of(request))
+    return await _place(request, principal, call_request, wait=False)
+
+
+async def _place(request: web.Request, principal: Principal, call_request: ClickToCallRequest, *,
+                 wait: bool) -> str:
+    """The one path of every click-to-call: the token's extension, the Idempotency-Key, the
+    service (its guards, the PBX)."""
     if principal.ext is not None and call_request.ext != principal.ext:
         raise Forbidden("ext: this extension is not allowed for this token")
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = checked("Idempotency-Key", key, patterns.IDEMPOTENCY_KEY)
-    call_id = await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
-    return success(call_id=call_id)
+    return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
+

@@ -14,7 +14,7 @@ from ..calls.record import LIVE_CALL_KEYS, record_schema
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..store import COUNT_CAP
-from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH
+from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, V2_OPTIONAL
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -29,12 +29,12 @@ def _param(name: str, description: str, *, required: bool = False, pattern: str 
     return {"name": name, "in": where, "required": required, "description": description, "schema": schema}
 
 
-def _failures(*statuses: int) -> dict:
+def _failures(*statuses: int, schema: str = "Failure") -> dict:
     by_status: dict[int, list[str]] = {}
     for cls in ERROR_CLASSES:
         by_status.setdefault(cls.http_status, []).append(cls.code)
     return {str(s): {"description": ", ".join(by_status.get(s, ["error"])),
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Failure"}}}}
+                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
             for s in statuses}
 
 
@@ -60,9 +60,35 @@ _CLICK2CALL_PARAMS = [
     _param("hotline", "Hotline to call out through (default: the tenant's first).",
            pattern=patterns.HOTLINE.anchored),
     _param("is_encode", "true/false/1/0/yes/no: phone is Base64-encoded."),
+    _param("customer_id", "The CRM's customer the call is about: in the call record, CDRs, webhooks "
+           "and the dialplan (C2C_CUSTOMER_ID).", pattern=patterns.CUSTOMER_ID.anchored),
     _param("Idempotency-Key", "Replays the first answer for the same key (same parameters).",
            where="header", pattern=patterns.IDEMPOTENCY_KEY.anchored),
 ]
+
+_IDEMPOTENCY_KEY = _CLICK2CALL_PARAMS[-1]
+_V1_FIELD = {p["name"]: p for p in _CLICK2CALL_PARAMS}
+
+
+def _v2_body() -> dict:
+    """POST /v2/click2call's body: the carrier's three keys, then v1's optional parameters."""
+    def field(v1_name: str, description: str | None = None) -> dict:
+        schema = dict(_V1_FIELD[v1_name]["schema"])
+        schema["description"] = description or _V1_FIELD[v1_name]["description"]
+        return schema
+    properties = {
+        "id": field("customer_id", "The CRM's customer the call is about (v1: customer_id): in the call "
+                    "record, CDRs, webhooks and the dialplan (C2C_CUSTOMER_ID)."),
+        "mobile": field("phone", "Number to call (v1: phone): " + _V1_FIELD["phone"]["description"]),
+        "agent": field("ext", "Extension to ring first (v1: ext); must match the tenant's `extensions`."),
+    }
+    for name in V2_OPTIONAL:
+        properties[name] = field(name)
+        if name in ("auto_answer", "is_encode"):
+            properties[name] = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
+                                "description": "true/false (or v1's strings)"}
+    return {"type": "object", "required": ["id", "mobile", "agent"], "properties": properties}
+
 
 _CALL_ID_PATH = _param("call_id", "The call_id returned by click2call.", required=True,
                        where="path", pattern=patterns.CALL_ID.anchored)
@@ -86,6 +112,17 @@ def build_openapi() -> dict[str, Any]:
                                            "error": {"type": "string", "enum": codes},
                                            "message": {"type": "string"},
                                            "call_id": {"type": "string"}}},
+                "SuccessV2": {"type": "object", "required": ["code", "status", "call_id"],
+                              "properties": {"code": {"type": "string", "enum": ["0"]},
+                                             "status": {"type": "string", "enum": ["success"]},
+                                             "call_id": {"type": "string", "format": "uuid"}}},
+                "FailureV2": {"type": "object", "required": ["code", "status", "error", "message"],
+                              "properties": {"code": {"type": "string", "enum": ["1"]},
+                                             "status": {"type": "string", "enum": ["fail"]},
+                                             "error": {"type": "string", "enum": codes},
+                                             "message": {"type": "string"},
+                                             "call_id": {"type": "string"}}},
+                "ClickToCallV2": _v2_body(),
                 "CallRecord": record,
                 "CallResponse": {"type": "object", "properties": {
                     "status": {"type": "string", "enum": ["success"]},
@@ -160,6 +197,21 @@ def build_openapi() -> dict[str, Any]:
                 "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
                 "responses": {**_ok("Success", "the extension is registered and free; it is ringing"),
                               **_failures(400, 401, 403, 404, 409, 429, 502, 503)}}},
+            "/v2/click2call": {"post": {
+                "summary": "Click-to-call, asynchronous, the carrier's v2: a JSON body",
+                "description": "As GET /v1/click2call/async (same checks, duplicate-click guard, "
+                               "Idempotency-Key and limits) with id, mobile, agent for customer_id, "
+                               "phone, ext. Success is {code: '0', status: success, call_id}; a failure "
+                               "{code: '1', status: fail, error, message} (plus call_id when a call was "
+                               "attempted) with v1's HTTP status; a message names the body's key "
+                               "(id: ..., mobile: ..., agent: ...). Values are JSON strings (auto_answer, "
+                               f"is_encode also booleans); at most {MAX_JSON_BODY} bytes, within "
+                               "http.body_timeout; unknown keys are ignored.",
+                "security": _BEARER, "parameters": [_IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ClickToCallV2"}}}},
+                "responses": {**_ok("SuccessV2", "the extension is registered and free; it is ringing"),
+                              **_failures(400, 401, 403, 404, 409, 429, 500, 502, 503, schema="FailureV2")}}},
             "/v1/calls/{call_id}": {
                 "get": {"summary": "A call's live state, or its final record", "security": _BEARER,
                         "parameters": [_CALL_ID_PATH],
@@ -178,6 +230,8 @@ def build_openapi() -> dict[str, Any]:
                                _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),
                                _param("phone", "exact number (either party)", pattern=patterns.CID_NUMBER.anchored),
                                _param("status", ", ".join(CDR_STATUSES)),
+                               _param("customer_id", "exact customer id (v2 id, v1 customer_id)",
+                                      pattern=patterns.CUSTOMER_ID.anchored),
                                _param("limit", "1-500, default 50", kind="integer"),
                                _param("page", "from 1", kind="integer")],
                 "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429)}}},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -19,15 +20,21 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import patterns
 from ..calls.call import CdrStatus
 from ..calls.requests import CdrQuery, ClickToCallRequest
-from ..errors import InvalidParams
+from ..errors import C2CError, InvalidParams
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..patterns import Pattern
 from ..store import MAX_PAGE
 
 MAX_QUERY_LENGTH = 4096
 KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name",
-                "dest_cid_number", "auto_answer", "hotline", "is_encode")
-CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "limit", "page")
+                "dest_cid_number", "auto_answer", "hotline", "is_encode", "customer_id")
+# POST /v2/click2call: the carrier's body names -> the v1 parameter each stands for; the other
+# v1 parameters (V2_OPTIONAL) may be given in the body by their v1 names.
+V2_NAMES = {"id": "customer_id", "mobile": "phone", "agent": "ext"}
+V2_OPTIONAL = ("src_cid_name", "src_cid_number", "dest_cid_name", "dest_cid_number", "auto_answer",
+               "hotline", "is_encode")
+_V2_BOOLEANS = ("auto_answer", "is_encode")
+CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "customer_id", "limit", "page")
 HOOK_PARAMS = ("id",)
 HOOK_PAGE_PARAMS = ("limit", "page")
 MAX_JSON_BODY = 16 * 1024       # a webhook registration is a few hundred bytes
@@ -75,7 +82,45 @@ def parse_click_to_call(params: dict[str, str]) -> ClickToCallRequest:
         dest_cid_number=optional_match(params, "dest_cid_number", patterns.CID_NUMBER),
         auto_answer=parse_bool(params, "auto_answer"),
         hotline=optional_match(params, "hotline", patterns.HOTLINE),
+        customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
     )
+
+
+def parse_click_to_call_v2(raw_body: bytes) -> ClickToCallRequest:
+    """``POST /v2/click2call`` body: ``{"id": customer, "mobile": phone, "agent": ext}`` (all
+    three required), plus any of ``V2_OPTIONAL`` by its v1 name; unknown keys are ignored.
+    Values are JSON strings (``auto_answer`` and ``is_encode`` may also be JSON booleans;
+    null is the same as absent). Checked exactly as v1 checks them; a message names the
+    body's key (``v2_named``)."""
+    body = json_object(raw_body)
+    params: dict[str, str] = {}
+    for key in (*V2_NAMES, *V2_OPTIONAL):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) and key in _V2_BOOLEANS:
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            raise InvalidParams(f"{key}: must be a string" + (" or a boolean" if key in _V2_BOOLEANS else ""))
+        params[V2_NAMES.get(key, key)] = value
+    if not params.get("customer_id"):
+        raise InvalidParams("id: required")
+    try:
+        return parse_click_to_call(params)
+    except InvalidParams as exc:
+        raise v2_named(exc) from None
+
+
+def v2_named(error: C2CError) -> C2CError:
+    """The error, its message naming the v2 body's key (``agent: ...`` for ``ext: ...``): a
+    copy, as an error may be shared (a call's outcome)."""
+    for v2_name, v1_name in V2_NAMES.items():
+        if error.message.startswith(f"{v1_name}:"):
+            renamed = copy.copy(error)
+            renamed.message = f"{v2_name}:{error.message[len(v1_name) + 1:]}"
+            renamed.args = (renamed.message,)
+            return renamed
+    return error
 
 
 def normalize_phone(raw: str) -> str:
@@ -159,12 +204,13 @@ def checked(name: str, value: str, pattern: Pattern) -> str:
 # -- CDRs --------------------------------------------------------------------------------------
 
 def parse_cdr_query(params: dict[str, str]) -> CdrQuery:
-    """``GET /v1/cdr``: start_date, end_date, extension, phone, status, limit, page."""
+    """``GET /v1/cdr``: start_date, end_date, extension, phone, status, customer_id, limit, page."""
     return CdrQuery(
         start_date=_date(params, "start_date"), end_date=_date(params, "end_date"),
         extension=optional_match(params, "extension", patterns.EXTENSION),
         phone=optional_match(params, "phone", patterns.CID_NUMBER),
         status=_status(params),
+        customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
         limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6))
 
 

@@ -75,7 +75,7 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "trunk_channel", "trunk_uniqueid", "sip_call_id", "ext_channel_seen", "ext_hungup", "trunk_hungup",
             "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
             "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
-            "unobserved_since")
+            "unobserved_since", "customer_id")
 
 
 @dataclass(eq=False, slots=True)
@@ -90,6 +90,7 @@ class Call(CallLegs):
     trunk: str
     call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     pbx: str = "default"
+    customer_id: str | None = None       # the CRM's customer the call is about, when given
     observer: CallObserver | None = field(default=None, repr=False)
     state: CallState = CallState.ORIGINATING
     ext_channel: str | None = None

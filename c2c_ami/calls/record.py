@@ -83,6 +83,8 @@ FIELDS: tuple[Field, ...] = (
           "the call ended while the gateway could not observe it (a lost AMI link, a restart): its "
           "state is the last one known, time_ended when it was last known up, billsec a lower bound",
           nullable=False),
+    Field("customer_id", "string", lambda c: c.customer_id,
+          "the CRM's customer the call is about (v2 id, v1 customer_id), if given"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 

@@ -15,6 +15,7 @@ class ClickToCallRequest:
     dest_cid_number: str | None = None   # default: the hotline number
     auto_answer: bool = False
     hotline: str | None = None           # default: the tenant's first hotline
+    customer_id: str | None = None       # the CRM's customer: carried to the record and the dialplan
 
 
 @dataclass(frozen=True)
@@ -26,5 +27,6 @@ class CdrQuery:
     extension: str | None = None
     phone: str | None = None             # either party's number
     status: str | None = None
+    customer_id: str | None = None
     limit: int = 50
     page: int = 1

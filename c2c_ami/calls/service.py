@@ -118,7 +118,8 @@ class CallService:
         if not pbx.ready:
             raise PbxUnavailable(f"PBX link is {pbx.state.value}")
         call = Call(tenant=tenant.domain, ext=request.ext, device=tenant.device(request.ext),
-                    phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name)
+                    phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name,
+                    customer_id=request.customer_id)
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
@@ -193,7 +194,8 @@ class CallService:
             caller_id_name=request.src_cid_name, caller_id_number=request.src_cid_number or call.ext,
             dest_cid_name=request.dest_cid_name or dest_number, dest_cid_number=dest_number,
             ring_timeout=self.calls.ring_timeout, dial_timeout=self.calls.dial_timeout,
-            auto_answer_headers=self.calls.auto_answer_headers if request.auto_answer else ())
+            auto_answer_headers=self.calls.auto_answer_headers if request.auto_answer else (),
+            customer_id=call.customer_id)
 
     async def _originate(self, pbx: Pbx, call: Call, originate: Originate) -> None:
         """Send the Originate exactly once; its ack only means "queued". Once it may have

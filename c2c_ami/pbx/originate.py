@@ -3,7 +3,8 @@
 The extension's channel is originated into the tenant's context at extension = the
 normalized phone, priority 1. The dialplan reads these channel variables (README,
 "Dialplan contract"): C2C_CALL_ID, C2C_EXT, C2C_PHONE, C2C_HOTLINE, C2C_TRUNK,
-C2C_DEST_CID_NAME, C2C_DEST_CID_NUMBER, C2C_DIAL_TIMEOUT.
+C2C_DEST_CID_NAME, C2C_DEST_CID_NUMBER, C2C_DIAL_TIMEOUT, and C2C_CUSTOMER_ID when the
+request named a customer.
 
 Every value comes validated (request parameters by ``api/schemas.py``, the rest from the
 config, checked at start), so none holds a comma, quote or control character; the AMI client
@@ -31,6 +32,7 @@ class Originate:
     ring_timeout: float         # seconds the extension may ring
     dial_timeout: float         # seconds the number may ring (the dialplan's Dial timeout)
     auto_answer_headers: tuple[tuple[str, str], ...] = ()   # empty: no auto-answer
+    customer_id: str | None = None                          # None: no C2C_CUSTOMER_ID
 
     def action(self) -> dict[str, object]:
         """``Async: true`` always (without it panoramisk hangs or Asterisk blocks the session);
@@ -60,6 +62,8 @@ class Originate:
             "C2C_DEST_CID_NUMBER": self.dest_cid_number,
             "C2C_DIAL_TIMEOUT": str(int(self.dial_timeout)),
         }
+        if self.customer_id is not None:
+            variables["C2C_CUSTOMER_ID"] = self.customer_id
         variables.update(auto_answer_variables(self.device, self.auto_answer_headers))
         return variables
 

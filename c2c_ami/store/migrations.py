@@ -220,6 +220,15 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE claimed_until > 0;
         DROP INDEX outbox_state;
     """),
+    # The CRM's customer a call is about (POST /v2/click2call's id, v1's customer_id): a
+    # record field, and GET /v1/cdr?customer_id= served by an index in time order.
+    Migration(6, sqlite="""
+        ALTER TABLE calls ADD COLUMN customer_id TEXT;
+        CREATE INDEX calls_tenant_customer ON calls (tenant, customer_id, time_started);
+    """, postgresql="""
+        ALTER TABLE calls ADD COLUMN customer_id TEXT;
+        CREATE INDEX calls_tenant_customer ON calls (tenant, customer_id, time_started);
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -112,7 +112,8 @@ class SqlStorage:
     async def list_calls(self, tenant: str, *, start_date: str | None = None,
                          end_date: str | None = None, extension: str | None = None,
                          phone: str | None = None, status: str | None = None,
-                         limit: int = 50, page: int = 1) -> tuple[list[dict[str, Any]], int, bool]:
+                         customer_id: str | None = None, limit: int = 50,
+                         page: int = 1) -> tuple[list[dict[str, Any]], int, bool]:
         """One page of the tenant's calls, newest first, how many match, and whether that count
         is exact.
 
@@ -125,7 +126,8 @@ class SqlStorage:
         entries than the page itself, or COUNT_CAP."""
         where, args = ["tenant = ?"], [tenant]
         for column, op, value in (("time_started", ">=", start_date), ("time_started", "<", end_date),
-                                  ("extension", "=", extension), ("status", "=", status)):
+                                  ("extension", "=", extension), ("status", "=", status),
+                                  ("customer_id", "=", customer_id)):
             if value:
                 where.append(f"{column} {op} ?")
                 args.append(value)
