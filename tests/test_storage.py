@@ -138,6 +138,30 @@ async def test_upgrade_to_v5_holds_rows_behind_their_call_head_and_gives_deliver
         await s.close()
 
 
+async def test_upgrade_from_v5_gives_existing_hooks_no_api_key(tmp_path):
+    """Migration 7 (hooks.api_key) on top of 5: version 6 is another branch's, and the runner
+    applies whatever is above the database's version, gap or not."""
+    path = str(tmp_path / "v5.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, [m for m in MIGRATIONS if m.version <= 5]) == 5
+    db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+               "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    db.execute("INSERT INTO outbox (hook_id, call_id, event, body, delivery_id, created_at, next_attempt_at) "
+               "VALUES ('h', 'c1', 'cdr', x'7b7d', 'd1', 5, 5)")
+    db.close()
+
+    s = SqliteStorage(path)
+    try:
+        assert s.schema_version == SCHEMA_VERSION >= 7
+        assert [(h["id"], h["api_key"]) for h in await s.hooks_for("acme", "cdr")] == [("h", None)]
+        assert [r["api_key"] for r in await s.pending_deliveries(10)] == [None]
+        await s.add_hook("acme", "http://y/", ["cdr"], "k2", api_key="rk")
+        assert [h["api_key"] for h in await s.list_hooks("acme")] == [None, "rk"]
+    finally:
+        await s.close()
+    assert user_version(path) == SCHEMA_VERSION
+
+
 async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
     await SqliteStorage(path).close()
@@ -279,6 +303,20 @@ async def test_hooks_crud_hides_secrets_and_is_tenant_scoped(store):
     assert (await store.delete_hook("acme", h1["id"])) is False
     assert [h["id"] for h in (await store.list_hooks("acme"))] == [h2["id"]]
     assert [h["id"] for h in (await store.list_hooks("globex"))] == [g1["id"]]
+
+
+async def test_a_hooks_api_key_is_kept_as_given_for_its_deliveries(store):
+    keyed = await store.add_hook("acme", "https://crm.example/k", ["cdr"], "s1", api_key="Rcv-Key.1~")
+    plain = await store.add_hook("acme", "https://crm.example/p", ["cdr"], "s2", api_key="")
+    assert set(keyed) == {"id", "url", "events", "created_at"}          # not echoed by the store
+    expected = {(keyed["id"], "Rcv-Key.1~"), (plain["id"], None)}       # ("": none)
+    assert {(h["id"], h["api_key"]) for h in await store.list_hooks("acme")} == expected
+    assert {(h["id"], h["api_key"]) for h in await store.hooks_for("acme", "cdr")} == expected
+    for hook in (keyed, plain):
+        await store.enqueue(hook["id"], "c1", "cdr", b"{}")
+    rows = await store.pending_deliveries(10)
+    claimed = await store.claim("me", [r["id"] for r in rows], 10**10, 60)
+    assert {(r["hook_id"], r["api_key"]) for r in claimed} == expected
 
 
 async def test_add_hook_rejects_non_list_events(store):

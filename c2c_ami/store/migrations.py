@@ -220,6 +220,17 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE claimed_until > 0;
         DROP INDEX outbox_state;
     """),
+    # The carrier's registration (POST /v1/event {"callback_url", "callback_apikey", "event"}):
+    # the receiver's own key, sent with every delivery as X-Api-Key and Authorization: Bearer.
+    # The gateway must send it, so it is stored as given (not hashed); NULL: none.
+    # Version 6 is another branch's migration: the runners apply every version above the
+    # database's, in order, so a gap is harmless (a database that reached 7 before 6 existed
+    # would skip 6: renumber on merge if such a database can exist).
+    Migration(7, sqlite="""
+        ALTER TABLE hooks ADD COLUMN api_key TEXT;
+    """, postgresql="""
+        ALTER TABLE hooks ADD COLUMN api_key TEXT;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
