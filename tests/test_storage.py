@@ -162,6 +162,26 @@ async def test_upgrade_from_v5_gives_existing_hooks_no_api_key(tmp_path):
     assert user_version(path) == SCHEMA_VERSION
 
 
+async def test_postgresql_upgrade_from_v5_gives_existing_hooks_no_api_key(postgres):
+    from c2c_ami.store.postgres import migrate as migrate_pg
+    url = postgres.create_database()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await migrate_pg(conn, [m for m in MIGRATIONS if m.version <= 5]) == 5
+        await conn.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+                           "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    finally:
+        await conn.close()
+    pg = await PostgresStorage.connect(url)
+    try:
+        assert pg.schema_version == SCHEMA_VERSION >= 7
+        assert [(h["id"], h["api_key"]) for h in await pg.hooks_for("acme", "cdr")] == [("h", None)]
+        await pg.add_hook("acme", "http://y/", ["cdr"], "k2", api_key="rk")
+        assert [h["api_key"] for h in await pg.list_hooks("acme")] == [None, "rk"]
+    finally:
+        await pg.close()
+
+
 async def test_newer_database_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite3")
     await SqliteStorage(path).close()
