@@ -41,6 +41,9 @@ IDEMPOTENCY_KEY = Pattern(r"[A-Za-z0-9_.:-]{1,128}", "1-128 letters, digits, '.'
 HOOK_ID = Pattern(r"[0-9a-f-]{36}", "a webhook id")
 HOOK_SECRET = Pattern(r"[\x21-\x7e]{16,256}", "16-256 printable ASCII characters without spaces")
 HOOK_URL = Pattern(r"[\x21-\x7e]{1,2000}", "an http(s) URL without spaces or control characters")
+# Sent to the receiver as X-Api-Key and Authorization: Bearer, so nothing that could end a header.
+HOOK_API_KEY = Pattern(r"[\x21-\x7e]{1,512}", "1-512 printable ASCII characters without spaces "
+                                               "or control characters")
 NAME_MAX_LENGTH = 64                          # caller-ID names; their characters: api/schemas.py
 NAME_PUNCTUATION = frozenset(" .-_'@+")       # allowed in names besides letters and digits
 

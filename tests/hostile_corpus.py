@@ -99,6 +99,18 @@ RAW_REQUESTS = [
     ("JSON body too large", _raw("POST", "/v1/event", [_AUTH, _JSON], b'{"url": "' + b"a" * 20_000 + b'"}'),
      400, "body:"),
     ("repeated hook id", _raw("DELETE", "/v1/event?id=a&id=b", [_AUTH]), 400, "id:"),
+    # the carrier's registration shape: its api key becomes delivery headers
+    ("CRLF in callback_apikey", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                     b'{"callback_url":"https://a.example/","event":"cdr",'
+                                     b'"callback_apikey":"k\\r\\nX-Evil: 1"}'), 400, "callback_apikey:"),
+    ("escaped NUL in callback_apikey", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                            b'{"callback_url":"https://a.example/","event":"cdr",'
+                                            b'"callback_apikey":"k\\u0000"}'), 400, "callback_apikey:"),
+    ("url and callback_url", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                  b'{"url":"https://a.example/","callback_url":"https://b.example/","event":"cdr"}'),
+     400, "callback_url:"),
+    ("callback_url not a URL", _raw("POST", "/v1/event", [_AUTH, _JSON],
+                                    b'{"callback_url":"http://[::1/","event":"cdr"}'), 400, "callback_url:"),
     # a UTF-16 body hides its brackets from a byte scan (U+2200 is the bytes 00 22: a "quote")
     ("deep JSON in UTF-16", _raw("POST", "/v1/event", [_AUTH, _JSON],
                                  ('["\u2200", ' + "[" * 3000 + "]" * 3000 + "]").encode("utf-16-le")), 400, "body:"),

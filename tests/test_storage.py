@@ -333,6 +333,20 @@ async def test_hooks_crud_hides_secrets_and_is_tenant_scoped(store):
     assert [h["id"] for h in (await store.list_hooks("globex"))] == [g1["id"]]
 
 
+async def test_a_hooks_api_key_is_kept_as_given_for_its_deliveries(store):
+    keyed = await store.add_hook("acme", "https://crm.example/k", ["cdr"], "s1", api_key="Rcv-Key.1~")
+    plain = await store.add_hook("acme", "https://crm.example/p", ["cdr"], "s2", api_key="")
+    assert set(keyed) == {"id", "url", "events", "created_at"}          # not echoed by the store
+    expected = {(keyed["id"], "Rcv-Key.1~"), (plain["id"], None)}       # ("": none)
+    assert {(h["id"], h["api_key"]) for h in await store.list_hooks("acme")} == expected
+    assert {(h["id"], h["api_key"]) for h in await store.hooks_for("acme", "cdr")} == expected
+    for hook in (keyed, plain):
+        await store.enqueue(hook["id"], "c1", "cdr", b"{}")
+    rows = await store.pending_deliveries(10)
+    claimed = await store.claim("me", [r["id"] for r in rows], 10**10, 60)
+    assert {(r["hook_id"], r["api_key"]) for r in claimed} == expected
+
+
 async def test_add_hook_rejects_non_list_events(store):
     with pytest.raises(ValueError):
         await store.add_hook("acme", "http://x/", "ringing", "s")
@@ -586,3 +600,46 @@ async def test_concurrent_registrations_on_two_instances_never_pass_the_hook_cap
     finally:
         await first.close()
         await second.close()
+
+
+async def test_upgrade_from_v5_gives_existing_hooks_no_api_key(tmp_path):
+    """Migration 7 (hooks.api_key) on top of 5 (and 6): existing hooks have no key."""
+    path = str(tmp_path / "v5.sqlite3")
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, [m for m in MIGRATIONS if m.version <= 5]) == 5
+    db.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+               "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    db.execute("INSERT INTO outbox (hook_id, call_id, event, body, delivery_id, created_at, next_attempt_at) "
+               "VALUES ('h', 'c1', 'cdr', x'7b7d', 'd1', 5, 5)")
+    db.close()
+
+    s = SqliteStorage(path)
+    try:
+        assert s.schema_version == SCHEMA_VERSION >= 7
+        assert [(h["id"], h["api_key"]) for h in await s.hooks_for("acme", "cdr")] == [("h", None)]
+        assert [r["api_key"] for r in await s.pending_deliveries(10)] == [None]
+        await s.add_hook("acme", "http://y/", ["cdr"], "k2", api_key="rk")
+        assert [h["api_key"] for h in await s.list_hooks("acme")] == [None, "rk"]
+    finally:
+        await s.close()
+    assert user_version(path) == SCHEMA_VERSION
+
+
+async def test_postgresql_upgrade_from_v5_gives_existing_hooks_no_api_key(postgres):
+    from c2c_ami.store.postgres import migrate as migrate_pg
+    url = postgres.create_database()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await migrate_pg(conn, [m for m in MIGRATIONS if m.version <= 5]) == 5
+        await conn.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+                           "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
+    finally:
+        await conn.close()
+    pg = await PostgresStorage.connect(url)
+    try:
+        assert pg.schema_version == SCHEMA_VERSION >= 7
+        assert [(h["id"], h["api_key"]) for h in await pg.hooks_for("acme", "cdr")] == [("h", None)]
+        await pg.add_hook("acme", "http://y/", ["cdr"], "k2", api_key="rk")
+        assert [h["api_key"] for h in await pg.list_hooks("acme")] == [None, "rk"]
+    finally:
+        await pg.close()

@@ -167,6 +167,30 @@ async def test_delivery_is_signed_and_carries_the_documented_headers(receiver, s
     assert hook["id"]
 
 
+async def test_a_hook_with_an_api_key_sends_it_as_x_api_key_and_bearer(receiver, store, notifiers):
+    """The carrier's callback_apikey: the receiver authenticates the gateway with its own key."""
+    await store.add_hook("acme", receiver.url("keyed"), ["cdr"], "s1", api_key="rcv-key.123")
+    await store.add_hook("acme", receiver.url("plain"), ["cdr"], "s2")
+    n = await notifiers(store)
+    assert (await n.publish("acme", "cdr", {"call_id": "c1"})) == 2
+    await receiver.until(lambda: len(receiver.hits) == 2)
+    [keyed] = receiver.on("keyed")
+    assert keyed.headers["X-Api-Key"] == "rcv-key.123"
+    assert keyed.headers["Authorization"] == "Bearer rcv-key.123"
+    assert verify("s1", keyed.headers["X-C2C-Timestamp"], keyed.headers["X-C2C-Signature"], keyed.body)
+    [plain] = receiver.on("plain")
+    assert "X-Api-Key" not in plain.headers and "Authorization" not in plain.headers
+
+
+async def test_a_stored_key_that_could_inject_a_header_is_never_sent(receiver, store, notifiers):
+    """Registration refuses such keys; a row written around it still never reaches the wire."""
+    await store.add_hook("acme", receiver.url("bad"), ["cdr"], "s1", api_key="k\r\nX-Evil: 1")
+    n = await notifiers(store, max_attempts=1)
+    await n.publish("acme", "cdr", {"call_id": "c1"})
+    assert await n.wait_idle(5)
+    assert receiver.hits == [] and (await store.outbox_counts())["dead"] == 1
+
+
 async def test_per_call_order_survives_a_failed_first_attempt(receiver, store, notifiers):
     failed_once = []
 

@@ -14,7 +14,7 @@ from ..calls.record import LIVE_CALL_KEYS, record_schema
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..store import COUNT_CAP
-from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, V2_OPTIONAL
+from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -154,11 +154,45 @@ def build_openapi() -> dict[str, Any]:
                     "events": {"type": "array", "items": {"type": "string", "enum": [*EVENTS, ALL_EVENTS]}},
                     "secret": {"type": "string", "description": "HMAC key; generated if absent",
                                "pattern": patterns.HOOK_SECRET.anchored}}},
+                "CarrierWebhookCreate": {
+                    "type": "object", "required": ["callback_url", "event"],
+                    "description": "The carrier's shape (told apart by callback_url; with url too: 400). "
+                                   "One registration is one event: register a URL once per event.",
+                    "properties": {
+                        "callback_url": {"type": "string", "format": "uri"},
+                        "callback_apikey": {"type": "string", "pattern": patterns.HOOK_API_KEY.anchored,
+                                            "description": "optional: sent with every delivery as "
+                                                           "X-Api-Key and Authorization: Bearer; "
+                                                           f"{patterns.HOOK_API_KEY.rule}"},
+                        "event": {"type": "string", "enum": list(EVENTS),
+                                  "description": f"{', '.join(UNSUPPORTED_CARRIER_EVENTS)} (never produced "
+                                                 "by this gateway) are refused: 400 'event: ...'"},
+                        "secret": {"type": "string", "description": "HMAC key; generated if absent",
+                                   "pattern": patterns.HOOK_SECRET.anchored}}},
+                "CarrierWebhookCreated": {
+                    "type": "object", "required": ["created", "id", "secret"],
+                    "properties": {"created": {"type": "boolean", "enum": [True]},
+                                   "id": {"type": "string", "format": "uuid"},
+                                   "secret": {"type": "string", "description": "the signing secret; "
+                                                                               "shown only here"}}},
+                "CarrierWebhook": {"type": "object", "required": ["id", "event", "callback_url", "callback_apikey"],
+                                   "properties": {
+                    "id": {"type": "string"},
+                    "event": {"type": "string", "description": (
+                        "the hook's event; for a c2c-ami hook of every event '*', of several "
+                        "events their names joined by commas (e.g. 'cdr,hangup')")},
+                    "callback_url": {"type": "string", "format": "uri"},
+                    "callback_apikey": {"type": "string", "description": "'' when none"}}},
                 "Webhooks": {"type": "object", "properties": {
                     "status": {"type": "string"},
-                    "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/CarrierWebhook"},
+                             "description": "the carrier's view of this page (the same hooks as hooks)"},
+                    "total": {"type": "integer", "description": "all of the tenant's webhooks"},
+                    "page": {"type": "integer"}, "limit": {"type": "integer"},
                     "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+                "Deleted": {"type": "object", "properties": {"status": {"type": "string", "enum": ["success"]},
+                                                             "deleted": {"type": "boolean", "enum": [True]}}},
                 "TokenRequest": {"type": "object", "required": ["api_key"], "properties": {
                     "api_key": {"type": "string", "description": "one of the tenant's api_keys",
                                 "pattern": patterns.TOKEN.anchored},
@@ -244,30 +278,42 @@ def build_openapi() -> dict[str, Any]:
                                        _param("page", "from 1", kind="integer")],
                         "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
-                         "description": "At most webhooks.max_hooks_per_tenant per tenant (409 TOO_MANY_HOOKS). "
-                                        "The URL must pass the egress policy (400 INVALID_PARAMS, 'url: ...'): "
+                         "description": "Two shapes, told apart by the URL key: c2c-ami's {url, events, secret} "
+                                        "answered {status, hook}, and the carrier's {callback_url, event, "
+                                        "callback_apikey} answered {created, id, secret}; both URL keys: 400 "
+                                        "'callback_url: ...'. "
+                                        "At most webhooks.max_hooks_per_tenant per tenant (409 TOO_MANY_HOOKS). "
+                                        "The URL must pass the egress policy (400 INVALID_PARAMS, 'url: ...' or "
+                                        "'callback_url: ...'): "
                                         "no loopback, private, link-local, unique-local, multicast, unspecified "
                                         "or reserved address (nor IPv6 forms of them) unless in "
                                         "webhooks.allow_networks, never one in webhooks.deny_networks, no "
                                         "localhost, no numeric host other than a dotted quad or [IPv6], no "
                                         "user:password@. It is checked again at every delivery after DNS "
                                         "resolution. Deliveries carry X-C2C-Event, X-C2C-Delivery (a random "
-                                        "UUID, the same on retries), X-C2C-Timestamp and X-C2C-Signature. "
+                                        "UUID, the same on retries), X-C2C-Timestamp and X-C2C-Signature, and, "
+                                        "for a hook with a callback_apikey, X-Api-Key: <key> and "
+                                        "Authorization: Bearer <key>. "
                                         f"The body: at most {MAX_JSON_BODY} bytes, JSON nested at most "
                                         f"{MAX_JSON_DEPTH} levels, received within http.body_timeout "
                                         "(else INVALID_PARAMS).",
                          "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": {"$ref": "#/components/schemas/WebhookCreate"}}}},
-                         "responses": {**_ok("WebhookCreated", "the webhook, with its secret"),
+                             "schema": {"oneOf": [{"$ref": "#/components/schemas/WebhookCreate"},
+                                                  {"$ref": "#/components/schemas/CarrierWebhookCreate"}]}}}},
+                         "responses": {"200": {"description": "the webhook, with its secret (in the shape of "
+                                                              "the request)",
+                                               "content": {"application/json": {"schema": {"oneOf": [
+                                                   {"$ref": "#/components/schemas/WebhookCreated"},
+                                                   {"$ref": "#/components/schemas/CarrierWebhookCreated"}]}}}},
                                        **_failures(400, 401, 403, 409, 429)}},
                 "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
                            "security": _BEARER,
                            "parameters": [_param("id", "webhook id", required=True)],
-                           "responses": {**_ok("Status", "removed"), **_failures(400, 401, 403, 404, 429)}}},
+                           "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
             "/v1/event/{hook_id}": {"delete": {
                 "summary": "Remove a webhook", "security": _BEARER,
                 "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
-                "responses": {**_ok("Status", "removed"), **_failures(401, 403, 404, 429)}}},
+                "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": _ok("Status", "alive")}},
             "/readyz": {"get": {"summary": "AMI logged in and usable",

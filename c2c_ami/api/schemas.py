@@ -295,17 +295,65 @@ def json_object(raw_body: bytes) -> dict:
 class HookRequest:
     url: str
     events: list[str]
-    secret: str | None       # None: generate one
+    secret: str | None           # None: generate one
+    api_key: str | None = None   # the receiver's key, sent as X-Api-Key and Authorization: Bearer
+    carrier: bool = False        # the carrier's shape: answered in the carrier's keys
+
+    @property
+    def url_field(self) -> str:
+        return "callback_url" if self.carrier else "url"
+
+
+# The carrier's events this gateway never produces (it places click-to-call calls only).
+UNSUPPORTED_CARRIER_EVENTS = ("missed", "cdr_autocall")
 
 
 def parse_hook(raw_body: bytes) -> HookRequest:
-    """``POST /v1/event`` body: {"url": ..., "events": [...], "secret": optional}."""
+    """``POST /v1/event`` body, in either shape, told apart by its URL key:
+
+    * c2c-ami: ``{"url": ..., "events": [...], "secret": optional}``
+    * the carrier's: ``{"callback_url": ..., "event": ..., "callback_apikey": optional,
+      "secret": optional}`` -- one event per registration.
+
+    Both URL keys, or a key of one shape with the other's URL key, is refused: which was
+    meant cannot be guessed, and a credential silently dropped would be worse."""
     body = json_object(raw_body)
     secret = body.get("secret") or None
     if secret is not None and (not isinstance(secret, str) or not patterns.HOOK_SECRET.fullmatch(secret)):
         raise InvalidParams(f"secret: {patterns.HOOK_SECRET.rule}")
+    if "callback_url" in body:
+        if "url" in body:
+            raise InvalidParams("callback_url: give either url (with events) or callback_url (with event), not both")
+        if "events" in body:
+            raise InvalidParams("events: not with callback_url; one registration is one event: "
+                                f"event: one of {', '.join(EVENTS)}")
+        return HookRequest(url=_hook_url(body["callback_url"], "callback_url"), events=[_carrier_event(body)],
+                           secret=secret, api_key=_api_key(body.get("callback_apikey")), carrier=True)
+    for key in ("event", "callback_apikey"):
+        if key in body:
+            raise InvalidParams(f"{key}: only with callback_url (with url, give events: [...])")
     return HookRequest(url=_hook_url(body.get("url")), events=_hook_events(body.get("events", [ALL_EVENTS])),
                        secret=secret)
+
+
+def _carrier_event(body: dict) -> str:
+    event = body.get("event")
+    if isinstance(event, str) and event in EVENTS:
+        return event
+    rule = f"event: one of {', '.join(EVENTS)}"
+    if event in UNSUPPORTED_CARRIER_EVENTS:
+        rule += (f" ({' and '.join(UNSUPPORTED_CARRIER_EVENTS)} never happen here: "
+                 "this gateway places click-to-call calls only)")
+    raise InvalidParams(rule)
+
+
+def _api_key(value: object) -> str | None:
+    """``callback_apikey``: absent, null or "" is none. Never echoed in an error."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not patterns.HOOK_API_KEY.fullmatch(value):
+        raise InvalidParams(f"callback_apikey: {patterns.HOOK_API_KEY.rule}")
+    return value
 
 
 def json_depth_exceeds(text: str, limit: int) -> bool:
@@ -331,9 +379,9 @@ def json_depth_exceeds(text: str, limit: int) -> bool:
     return False
 
 
-def _hook_url(url: object) -> str:
+def _hook_url(url: object, field: str = "url") -> str:
     if not isinstance(url, str) or not patterns.HOOK_URL.fullmatch(url):
-        raise InvalidParams(f"url: {patterns.HOOK_URL.rule}")
+        raise InvalidParams(f"{field}: {patterns.HOOK_URL.rule}")
     try:
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -341,7 +389,7 @@ def _hook_url(url: object) -> str:
     except ValueError:                  # e.g. http://[::1/ (unbalanced IPv6 bracket)
         valid = False
     if not valid:
-        raise InvalidParams("url: must be an absolute http:// or https:// URL")
+        raise InvalidParams(f"{field}: must be an absolute http:// or https:// URL")
     return url
 
 

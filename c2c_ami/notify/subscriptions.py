@@ -16,22 +16,26 @@ class Subscriptions:
         self.max_hooks = max_hooks
         self.egress = egress or EgressPolicy()
 
-    async def add(self, tenant: str, url: str, events: list[str], secret: str | None) -> dict[str, Any]:
+    async def add(self, tenant: str, url: str, events: list[str], secret: str | None, *,
+                  api_key: str | None = None, url_field: str = "url") -> dict[str, Any]:
         """The new hook with its signing secret (generated when not given): the only time
-        the secret is shown."""
+        the secret is shown. ``api_key``: the receiver's, sent with every delivery;
+        ``url_field``: the URL's name in the request, for the egress refusal."""
         refusal = self.egress.url_refusal(url)
         if refusal is not None:
-            raise InvalidParams(f"url: {refusal}")
+            raise InvalidParams(f"{url_field}: {refusal}")
         secret = secret or secrets.token_urlsafe(32)
         try:
-            hook = await self.storage.add_hook(tenant, url, events, secret, max_hooks=self.max_hooks)
+            hook = await self.storage.add_hook(tenant, url, events, secret, max_hooks=self.max_hooks,
+                                               api_key=api_key)
         except HookLimitReached:
             raise TooManyHooks(f"a tenant may have at most {self.max_hooks} webhooks; "
                                "delete one first (webhooks.max_hooks_per_tenant)") from None
         return {**hook, "secret": secret}
 
     async def list(self, tenant: str, *, limit: int, page: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of the tenant's hooks (oldest first, without secrets) and how many it has."""
+        """One page of the tenant's hooks (oldest first, without secrets, with the receivers'
+        api keys) and how many it has."""
         return await self.storage.list_hooks(tenant, limit=limit, page=page), await self.storage.count_hooks(tenant)
 
     async def remove(self, tenant: str, hook_id: str) -> None:

@@ -23,6 +23,13 @@ and these headers:
     X-C2C-Timestamp: <unix seconds of this attempt>
     X-C2C-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
 
+and, for a hook registered with the receiver's own key (the carrier's ``callback_apikey``),
+
+    X-Api-Key: <key>
+    Authorization: Bearer <key>
+
+(the key is never logged: errors name the delivery, the event, the call and the URL only).
+
 A 2xx answer means delivered (redirects are not followed). Anything else, a timeout or a
 connection error is retried with exponential backoff until ``max_attempts``, then the
 delivery is dead (logged, kept in the outbox). Delivered and dead rows are purged after
@@ -46,6 +53,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from ..patterns import HOOK_API_KEY
 from ..store import Delivery, Storage
 from .egress import EgressPolicy, GuardedResolver, refusal_in
 
@@ -371,6 +379,12 @@ class WebhookNotifier:
             "X-C2C-Timestamp": str(timestamp),
             "X-C2C-Signature": SIGNATURE_PREFIX + sign(row["secret"], timestamp, row["body"]),
         }
+        api_key = row.get("api_key")
+        if api_key:
+            if not HOOK_API_KEY.fullmatch(api_key):   # checked at registration; never a header injection
+                return "the hook's callback_apikey is not a valid header value", False
+            headers["X-Api-Key"] = api_key
+            headers["Authorization"] = f"Bearer {api_key}"
         try:
             async with self._session.post(row["url"], data=row["body"], headers=headers,
                                           allow_redirects=False) as resp:

@@ -229,6 +229,14 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE calls ADD COLUMN customer_id TEXT;
         CREATE INDEX calls_tenant_customer ON calls (tenant, customer_id, time_started);
     """),
+    # The carrier's registration (POST /v1/event {"callback_url", "callback_apikey", "event"}):
+    # the receiver's own key, sent with every delivery as X-Api-Key and Authorization: Bearer.
+    # The gateway must send it, so it is stored as given (not hashed); NULL: none.
+    Migration(7, sqlite="""
+        ALTER TABLE hooks ADD COLUMN api_key TEXT;
+    """, postgresql="""
+        ALTER TABLE hooks ADD COLUMN api_key TEXT;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -345,9 +345,10 @@ class SqlStorage:
 
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,
-                       max_hooks: int | None = None) -> dict[str, Any]:
+                       max_hooks: int | None = None, api_key: str | None = None) -> dict[str, Any]:
         """Subscribe ``url`` to ``events`` (``[]`` or ``["*"]``: every event). With
-        ``max_hooks``, a tenant that has that many already gets ``HookLimitReached``."""
+        ``max_hooks``, a tenant that has that many already gets ``HookLimitReached``.
+        ``api_key``: the receiver's key, sent with each delivery (stored as given)."""
         if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise ValueError("events must be a list of strings")
         hook = {"id": str(uuid.uuid4()), "url": url, "events": list(events), "created_at": _utc_now()}
@@ -356,9 +357,10 @@ class SqlStorage:
             if self.tenant_lock:      # concurrent registrations on other instances see this one's count
                 await db.execute(self.tenant_lock, (tenant,))
             added = await db.fetch(
-                "INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
-                "SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM hooks WHERE tenant = ?) < ? RETURNING id",
-                (hook["id"], tenant, url, json.dumps(hook["events"]), secret, hook["created_at"], tenant, cap))
+                "INSERT INTO hooks (id, tenant, url, events, secret, api_key, created_at) "
+                "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM hooks WHERE tenant = ?) < ? RETURNING id",
+                (hook["id"], tenant, url, json.dumps(hook["events"]), secret, api_key or None, hook["created_at"],
+                 tenant, cap))
         if not added:
             raise HookLimitReached(f"a tenant may have at most {cap} webhooks")
         await self.notify(HOOKS_CHANNEL, tenant)
@@ -366,8 +368,8 @@ class SqlStorage:
 
     async def list_hooks(self, tenant: str, *, limit: int | None = None, page: int = 1) -> list[dict[str, Any]]:
         """The tenant's hooks (one page of ``limit`` if given), oldest first, without their
-        secrets (those are write-only)."""
-        sql = f"SELECT id, url, events, created_at FROM hooks WHERE tenant = ? ORDER BY {self.hook_order}"
+        secrets (those are write-only), with their ``api_key`` (the receiver's, None if none)."""
+        sql = f"SELECT id, url, events, api_key, created_at FROM hooks WHERE tenant = ? ORDER BY {self.hook_order}"
         args: list[Any] = [tenant]
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -381,14 +383,14 @@ class SqlStorage:
             return int((await db.fetch("SELECT COUNT(*) AS n FROM hooks WHERE tenant = ?", (tenant,)))[0]["n"])
 
     async def hooks_for(self, tenant: str, event: str) -> list[dict[str, Any]]:
-        """The tenant's hooks subscribed to ``event``, with secrets, for signing.
+        """The tenant's hooks subscribed to ``event``, with secrets (for signing) and api keys.
 
         Called for every call event, so the tenant's hooks are cached in memory; add_hook and
         delete_hook, on any instance, invalidate every instance's cache (``HOOKS_CHANNEL``)."""
         hooks = self._hooks_cache.get(tenant)
         if hooks is None:
             async with self._session() as db:
-                rows = await db.fetch(f"SELECT id, url, events, secret, created_at FROM hooks "
+                rows = await db.fetch(f"SELECT id, url, events, secret, api_key, created_at FROM hooks "
                                       f"WHERE tenant = ? ORDER BY {self.hook_order}", (tenant,))
             hooks = [{**r, "events": json.loads(r["events"])} for r in rows]
             self._hooks_cache[tenant] = hooks
@@ -459,7 +461,7 @@ class SqlStorage:
 
     async def claim(self, owner: str, ids: list[int], now: float, lease: float) -> list[dict[str, Any]]:
         """Claim the rows ``ids`` still free for ``lease`` seconds; returns those claimed, with
-        bodies, url and secret. A row another instance claimed meanwhile is not returned, so
+        bodies, url, secret and api key. A row another instance claimed meanwhile is not returned, so
         each delivery is attempted by one instance at a time, and none is lost if it dies."""
         if not ids:
             return []
@@ -553,6 +555,6 @@ _RELEASE_NEXT = ("UPDATE outbox SET next_attempt_at = created_at WHERE id = ("
                  "  WHERE f.id = ? AND n.state = 'pending') AND next_attempt_at >= ?")
 
 _OUTBOX_FIELDS = ("o.id, o.delivery_id, o.hook_id, o.call_id, o.event, o.body, o.attempts, "
-                  "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret, h.tenant")
+                  "o.next_attempt_at, o.created_at, o.last_error, h.url, h.secret, h.api_key, h.tenant")
 
 __all__ = ["HELD", "Connection", "Row", "SqlStorage"]

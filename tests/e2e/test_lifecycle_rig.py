@@ -48,6 +48,30 @@ async def test_answered_call_webhooks_in_order_with_real_durations(gw, rig, rece
     assert cdr["domain"] == "default" and cdr["from_number"] == "221" and cdr["to_number"] == "0909000221"
 
 
+async def test_a_carrier_client_registering_one_url_per_event_gets_each_with_its_key(gw, rig, receiver):
+    """The carrier's registration: one hook per event, each delivering only its event with the
+    receiver's own key as X-Api-Key and Authorization: Bearer (issue 13)."""
+    secrets = {}
+    for event in ("ringing", "answered", "hangup", "cdr"):
+        resp = await gw.post("/v1/event", json={"callback_url": receiver.hook_url, "event": event,
+                                                "callback_apikey": f"key-{event}"}, headers=AUTH)
+        body = await resp.json()
+        assert resp.status == 200 and set(body) == {"created", "id", "secret"} and body["created"] is True
+        secrets[event] = body["secret"]
+    status, body = await click(gw, ext="221", phone="0909000231")
+    assert status == 200
+    got = []
+    for _ in range(6):                     # ringing and answered twice (extension, number)
+        headers, raw = await asyncio.wait_for(receiver.got.get(), 15)
+        event = headers["X-C2C-Event"]
+        assert headers["X-Api-Key"] == f"key-{event}" and headers["Authorization"] == f"Bearer key-{event}"
+        assert verify(secrets[event], headers["X-C2C-Timestamp"], headers["X-C2C-Signature"], raw)
+        assert json.loads(raw)["call_id"] == body["call_id"]
+        got.append(event)
+    assert sorted(got) == ["answered", "answered", "cdr", "hangup", "ringing", "ringing"]
+    assert await gw.app[WEBHOOKS].wait_idle(5) and receiver.got.empty()
+
+
 @pytest.mark.parametrize("phone, status, failure", [("0909000486", "BUSY", "busy"),
                                                     ("0909000408", "NO ANSWER", "no_answer"),
                                                     ("0909000503", "FAILED", "congestion")])
