@@ -220,6 +220,14 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE claimed_until > 0;
         DROP INDEX outbox_state;
     """),
+    # GET /v1/cdr/{id}: the id may be a call's SIP Call-ID. Partial (only calls that have
+    # one), so planners never take it for a listing's other tenant-wide reads. (Version 8:
+    # 6 and 7 are other branches' -- the runner applies every version above the database's.)
+    Migration(8, sqlite="""
+        CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
+    """, postgresql="""
+        CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
