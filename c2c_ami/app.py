@@ -31,11 +31,13 @@ from .api.keys import (
     RECONCILER,
     REGISTRY,
     REPORTER,
+    SCROLL,
     SERVICE,
     STORAGE,
     SUBSCRIPTIONS,
     WEBHOOKS,
 )
+from .api.scroll import ScrollCodec
 from .calls.cluster import Membership
 from .calls.guards import Limiter, RateLimiter, SingleFlight
 from .calls.reconcile import Reconciler
@@ -68,6 +70,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()
     app[AUTH] = TokenAuthority(config.tenants, config.auth)
+    app[SCROLL] = ScrollCodec.for_config(config)
     app[METRICS] = Metrics()
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
                                     capacity=config.limits.remembered_per_tenant)

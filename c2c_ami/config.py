@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import socket
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import patterns
+from .carrier import zone
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -51,6 +53,8 @@ class HttpConfig:
 class ApiConfig:
     # browser pages on these origins (scheme://host[:port]) may call the API (README, "CORS")
     cors_origins: tuple[str, ...] = ()
+    # the carrier's times ("YYYY-MM-DD HH:MM:SS" in CDRs, live calls) and date filters: an IANA zone
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -335,7 +339,19 @@ def _api(root: dict) -> ApiConfig:
     origins = given.get("cors_origins", [])
     if not isinstance(origins, list):
         raise ConfigError("api.cors_origins: expected a list of origins (https://crm.example.com)")
-    return ApiConfig(cors_origins=tuple(_origin(o, f"api.cors_origins[{i}]") for i, o in enumerate(origins)))
+    return ApiConfig(cors_origins=tuple(_origin(o, f"api.cors_origins[{i}]") for i, o in enumerate(origins)),
+                     timezone=_timezone(given.get("timezone", "UTC"), "api.timezone"))
+
+
+def _timezone(value: Any, path: str) -> str:
+    """An IANA time zone name (Asia/Ho_Chi_Minh, UTC) that this host's tz database knows."""
+    if not isinstance(value, str) or not value or len(value) > 64 or not value.isascii():
+        raise ConfigError(f"{path}: expected an IANA time zone name (e.g. Asia/Ho_Chi_Minh or UTC)")
+    try:
+        zone(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"{path}: unknown time zone {value!r} (an IANA name, e.g. Asia/Ho_Chi_Minh or UTC)") from None
+    return value
 
 
 _ORIGIN = re.compile(r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")

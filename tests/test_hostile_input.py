@@ -87,7 +87,7 @@ async def test_an_unexpected_error_is_a_500_in_the_api_shape_with_one_traceback(
         raise ZeroDivisionError("a bug")
     monkeypatch.setattr(gateway.app[SERVICE], "cdrs", broken)
     for _ in range(5):
-        resp = await gateway.get("/v1/cdr", headers=AUTH)
+        resp = await gateway.get("/v1/cdr?page=1", headers=AUTH)
         assert (resp.status, await resp.json()) == (500, {"status": "fail", "error": "CALL_FAILED",
                                                           "message": "internal error"})
     records = [r for r in caplog.records if r.name == "c2c_ami.api"]

@@ -293,6 +293,47 @@ async def test_list_filters_order_and_pagination(store):
     assert (await store.list_calls("acme", limit=3, page=9)) == ([], 7, True)
 
 
+async def test_list_offset_replaces_page(store):
+    for i in range(5):
+        await store.save_call(call(f"c{i}", time_started=f"2024-05-0{i + 1}T10:00:00.000+00:00"))
+    rows, total, exact = await store.list_calls("acme", limit=2, page=1, offset=3)
+    assert ([r["call_id"] for r in rows], total, exact) == (["c1", "c0"], 5, True)
+
+
+async def test_scroll_is_keyset_paging_newest_first_ties_by_call_id(store):
+    # nine calls, three per time_started; another tenant's in between
+    for i in range(9):
+        await store.save_call(call(f"c{(i * 4) % 9}", time_started=f"2024-05-0{1 + i // 3}T10:00:00.000+00:00",
+                                   to_number="0900000000" if i % 2 else "0901234567"))
+    await store.save_call(call("other", tenant="globex", time_started="2024-05-02T10:00:00.000+00:00"))
+    everything = await store.scroll_calls("acme", limit=500)
+    order = [(r["time_started"], r["call_id"]) for r in everything]
+    assert order == sorted(order, reverse=True) and len(order) == 9
+    seen, after = [], None
+    while True:
+        batch = await store.scroll_calls("acme", limit=2, after=after)
+        if not batch:
+            break
+        seen += [(r["time_started"], r["call_id"]) for r in batch]
+        after = seen[-1]
+    assert seen == order
+    phone = await store.scroll_calls("acme", phone="0900000000", limit=2, after=order[0])
+    dialed = {(r["time_started"], r["call_id"]) for r in everything if r["to_number"] == "0900000000"}
+    assert [(r["time_started"], r["call_id"]) for r in phone] == [o for o in order[1:] if o in dialed][:2]
+    dated = await store.scroll_calls("acme", start_date="2024-05-02", end_date="2024-05-03", limit=500)
+    assert [r["call_id"] for r in dated] == [c for t, c in order if t.startswith("2024-05-02")]
+
+
+async def test_find_call_by_call_id_or_sip_call_id_of_the_tenant_only(store):
+    await store.save_call(call("c1", sip_call_id="abc@host"))
+    await store.save_call(call("c2", sip_call_id="c1"))                      # a SIP Call-ID that is another call's id
+    await store.save_call(call("g1", tenant="globex", sip_call_id="xyz@host"))
+    assert (await store.find_call("acme", "c1"))["call_id"] == "c1"          # the call_id first
+    assert (await store.find_call("acme", "abc@host"))["call_id"] == "c1"
+    assert await store.find_call("acme", "xyz@host") is None and await store.find_call("acme", "g1") is None
+    assert (await store.find_call("globex", "xyz@host"))["call_id"] == "g1"
+
+
 async def test_list_limit_is_capped(store):
     for i in range(502):
         await store.save_call(call(f"c{i:03d}"))
@@ -534,6 +575,66 @@ async def test_sqlite_cdr_queries_use_an_index_for_every_filter(tmp_path, name):
             assert name == "tenant" or "(tenant=?)" not in plan, plan    # the filter is in the lookup
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("name", CDR_FILTERS)
+async def test_sqlite_cdr_scrolls_use_an_index_for_every_filter(tmp_path, name):
+    store = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
+    try:
+        await _many_calls(store)
+        store._db.execute("ANALYZE")
+        issued = []
+        run = store._reader.run
+        store._reader.run = lambda sql, args: issued.append((sql, args)) or run(sql, args)
+        filters, indexes = CDR_FILTERS[name]
+        first = await store.scroll_calls("acme", limit=20, **filters)
+        assert len(first) == 20
+        assert await store.scroll_calls("acme", limit=20, after=(first[-1]["time_started"], first[-1]["call_id"]),
+                                        **filters)
+        assert len(issued) == 2
+        for sql, args in issued:
+            plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            assert "SCAN calls" not in plan, plan
+            assert all(f"INDEX {index} (tenant=?" in plan for index in indexes), plan
+    finally:
+        await store.close()
+
+
+async def test_sqlite_finds_a_cdr_by_sip_call_id_on_its_index(tmp_path):
+    store = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
+    try:
+        await _many_calls(store, 300)
+        await store.save_call(call("s1", sip_call_id="abc@host"))
+        store._db.execute("ANALYZE")
+        issued = []
+        run = store._session
+        store._session = lambda: _Recording(run(), issued)
+        assert (await store.find_call("acme", "abc@host"))["call_id"] == "s1"
+        sql, args = issued[-1]
+        plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "INDEX calls_tenant_sip_call_id (tenant=? AND sip_call_id=?)" in plan, plan
+    finally:
+        await store.close()
+
+
+class _Recording:
+    """A session whose statements are also written down."""
+
+    def __init__(self, session, issued):
+        self._session, self._issued = session, issued
+
+    async def __aenter__(self):
+        db = await self._session.__aenter__()
+        fetch = db.fetch
+
+        async def recording(sql, args=()):
+            self._issued.append((sql, list(args)))
+            return await fetch(sql, args)
+        db.fetch = recording
+        return db
+
+    async def __aexit__(self, *exc):
+        return await self._session.__aexit__(*exc)
 
 
 @pytest.mark.parametrize("name", CDR_FILTERS)

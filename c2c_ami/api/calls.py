@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .common import call_id_of, principal_of, success
+from ..calls.record import LIVE_CALL_KEYS
+from ..carrier import live_call
+from .common import call_id_of, principal_of, success, zone_of
 from .keys import SERVICE
 
 routes = web.RouteTableDef()
@@ -26,6 +28,11 @@ async def delete_call(request: web.Request) -> web.Response:
 
 @routes.get("/v1/call")
 async def live_calls(request: web.Request) -> web.Response:
-    """This tenant's live calls, with the carrier's list fields."""
+    """This tenant's live calls, the carrier's way: ``{"data": [...], "total": N}``; the
+    gateway's list of before stays as the extra key ``calls`` (with ``status``)."""
     principal = await principal_of(request)
-    return success(calls=await request.app[SERVICE].live_calls(principal.tenant, principal.ext))
+    records = await request.app[SERVICE].live_calls(principal.tenant, principal.ext)
+    zone = zone_of(request)
+    return web.json_response({
+        "data": [live_call(r, zone) for r in records], "total": len(records), "status": "success",
+        "calls": [{key: r.get(name) for key, name in LIVE_CALL_KEYS.items()} for r in records]})

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import tzinfo
 from typing import Any
 
 from aiohttp import web
 
 from .. import patterns
+from ..carrier import zone
 from ..errors import C2CError, CallFailed, InvalidParams
 from .auth import Principal
 from .keys import AUTH, CONFIG, RATE_LIMITER
@@ -39,6 +41,11 @@ def authorization_of(request: web.Request) -> str | None:
 
 def call_id_of(request: web.Request) -> str:
     return checked("call_id", request.match_info["call_id"], patterns.CALL_ID)
+
+
+def zone_of(request: web.Request) -> tzinfo:
+    """``api.timezone``: where the carrier's times are shown and its date filters read."""
+    return zone(request.app[CONFIG].api.timezone)
 
 
 def query_of(request: web.Request, known: tuple[str, ...] = KNOWN_PARAMS) -> dict[str, str]:

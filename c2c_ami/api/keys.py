@@ -17,10 +17,12 @@ from ..notify.webhooks import WebhookNotifier
 from ..pbx import AmiClient
 from ..store import Storage
 from .auth import TokenAuthority
+from .scroll import ScrollCodec
 
 CONFIG = web.AppKey("config", Config)
 INSTANCE_ID = web.AppKey("instance_id", str)     # this gateway instance, among others on one store
 AUTH = web.AppKey("auth", TokenAuthority)
+SCROLL = web.AppKey("scroll", ScrollCodec)       # signs and checks GET /v1/cdr scroll ids
 METRICS = web.AppKey("metrics", Metrics)
 RATE_LIMITER = web.AppKey("rate_limiter", Limiter)
 AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)   # failed POST /v1/auth/token per client

@@ -11,10 +11,12 @@ from typing import Any
 
 from .. import __version__, patterns
 from ..calls.record import LIVE_CALL_KEYS, record_schema
+from ..carrier import DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..store import COUNT_CAP
-from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
+from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, MAX_OFFSET, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
+from .scroll import MAX_SCROLL_ID
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -92,6 +94,53 @@ def _v2_body() -> dict:
 
 _CALL_ID_PATH = _param("call_id", "The call_id returned by click2call.", required=True,
                        where="path", pattern=patterns.CALL_ID.anchored)
+_CDR_ID_PATH = _param("id", "The call_id, or the call's SIP Call-ID (URL-encoded: it may hold '@').",
+                      required=True, where="path", pattern=patterns.CDR_ID.anchored)
+
+_CARRIER_TIME: dict[str, Any] = {"type": "string", "description": "YYYY-MM-DD HH:MM:SS in api.timezone; \"\" when none",
+                 "example": "2021-02-18 17:20:58"}
+
+
+def _carrier_cdr(record: dict[str, Any]) -> dict[str, Any]:
+    """The carrier's CDR (``carrier.cdr_record``): its keys, then the gateway's fields as extras."""
+    fields = record["properties"]
+    text = {"type": "string"}
+    carrier: dict[str, Any] = {
+        "id": {"type": "string", "description": "the call_id"},
+        "call_id": {"type": "string"},
+        "sip_call_id": {"type": "string", "description": "SIP Call-ID of the outbound leg; \"\" when unknown"},
+        "cause": {"type": "string", "description": "Q.850 cause name (NORMAL_CLEARING, USER_BUSY, NO_ANSWER, "
+                                                   f"...; {UNKNOWN_CAUSE} for a code without one); \"\" when none"},
+        "cause_code": {"type": "integer", "nullable": True, "description": "the Q.850 cause number"},
+        "duration": fields["duration"], "billsec": fields["billsec"],
+        "direction": {"type": "string", "enum": ["outbound"]},
+        "recording_url": {"type": "string", "description": "always \"\": no recordings"},
+        "extension": text, "from_number": text, "to_number": text,
+        "receive_dest": {"type": "string", "description": "always \"\" (no ring groups or queues)"},
+        "hotline": text,
+        "time_started": _CARRIER_TIME, "time_answered": _CARRIER_TIME, "time_ended": _CARRIER_TIME,
+        "status": {"type": "string", "enum": [*CDR_STATUSES, ""]},
+        "customer_id": {"type": "string", "nullable": True},
+    }
+    extras = {name: schema for name, schema in fields.items() if name not in carrier and name not in TIME_FIELDS}
+    times = {name: _CARRIER_TIME for name in TIME_FIELDS if name not in carrier}
+    utc = {f"{name}_utc": {**fields[name], "description": f"{name}, ISO-8601 in UTC"} for name in TIME_FIELDS}
+    return {"type": "object", "required": list(carrier), "properties": {**carrier, **extras, **times, **utc}}
+
+
+_LIVE_CALL: dict[str, Any] = {"type": "object", "properties": {
+    "call_id": {"type": "string"}, "context": {"type": "string", "description": "the tenant"},
+    "created_time": _CARRIER_TIME,
+    "destination": {"type": "string", "description": "the number dialed"},
+    "direction": {"type": "string", "enum": ["outbound"]},
+    "ip": {"type": "string", "description": "always \"\""},
+    "source": {"type": "string", "description": "the extension"},
+    "state": {"type": "string", "enum": sorted(set(LIVE_STATES.values())),
+              "description": "as a FreeSWITCH channel state: CS_INIT (being set up), CS_ROUTING (the "
+                             "extension rings), CS_EXECUTE (the extension answered: dialing, or talking)"},
+    "hotline": {"type": "string"}, "customer_id": {"type": "string", "nullable": True},
+    "call_state": {"type": "string", "description": "the gateway's own state of the call"},
+    "created_time_utc": {"type": "string", "format": "date-time"}}}
 
 def build_openapi() -> dict[str, Any]:
     codes = [cls.code for cls in ERROR_CLASSES]
@@ -127,20 +176,37 @@ def build_openapi() -> dict[str, Any]:
                 "CallResponse": {"type": "object", "properties": {
                     "status": {"type": "string", "enum": ["success"]},
                     "call": {"$ref": "#/components/schemas/CallRecord"}}},
-                "LiveCalls": {"type": "object", "properties": {
+                "CarrierCdr": _carrier_cdr(record),
+                "CdrResponse": {"allOf": [{"$ref": "#/components/schemas/CarrierCdr"}, {
+                    "type": "object", "properties": {"call": {"$ref": "#/components/schemas/CallRecord"}}}]},
+                "LiveCalls": {"type": "object", "required": ["data", "total"], "properties": {
+                    "data": {"type": "array", "items": _LIVE_CALL},
+                    "total": {"type": "integer"},
                     "status": {"type": "string", "enum": ["success"]},
                     "calls": {"type": "array", "items": {"type": "object", "properties": {
                         key: record["properties"][name] for key, name in LIVE_CALL_KEYS.items()}}}}},
-                "CdrList": {"type": "object", "properties": {
-                    "status": {"type": "string", "enum": ["success"]},
+                "CdrPage": {"type": "object", "required": ["data", "total", "page", "limit"], "properties": {
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/CarrierCdr"}},
                     "total": {"type": "integer", "description": (
                         "How many CDRs match. Exact when total_exact is true; otherwise a lower "
                         f"bound: at least this many match (counting stops after max({COUNT_CAP}, "
-                        "page x limit) matches, and total is that number).")},
+                        "offset + limit) matches, and total is that number).")},
+                    "page": {"type": "integer"}, "limit": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["success"]},
                     "total_exact": {"type": "boolean", "description": "true: total is the exact "
                                     "count; false: more than total match (total is a lower bound)"},
-                    "page": {"type": "integer"}, "limit": {"type": "integer"},
-                    "cdrs": {"type": "array", "items": {"$ref": "#/components/schemas/CallRecord"}}}},
+                    "cdrs": {"type": "array", "description": "the same CDRs as the gateway's call records",
+                             "items": {"$ref": "#/components/schemas/CallRecord"}}}},
+                "CdrScroll": {"type": "object", "required": ["data", "scroll_id"], "properties": {
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/CarrierCdr"}},
+                    "scroll_id": {"type": "string", "description": "give it as ?scroll_id= for the next "
+                                  "batch; \"\" once data is empty"},
+                    "status": {"type": "string", "enum": ["success"]},
+                    "cdrs": {"type": "array", "description": "the same CDRs as the gateway's call records",
+                             "items": {"$ref": "#/components/schemas/CallRecord"}}}},
+                "CdrList": {"oneOf": [{"$ref": "#/components/schemas/CdrPage"},
+                                      {"$ref": "#/components/schemas/CdrScroll"}]},
                 "Webhook": {"type": "object", "properties": {
                     "id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
                     "events": {"type": "array", "items": {"type": "string", "enum": [*EVENTS, ALL_EVENTS]}},
@@ -254,24 +320,37 @@ def build_openapi() -> dict[str, Any]:
                            "security": _BEARER, "parameters": [_CALL_ID_PATH],
                            "responses": {**_ok("Success", "hangup requested"),
                                          **_failures(400, 401, 404, 429, 503)}}},
-            "/v1/call": {"get": {"summary": "The tenant's live calls", "security": _BEARER,
+            "/v1/call": {"get": {"summary": "The tenant's live calls ({data, total})", "security": _BEARER,
                                  "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
             "/v1/cdr": {"get": {
-                "summary": "Call detail records of ended calls, newest first", "security": _BEARER,
-                "description": "Each parameter at most once (a repeated one is INVALID_PARAMS).",
-                "parameters": [_param("start_date", "ISO-8601; time_started >= start_date"),
-                               _param("end_date", "ISO-8601; time_started < end_date"),
+                "summary": "Call detail records of ended calls, newest first: pages, or a scroll",
+                "security": _BEARER,
+                "description": "With page, limit or offset: one page ({data, total, page, limit}). "
+                               "Without them: the carrier's scroll ({data, scroll_id}); ?scroll_id= "
+                               "gives the next batch (the same filters and size, or limit again) until "
+                               "data is empty. A scroll id is signed for the tenant: another tenant's, "
+                               "an edited or a garbled one is INVALID_PARAMS 'scroll_id: ...'. Dates "
+                               f"are {DATE_RULE}; both ends inclusive (a bare end date: that whole day). "
+                               "Each parameter at most once (a repeated one is INVALID_PARAMS).",
+                "parameters": [_param("start_date", f"time_started >= start_date: {DATE_RULE}"),
+                               _param("end_date", "time_started <= end_date, to the second (a bare "
+                                      "YYYY-MM-DD: the whole day)"),
                                _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),
                                _param("phone", "exact number (either party)", pattern=patterns.CID_NUMBER.anchored),
                                _param("status", ", ".join(CDR_STATUSES)),
                                _param("customer_id", "exact customer id (v2 id, v1 customer_id)",
                                       pattern=patterns.CUSTOMER_ID.anchored),
-                               _param("limit", "1-500, default 50", kind="integer"),
-                               _param("page", "from 1", kind="integer")],
+                               _param("direction", "outbound (every click-to-call) or inbound (none)"),
+                               _param("limit", "1-500, default 50 (a page; or a scroll's batch with scroll_id)",
+                                      kind="integer"),
+                               _param("page", "from 1", kind="integer"),
+                               _param("offset", f"rows to skip, 0-{MAX_OFFSET}; replaces page", kind="integer"),
+                               _param("scroll_id", "the previous answer's scroll_id", max_length=MAX_SCROLL_ID)],
                 "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429)}}},
-            "/v1/cdr/{call_id}": {"get": {
-                "summary": "One CDR", "security": _BEARER, "parameters": [_CALL_ID_PATH],
-                "responses": {**_ok("CallResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
+            "/v1/cdr/{id}": {"get": {
+                "summary": "One CDR, by call_id or SIP Call-ID (the carrier's bare record)",
+                "security": _BEARER, "parameters": [_CDR_ID_PATH],
+                "responses": {**_ok("CdrResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
             "/v1/event": {
                 "get": {"summary": "The tenant's webhooks, oldest first, by pages", "security": _BEARER,
                         "parameters": [_param("limit", "1-500, default 50", kind="integer"),

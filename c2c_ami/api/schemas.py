@@ -14,12 +14,13 @@ import copy
 import json
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, tzinfo
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import patterns
 from ..calls.call import CdrStatus
 from ..calls.requests import CdrQuery, ClickToCallRequest
+from ..carrier import DATE_RULE, date_bound
 from ..errors import C2CError, InvalidParams
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..patterns import Pattern
@@ -34,7 +35,11 @@ V2_NAMES = {"id": "customer_id", "mobile": "phone", "agent": "ext"}
 V2_OPTIONAL = ("src_cid_name", "src_cid_number", "dest_cid_name", "dest_cid_number", "auto_answer",
                "hotline", "is_encode")
 _V2_BOOLEANS = ("auto_answer", "is_encode")
-CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "customer_id", "limit", "page")
+CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "customer_id", "direction", "limit",
+              "page", "offset", "scroll_id")
+PAGE_PARAMS = ("page", "limit", "offset")    # any of them: a page; none: a scroll (the carrier's default)
+DIRECTIONS = ("outbound", "inbound")
+MAX_OFFSET = 10**8
 HOOK_PARAMS = ("id",)
 HOOK_PAGE_PARAMS = ("limit", "page")
 MAX_JSON_BODY = 16 * 1024       # a webhook registration is a few hundred bytes
@@ -203,15 +208,23 @@ def checked(name: str, value: str, pattern: Pattern) -> str:
 
 # -- CDRs --------------------------------------------------------------------------------------
 
-def parse_cdr_query(params: dict[str, str]) -> CdrQuery:
-    """``GET /v1/cdr``: start_date, end_date, extension, phone, status, customer_id, limit, page."""
+def parse_cdr_query(params: dict[str, str], zone: tzinfo = UTC) -> CdrQuery:
+    """``GET /v1/cdr``: start_date, end_date (carrier dates in ``zone``), extension, phone,
+    status, customer_id, direction, limit, page, offset. ``scroll_id`` is read by the handler."""
     return CdrQuery(
-        start_date=_date(params, "start_date"), end_date=_date(params, "end_date"),
+        start_date=_date(params, "start_date", zone, end=False),
+        end_date=_date(params, "end_date", zone, end=True),
         extension=optional_match(params, "extension", patterns.EXTENSION),
         phone=optional_match(params, "phone", patterns.CID_NUMBER),
-        status=_status(params),
-        customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
-        limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6))
+        status=_status(params), customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
+        direction=_direction(params),
+        limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6),
+        offset=_int(params, "offset", 0, 0, MAX_OFFSET) if params.get("offset", "") != "" else None)
+
+
+def is_paged(params: dict[str, str]) -> bool:
+    """A page (page, limit or offset given) rather than a scroll."""
+    return any(params.get(name, "") != "" for name in PAGE_PARAMS)
 
 
 def parse_page(params: dict[str, str]) -> tuple[int, int]:
@@ -228,16 +241,25 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
     return int(value)
 
 
-def _date(params: dict[str, str], name: str) -> str | None:
+def _date(params: dict[str, str], name: str, zone: tzinfo, *, end: bool) -> str | None:
+    """A carrier date filter as the UTC bound the store compares with (``carrier.date_bound``)."""
     value = params.get(name, "")
     if value == "":
         return None
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidParams(f"{name}: an ISO-8601 date or date-time") from None
     if not value.isascii() or len(value) > 40:
-        raise InvalidParams(f"{name}: an ISO-8601 date or date-time")
+        raise InvalidParams(f"{name}: {DATE_RULE}")
+    try:
+        return date_bound(value, zone, end=end)
+    except (ValueError, OverflowError):
+        raise InvalidParams(f"{name}: {DATE_RULE}") from None
+
+
+def _direction(params: dict[str, str]) -> str | None:
+    value = params.get("direction", "")
+    if value == "":
+        return None
+    if value not in DIRECTIONS:
+        raise InvalidParams(f"direction: one of {', '.join(DIRECTIONS)} (click-to-call calls are outbound)")
     return value
 
 

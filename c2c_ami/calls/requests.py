@@ -20,13 +20,23 @@ class ClickToCallRequest:
 
 @dataclass(frozen=True)
 class CdrQuery:
-    """Filters and page of ``GET /v1/cdr``. Dates are ISO-8601 text compared with
-    ``time_started``: ``start_date`` inclusive, ``end_date`` exclusive."""
+    """Filters and page of ``GET /v1/cdr``. Dates are already UTC ISO-8601 text (as the store
+    holds ``time_started``): ``start_date`` inclusive, ``end_date`` exclusive (``api/schemas.py``
+    turns the carrier's end-inclusive dates into that). ``offset``, when given, replaces
+    ``page``. ``direction`` "inbound" matches nothing: every click-to-call is outbound."""
     start_date: str | None = None
     end_date: str | None = None
     extension: str | None = None
     phone: str | None = None             # either party's number
     status: str | None = None
     customer_id: str | None = None
+    direction: str | None = None         # outbound, inbound
     limit: int = 50
     page: int = 1
+    offset: int | None = None
+
+    def filters(self) -> dict[str, str | None]:
+        """What selects the rows (not which of them): carried by a scroll id."""
+        return {"start_date": self.start_date, "end_date": self.end_date, "extension": self.extension,
+                "phone": self.phone, "status": self.status, "customer_id": self.customer_id,
+                "direction": self.direction}

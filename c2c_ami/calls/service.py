@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import CallsConfig, Tenant
@@ -30,7 +30,7 @@ from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
-from .record import call_record, live_call_summary
+from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
 from .shared_guards import SharedFlight
@@ -335,18 +335,23 @@ class CallService:
         return await self.cdr(tenant, call_id, ext, missing="no call with this call_id")
 
     async def live_calls(self, tenant: Tenant, ext: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's live calls (only ``ext``'s, if given), on every instance."""
+        """The records of the tenant's live calls (only ``ext``'s, if given), on every instance."""
         own = self.registry.live(tenant.domain)
         known = {call.call_id for call in own}
         others = [Call.from_facts(row) for row in await self.store.live_calls_of(tenant.domain)
                   if row.get("call_id") not in known and self.registry.just_ended(row.get("call_id", "")) is None]
-        return [live_call_summary(call) for call in [*own, *others] if ext in (None, call.ext)]
+        return [call_record(call) for call in [*own, *others] if ext in (None, call.ext)]
 
     async def cdr(self, tenant: Tenant, call_id: str, ext: str | None = None,
-                  missing: str = "no CDR with this call_id") -> dict[str, Any]:
+                  missing: str = "no CDR with this call_id", *, by_sip_call_id: bool = False) -> dict[str, Any]:
         """The CDR of an ended call -- also in the moment it is being written (only a call
-        of ``ext``, if given)."""
-        record = self.registry.just_ended(call_id) or await self.store.get_call(tenant.domain, call_id)
+        of ``ext``, if given). With ``by_sip_call_id``, ``call_id`` may also be the call's SIP
+        Call-ID."""
+        record = self.registry.just_ended(call_id)
+        if record is None and by_sip_call_id:
+            record = await self.store.find_call(tenant.domain, call_id)
+        elif record is None:
+            record = await self.store.get_call(tenant.domain, call_id)
         if record is None or record.get("tenant") != tenant.domain or ext not in (None, record.get("extension")):
             raise CallNotFound(missing)
         return record
@@ -354,7 +359,23 @@ class CallService:
     async def cdrs(self, tenant: Tenant, query: CdrQuery) -> tuple[list[dict[str, Any]], int, bool]:
         """One page of the tenant's CDRs, newest first, how many match, and whether that count
         is exact (else it is a lower bound: ``Storage.list_calls``)."""
-        return await self.store.list_calls(tenant.domain, **asdict(query))
+        if query.direction == "inbound":       # click-to-call places outbound calls only
+            return [], 0, True
+        return await self.store.list_calls(
+            tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
+            phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
+            page=query.page, offset=query.offset)
+
+    async def scroll_cdrs(self, tenant: Tenant, query: CdrQuery,
+                          after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """The next ``query.limit`` of the tenant's CDRs after the row (time_started, call_id)
+        ``after``, newest first (``Storage.scroll_calls``)."""
+        if query.direction == "inbound":
+            return []
+        return await self.store.scroll_calls(
+            tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
+            phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
+            after=after)
 
     # -- the service's own life ----------------------------------------------------------------
     def readiness(self) -> Readiness:

@@ -237,6 +237,13 @@ MIGRATIONS: list[Migration] = [
     """, postgresql="""
         ALTER TABLE hooks ADD COLUMN api_key TEXT;
     """),
+    # GET /v1/cdr/{id}: the id may be a call's SIP Call-ID. Partial (only calls that have
+    # one), so planners never take it for a listing's other tenant-wide reads.
+    Migration(8, sqlite="""
+        CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
+    """, postgresql="""
+        CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

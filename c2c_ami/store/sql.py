@@ -109,21 +109,19 @@ class SqlStorage:
             rows = await db.fetch("SELECT * FROM calls WHERE tenant = ? AND call_id = ?", (tenant, call_id))
         return self._call_from_row(rows[0]) if rows else None
 
-    async def list_calls(self, tenant: str, *, start_date: str | None = None,
-                         end_date: str | None = None, extension: str | None = None,
-                         phone: str | None = None, status: str | None = None,
-                         customer_id: str | None = None, limit: int = 50,
-                         page: int = 1) -> tuple[list[dict[str, Any]], int, bool]:
-        """One page of the tenant's calls, newest first, how many match, and whether that count
-        is exact.
+    async def find_call(self, tenant: str, call_or_sip_id: str) -> dict[str, Any] | None:
+        """The tenant's CDR whose call_id, or else whose SIP Call-ID, is ``call_or_sip_id`` (two
+        lookups, each on its own index; of several calls with one SIP Call-ID, the newest)."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT * FROM calls WHERE tenant = ? AND call_id = ?", (tenant, call_or_sip_id))
+            if not rows:
+                rows = await db.fetch("SELECT * FROM calls WHERE tenant = ? AND sip_call_id = ? "
+                                      "ORDER BY time_started DESC LIMIT 1", (tenant, call_or_sip_id))
+        return self._call_from_row(rows[0]) if rows else None
 
-        ``start_date`` (inclusive) and ``end_date`` (exclusive) compare as ISO-8601 strings
-        with ``time_started``, so a bare date like ``2024-05-01`` works too. ``phone``
-        matches either party's number: two lookups (``to_number``, ``from_number``), each on
-        its own index and already in time order, merged -- an ``OR`` would read every call of
-        the tenant. Counting stops after ``max(COUNT_CAP, the rows up to this page)``: past
-        that the total is a lower bound (``exact`` False), so a count never reads more index
-        entries than the page itself, or COUNT_CAP."""
+    @staticmethod
+    def _call_filters(tenant: str, start_date: str | None, end_date: str | None, extension: str | None,
+                      status: str | None, customer_id: str | None) -> tuple[list[str], list[Any]]:
         where, args = ["tenant = ?"], [tenant]
         for column, op, value in (("time_started", ">=", start_date), ("time_started", "<", end_date),
                                   ("extension", "=", extension), ("status", "=", status),
@@ -131,9 +129,28 @@ class SqlStorage:
             if value:
                 where.append(f"{column} {op} ?")
                 args.append(value)
+        return where, args
+
+    async def list_calls(self, tenant: str, *, start_date: str | None = None,
+                         end_date: str | None = None, extension: str | None = None,
+                         phone: str | None = None, status: str | None = None,
+                         customer_id: str | None = None, limit: int = 50, page: int = 1,
+                         offset: int | None = None) -> tuple[list[dict[str, Any]], int, bool]:
+        """One page of the tenant's calls, newest first, how many match, and whether that count
+        is exact.
+
+        ``start_date`` (inclusive) and ``end_date`` (exclusive) compare as ISO-8601 strings
+        with ``time_started``, so a bare date like ``2024-05-01`` works too. ``offset``, if
+        given, replaces ``page``. ``phone``
+        matches either party's number: two lookups (``to_number``, ``from_number``), each on
+        its own index and already in time order, merged -- an ``OR`` would read every call of
+        the tenant. Counting stops after ``max(COUNT_CAP, the rows up to this page)``: past
+        that the total is a lower bound (``exact`` False), so a count never reads more index
+        entries than the page itself, or COUNT_CAP."""
+        where, args = self._call_filters(tenant, start_date, end_date, extension, status, customer_id)
         clause = " AND ".join(where)
         limit = max(1, min(int(limit), MAX_PAGE))
-        offset = (max(1, int(page)) - 1) * limit
+        offset = (max(1, int(page)) - 1) * limit if offset is None else max(0, int(offset))
         bound = max(COUNT_CAP, offset + limit)
         tiebreak = f"{self.order_tiebreak} AS tiebreak_"
         if phone:
@@ -154,6 +171,33 @@ class SqlStorage:
             rows = await db.fetch(f"{rows_sql} ORDER BY time_started DESC, tiebreak_ DESC LIMIT ? OFFSET ?",
                                   [*rows_args, limit, offset])
         return [self._call_from_row(r) for r in rows], min(int(counted), bound), int(counted) <= bound
+
+    async def scroll_calls(self, tenant: str, *, start_date: str | None = None,
+                           end_date: str | None = None, extension: str | None = None,
+                           phone: str | None = None, status: str | None = None,
+                           customer_id: str | None = None, limit: int = 50,
+                           after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """The next ``limit`` of the tenant's calls, newest first (ties: call_id descending),
+        after the row (``time_started``, ``call_id``) ``after`` if given: keyset pagination on
+        the same indexes as ``list_calls``, so a batch costs its own rows however deep the
+        scroll is, and rows added meanwhile (newer ones, at the top) move nothing. Filters as
+        in ``list_calls``; no count."""
+        where, args = self._call_filters(tenant, start_date, end_date, extension, status, customer_id)
+        if after is not None:
+            where.append("time_started <= ? AND (time_started < ? OR call_id < ?)")
+            args += [after[0], after[0], after[1]]
+        clause = " AND ".join(where)
+        limit = max(1, min(int(limit), MAX_PAGE))
+        order = "ORDER BY time_started DESC, call_id DESC LIMIT ?"
+        if phone:       # each number's lookup stops at its first ``limit`` rows, then they merge
+            sql = (f"SELECT * FROM (SELECT * FROM calls WHERE {clause} AND to_number = ? {order}) AS dialed UNION "
+                   f"SELECT * FROM (SELECT * FROM calls WHERE {clause} AND from_number = ? {order}) AS dialing")
+            sql_args = [*args, phone, limit, *args, phone, limit]
+        else:
+            sql, sql_args = f"SELECT * FROM calls WHERE {clause}", args
+        async with self._read_session() as db:
+            rows = await db.fetch(f"{sql} {order}", [*sql_args, limit])
+        return [self._call_from_row(r) for r in rows]
 
     def _call_from_row(self, row: Row) -> dict[str, Any]:
         record = {k: row[k] for k in self.call_columns}

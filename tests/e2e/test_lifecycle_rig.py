@@ -2,6 +2,8 @@
 number failures, cancel while ringing, restart with undelivered webhooks, tenant isolation."""
 import asyncio
 import json
+import re
+from urllib.parse import quote
 
 import pytest
 
@@ -46,6 +48,14 @@ async def test_answered_call_webhooks_in_order_with_real_durations(gw, rig, rece
     assert 2 <= cdr["billsec"] <= 5, cdr  # the trunk hangs up ~3 s after answering
     assert cdr["billsec"] <= cdr["duration"] <= cdr["billsec"] + 3
     assert cdr["domain"] == "default" and cdr["from_number"] == "221" and cdr["to_number"] == "0909000221"
+    # the carrier's CDR, found by the real SIP Call-ID as by the call_id
+    by_sip = await gw.get(f"/v1/cdr/{quote(trunk_invite.call_id, safe='')}", headers=AUTH)
+    carrier = await by_sip.json()
+    assert by_sip.status == 200 and carrier == await (await gw.get(f"/v1/cdr/{body['call_id']}", headers=AUTH)).json()
+    assert (carrier["id"], carrier["sip_call_id"], carrier["status"], carrier["cause"], carrier["cause_code"]) == (
+        body["call_id"], trunk_invite.call_id, "ANSWERED", "NORMAL_CLEARING", 16)
+    assert all(re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", carrier[t])
+               for t in ("time_started", "time_answered", "time_ended"))
 
 
 async def test_a_carrier_client_registering_one_url_per_event_gets_each_with_its_key(gw, rig, receiver):
