@@ -48,7 +48,8 @@ def v1_routes(app):
         path = route.resource.canonical
         if route.method == "HEAD" or not path.startswith("/v1/") or path in PUBLIC:
             continue
-        path = path.replace("{call_id}", "c2c-1").replace("{hook_id}", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+        path = path.replace("{call_id}", "c2c-1").replace("{id}", "c2c-1")
+        path = path.replace("{hook_id}", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
         out.append((route.method, path))
     return out
 

@@ -258,14 +258,16 @@ async def test_cdr_list_filters_by_customer_id(gateway, fake_ami):
         ids.setdefault(customer, []).append(body["call_id"])
     assert await gateway.app[REGISTRY].wait_empty(3)
     await stored(gateway.app).list_calls("default")                   # every CDR written
-    listed = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1"}, headers=AUTH)).json()
-    assert listed["total"] == 2 and {c["call_id"] for c in listed["cdrs"]} == set(ids["KH1"])
-    assert all(c["customer_id"] == "KH1" for c in listed["cdrs"])
-    both = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1", "extension": "103"},
+    listed = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1", "page": "1"}, headers=AUTH)).json()
+    assert listed["total"] == 2 and {c["call_id"] for c in listed["data"]} == set(ids["KH1"])
+    assert all(c["customer_id"] == "KH1" for c in listed["data"])
+    both = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1", "extension": "103", "page": "1"},
                                     headers=AUTH)).json()
-    assert [c["call_id"] for c in both["cdrs"]] == [ids["KH1"][1]]
-    assert (await (await gateway.get("/v1/cdr", headers=AUTH)).json())["total"] == 4
-    other = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1"},
+    assert [c["call_id"] for c in both["data"]] == [ids["KH1"][1]]
+    scrolled = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1"}, headers=AUTH)).json()
+    assert {c["call_id"] for c in scrolled["data"]} == set(ids["KH1"]) and scrolled["scroll_id"]
+    assert (await (await gateway.get("/v1/cdr", params={"page": "1"}, headers=AUTH)).json())["total"] == 4
+    other = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1", "page": "1"},
                                      headers={"Authorization": f"Bearer {OTHER_TOKEN}"})).json()
     assert other["total"] == 0                                        # another tenant's customer
     for query in ("customer_id=KH1&customer_id=KH2", "customer_id=KH%201", "customer_id=" + "K" * 65):
