@@ -44,6 +44,7 @@ from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
+from .carrier import zone
 from .config import Config, LimitsConfig
 from .http_server import CONNECTIONS, Connections, handler_args, request_over
 from .log_filters import throttle_tracebacks
@@ -96,7 +97,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
                                concurrency=hooks.concurrency, per_tenant=hooks.per_tenant_concurrency,
                                per_hook=hooks.per_hook_concurrency, retention_days=hooks.retention_days,
                                egress=egress, owner=app[INSTANCE_ID])
-    reporter = CallReporter(storage, webhooks)
+    reporter = CallReporter(storage, webhooks, zone=zone(config.api.timezone))
     app[STORAGE], app[WEBHOOKS], app[REPORTER] = storage, webhooks, reporter
     app[SUBSCRIPTIONS] = Subscriptions(storage, max_hooks=hooks.max_hooks_per_tenant, egress=egress)
     app[METRICS].watch_webhooks(webhooks)

@@ -1,5 +1,5 @@
-"""The carrier's formats, in one place: its times, its Q.850 cause names, its CDR record and
-its live-call entry.
+"""The carrier's formats, in one place: its times, its Q.850 cause names, its CDR record, its
+live-call entry and its webhook payload.
 
 The carrier shows a time as ``YYYY-MM-DD HH:MM:SS`` in its own time zone (here: the
 configured ``api.timezone``, an IANA name), ``""`` when there is none, and takes date filters
@@ -160,6 +160,44 @@ def cdr_record(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     return {**carrier, **extra, **times, **utc}
 
 
+# The carrier's webhook payload ("Event Hook Data"): its keys, in its order.
+HOOK_KEYS = ("call_id", "sip_call_id", "domain", "direction", "from_number", "to_number", "hotline", "state",
+             "duration", "billsec", "recording_url", "time_started", "time_answered", "time_ended", "customer_id")
+HOOK_LEGS = ("extension", "number")        # which leg a ringing or answered event is about
+
+
+def hook_payload(record: dict[str, Any], event: str, zone: tzinfo, *, leg: str | None = None) -> dict[str, Any]:
+    """A webhook's payload for ``event`` (ringing, answered, hangup, cdr) about the call
+    ``record``: the carrier's keys first (``state`` is the event's name, ``domain`` the
+    tenant, times in its format), ``leg`` for ringing and answered, then the carrier's CDR
+    fields (``cdr_record``: ``cause`` a Q.850 name, ``cause_code``, ``status``...) and the
+    gateway's other fields as extras -- its own call state as ``call_state``, every time's
+    ISO-8601 UTC copy as ``<time>_utc``. The same conventions for every event, so a ``cdr``
+    payload holds the CDR ``GET /v1/cdr/{id}`` answers, plus the payload's keys."""
+    cdr = cdr_record(record, zone)
+    payload: dict[str, Any] = {
+        "call_id": cdr["call_id"],
+        "sip_call_id": cdr["sip_call_id"],
+        "domain": _text(record.get("tenant")),
+        "direction": cdr["direction"],
+        "from_number": cdr["from_number"],
+        "to_number": cdr["to_number"],
+        "hotline": cdr["hotline"],
+        "state": event,
+        "duration": int(cdr["duration"]),
+        "billsec": int(cdr["billsec"]),
+        "recording_url": cdr["recording_url"],
+        "time_started": cdr["time_started"],
+        "time_answered": cdr["time_answered"],
+        "time_ended": cdr["time_ended"],
+        "customer_id": cdr["customer_id"],
+    }
+    if leg is not None:
+        payload["leg"] = leg
+    extra = {k: v for k, v in cdr.items() if k not in payload and k not in ("tenant", "state")}
+    return {**payload, **extra, "call_state": record.get("state")}
+
+
 def live_call(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     """A live call's record as an entry of the carrier's ``GET /v1/call`` list, with the
     gateway's own state (``call_state``) and the start in UTC (``created_time_utc``) as extras."""
@@ -180,5 +218,6 @@ def live_call(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     }
 
 
-__all__ = ["CAUSE_NAMES", "CARRIER_TIME_FORMAT", "DATE_RULE", "LIVE_STATES", "TIME_FIELDS", "UNKNOWN_CAUSE",
-           "carrier_time", "cause_code", "cause_name", "cdr_record", "date_bound", "live_call", "zone"]
+__all__ = ["CAUSE_NAMES", "CARRIER_TIME_FORMAT", "DATE_RULE", "HOOK_KEYS", "HOOK_LEGS", "LIVE_STATES", "TIME_FIELDS",
+           "UNKNOWN_CAUSE", "carrier_time", "cause_code", "cause_name", "cdr_record", "date_bound", "hook_payload",
+           "live_call", "zone"]

@@ -35,13 +35,15 @@ async def test_answered_call_reports_every_step_in_order(gateway, fake_ami, rece
     resp = await gateway.get("/v1/click2call", params={"ext": "101", "phone": "0899098899"}, headers=AUTH)
     call_id = (await resp.json())["call_id"]
     events = await deliveries(receiver, 6, hook["secret"])
-    assert [(e, p["state"]) for e, p in events] == [
-        ("ringing", "ext_ringing"), ("answered", "ext_answered"), ("ringing", "number_ringing"),
-        ("answered", "number_answered"), ("hangup", "ended"), ("cdr", "ended")]
+    assert [(e, p["state"], p.get("leg"), p["call_state"]) for e, p in events] == [
+        ("ringing", "ringing", "extension", "ext_ringing"), ("answered", "answered", "extension", "ext_answered"),
+        ("ringing", "ringing", "number", "number_ringing"), ("answered", "answered", "number", "number_answered"),
+        ("hangup", "hangup", None, "ended"), ("cdr", "cdr", None, "ended")]
     cdr = events[-1][1]
     assert cdr["call_id"] == call_id and cdr["domain"] == "default" and cdr["direction"] == "outbound"
     assert cdr["from_number"] == "101" and cdr["to_number"] == "0899098899" and cdr["hotline"] == "02873001234"
-    assert cdr["status"] == "ANSWERED" and cdr["cause"] == "16" and cdr["billsec"] >= 1
+    assert cdr["status"] == "ANSWERED" and (cdr["cause"], cdr["cause_code"]) == ("NORMAL_CLEARING", 16)
+    assert cdr["billsec"] >= 1
     assert cdr["duration"] >= cdr["billsec"] and cdr["ext_channel"] and cdr["trunk_channel"]
     stored = await (await gateway.get(f"/v1/calls/{call_id}", headers=AUTH)).json()
     assert stored["call"]["status"] == "ANSWERED" and stored["call"]["billsec"] == cdr["billsec"]

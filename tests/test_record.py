@@ -2,12 +2,14 @@
 the webhook body all carry exactly its fields, with its values."""
 import json
 import sqlite3
+from datetime import UTC
 
 from openapi_schema_validator import OAS30Validator
 
 from c2c_ami.api.openapi import build_openapi
 from c2c_ami.calls.call import Call, ExtLegFailure, Leg
-from c2c_ami.calls.record import FIELDS, LIVE_CALL_KEYS, NAMES, call_record, live_call_summary, webhook_body
+from c2c_ami.calls.record import FIELDS, LIVE_CALL_KEYS, NAMES, call_record, live_call_summary
+from c2c_ami.carrier import TIME_FIELDS, hook_payload
 from c2c_ami.store import MIGRATIONS, SqliteStorage, migrate
 
 
@@ -68,9 +70,11 @@ async def test_enumerated_fields_take_only_their_values():
 
 async def test_webhook_body_and_live_summary_derive_from_the_record():
     call = ended_call("answered")
-    body = webhook_body(call_record(call))
-    assert "tenant" not in body and body["domain"] == "t"
-    assert set(body) == (set(NAMES) - {"tenant"}) | {"domain"}
+    body = hook_payload(call_record(call), "cdr", UTC)
+    assert "tenant" not in body and body["domain"] == "t" and body["call_state"] == "ended"
+    # every field of the record is in the payload: the gateway's state as call_state, each
+    # time in the carrier's format and, as <time>_utc, in the record's ISO-8601
+    assert set(NAMES) - {"tenant", "state"} <= set(body) and {f"{t}_utc" for t in TIME_FIELDS} <= set(body)
     summary = live_call_summary(call)
     assert summary == {"call_id": call.call_id, "source": "101", "destination": "0899", "direction": "outbound",
                        "state": "ended", "created_time": call_record(call)["time_started"], "hotline": "028"}
@@ -84,6 +88,6 @@ async def test_the_customer_id_is_the_last_field_and_outlives_the_process_in_the
     assert facts["customer_id"] == "KH1"
     again = Call.from_facts(json.loads(json.dumps(facts)))
     assert again.customer_id == "KH1" and call_record(again)["customer_id"] == "KH1"
-    assert webhook_body(call_record(again))["customer_id"] == "KH1"
+    assert hook_payload(call_record(again), "ringing", UTC, leg="extension")["customer_id"] == "KH1"
     older = {k: v for k, v in facts.items() if k != "customer_id"}     # facts written before it existed
     assert Call.from_facts(older).customer_id is None

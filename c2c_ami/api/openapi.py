@@ -128,6 +128,36 @@ def _carrier_cdr(record: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(carrier), "properties": {**carrier, **extras, **times, **utc}}
 
 
+def _hook_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """A webhook's body (``carrier.hook_payload``): the carrier's "Event Hook Data" keys, ``leg``,
+    the carrier's CDR fields and the gateway's as extras, and ``event``."""
+    cdr = _carrier_cdr(record)["properties"]
+    text = {"type": "string"}
+    carrier: dict[str, Any] = {
+        "call_id": cdr["call_id"], "sip_call_id": cdr["sip_call_id"],
+        "domain": {"type": "string", "description": "the tenant"},
+        "direction": cdr["direction"],
+        "from_number": {"type": "string", "description": "the extension"},
+        "to_number": {"type": "string", "description": "the number dialed"},
+        "hotline": text,
+        "state": {"type": "string", "enum": list(EVENTS), "description": "the event's name"},
+        "duration": {**cdr["duration"], "description": "seconds from the request to the end (so far, "
+                                                       "before hangup)"},
+        "billsec": {**cdr["billsec"], "description": "seconds from the number's answer to the end (so far, "
+                                                     "before hangup)"},
+        "recording_url": cdr["recording_url"],
+        "time_started": _CARRIER_TIME, "time_answered": _CARRIER_TIME, "time_ended": _CARRIER_TIME,
+        "customer_id": cdr["customer_id"],
+    }
+    leg = {"leg": {"type": "string", "enum": ["extension", "number"],
+                   "description": "ringing and answered only: the leg that rang or answered"}}
+    extras = {name: schema for name, schema in cdr.items() if name not in carrier and name not in ("tenant", "state")}
+    own = {"call_state": {**record["properties"]["state"], "description": "the gateway's own state of the call"},
+           "event": {"type": "string", "enum": list(EVENTS), "description": "the event (= state, X-C2C-Event)"}}
+    return {"type": "object", "required": [*carrier, *own],
+            "properties": {**carrier, **leg, **extras, **own}}
+
+
 _LIVE_CALL: dict[str, Any] = {"type": "object", "properties": {
     "call_id": {"type": "string"}, "context": {"type": "string", "description": "the tenant"},
     "created_time": _CARRIER_TIME,
@@ -177,6 +207,7 @@ def build_openapi() -> dict[str, Any]:
                     "status": {"type": "string", "enum": ["success"]},
                     "call": {"$ref": "#/components/schemas/CallRecord"}}},
                 "CarrierCdr": _carrier_cdr(record),
+                "WebhookPayload": _hook_payload(record),
                 "CdrResponse": {"allOf": [{"$ref": "#/components/schemas/CarrierCdr"}, {
                     "type": "object", "properties": {"call": {"$ref": "#/components/schemas/CallRecord"}}}]},
                 "LiveCalls": {"type": "object", "required": ["data", "total"], "properties": {
@@ -372,7 +403,8 @@ def build_openapi() -> dict[str, Any]:
                                         "resolution. Deliveries carry X-C2C-Event, X-C2C-Delivery (a random "
                                         "UUID, the same on retries), X-C2C-Timestamp and X-C2C-Signature, and, "
                                         "for a hook with a callback_apikey, X-Api-Key: <key> and "
-                                        "Authorization: Bearer <key>. "
+                                        "Authorization: Bearer <key>. The delivery's body is a "
+                                        "WebhookPayload (the carrier's Event Hook Data and extras). "
                                         f"The body: at most {MAX_JSON_BODY} bytes, JSON nested at most "
                                         f"{MAX_JSON_DEPTH} levels, received within http.body_timeout "
                                         "(else INVALID_PARAMS).",

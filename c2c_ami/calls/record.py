@@ -1,7 +1,7 @@
 """The call record: the one definition of what a call looks like from outside.
 
 ``FIELDS`` lists every field once, with its type, its allowed values and how it is read off
-a ``Call``. From it come the record itself (``GET /v1/calls/{id}``, CDRs, webhook bodies),
+a ``Call``. From it come the record itself (``GET /v1/calls/{id}``, CDRs, webhook payloads),
 the store's columns and the OpenAPI schema; a test pins the store's first migration, written
 before this module, to the same names.
 """
@@ -98,13 +98,6 @@ def record_schema() -> dict[str, Any]:
     """The OpenAPI schema of a call record."""
     return {"type": "object", "required": [f.name for f in FIELDS if not f.nullable],
             "properties": {f.name: f.schema() for f in FIELDS}}
-
-
-def webhook_body(record: dict[str, Any]) -> dict[str, Any]:
-    """A webhook's payload: the record with the tenant as the carrier's ``domain``."""
-    body = dict(record)
-    body["domain"] = body.pop("tenant")
-    return body
 
 
 # The carrier's live-calls list (GET /v1/call): its key -> the record field it shows.

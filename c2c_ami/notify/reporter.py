@@ -12,21 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
-from ..calls.call import Call, Step
-from ..calls.record import call_record, webhook_body
+from ..calls.call import Call, CallState, Step
+from ..calls.record import call_record
+from ..carrier import hook_payload
 from ..store import CallWrite, Delivery, Storage, StorageUnavailable
 from ..waits import wait_set
 from .webhooks import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
-# Steps announced as webhooks: ringing/answered fire for the extension and again for the
-# number (the payload's ``state`` tells which); an ended call sends hangup, then cdr.
+# Steps announced as webhooks: ringing/answered fire once for the extension and once for the
+# number (the payload's ``leg`` tells which: the call's state when the step was reported); an
+# ended call sends hangup, then cdr, once. The payload is the carrier's (``carrier.hook_payload``).
 RETRY_MIN, RETRY_MAX = 0.5, 5.0      # seconds between tries while the store is unavailable
 _WEBHOOK_EVENTS: dict[Step, tuple[str, ...]] = {"ringing": ("ringing",), "answered": ("answered",),
                                                 "ended": ("hangup", "cdr")}
+_LEGS: dict[CallState, str] = {CallState.EXT_RINGING: "extension", CallState.EXT_ANSWERED: "extension",
+                               CallState.NUMBER_RINGING: "number", CallState.NUMBER_ANSWERED: "number"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class _Write:
     facts: dict[str, Any] | None         # a live call's facts; None once it ended
     record: dict[str, Any] | None        # the record (CDR at the end) for the webhooks
     events: tuple[str, ...]
+    leg: str | None = None               # ringing/answered: "extension" or "number"
 
 
 MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place: a few ms at most)
@@ -49,9 +55,11 @@ def _digest(facts: dict[str, Any]) -> int:
 
 
 class CallReporter:
-    def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN) -> None:
+    def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN,
+                 zone: tzinfo = UTC) -> None:
         self.storage = storage
         self.webhooks = webhooks
+        self.zone = zone                 # api.timezone: the payloads' carrier times
         self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
@@ -73,7 +81,9 @@ class CallReporter:
         else:
             facts = call.facts()
             self._written[call.call_id] = _digest(facts)
-            self._put(_Write(call.call_id, call.tenant, call.pbx, facts, record, _WEBHOOK_EVENTS.get(event, ())))
+            events = _WEBHOOK_EVENTS.get(event, ())
+            self._put(_Write(call.call_id, call.tenant, call.pbx, facts, record, events,
+                             _LEGS.get(call.state) if events else None))
 
     def call_changed(self, call: Call) -> None:
         """Store the call's facts if they changed since last queued."""
@@ -154,9 +164,9 @@ class CallReporter:
                 continue                  # facts only, replaced by a later write of the call
             deliveries: list[Delivery] = []
             if write.record is not None:
-                body = webhook_body(write.record)
                 for event in write.events:
-                    deliveries += await self.webhooks.deliveries(write.tenant, event, body)
+                    payload = hook_payload(write.record, event, self.zone, leg=write.leg)
+                    deliveries += await self.webhooks.deliveries(write.tenant, event, payload)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
                                     write.record if write.facts is None else None, tuple(deliveries)))
         await self.storage.save_call_writes(writes)

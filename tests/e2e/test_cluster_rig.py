@@ -249,7 +249,8 @@ def _rotate(items, n):
 
 async def _number_answered(cluster, call_id, timeout=10.0):
     async def seen():
-        while not any(p["state"] == "number_answered" for p in cluster.hooks.get(("answered", call_id), [])):
+        while not any((p["state"], p["leg"], p["call_state"]) == ("answered", "number", "number_answered")
+                      for p in cluster.hooks.get(("answered", call_id), [])):
             cluster.arrived.clear()
             await cluster.arrived.wait()
     await asyncio.wait_for(seen(), timeout)

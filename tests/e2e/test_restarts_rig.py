@@ -41,7 +41,8 @@ async def next_delivery(receiver, event: str, call_id: str, timeout: float = 20.
 async def number_answered(receiver, call_id: str) -> dict:
     while True:
         payload = await next_delivery(receiver, "answered", call_id)
-        if payload["state"] == "number_answered":
+        if payload["leg"] == "number":          # the second answered: the number's leg
+            assert (payload["state"], payload["call_state"]) == ("answered", "number_answered"), payload
             return payload
 
 
