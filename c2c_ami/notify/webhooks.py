@@ -14,7 +14,7 @@ so hooks that hang use up only their own tenant's share. A receiver that is down
 error, timeout, egress refusal, HTTP 429/502/503/504) backs off as a whole: its other due rows
 wait for the same retry time without an attempt, instead of occupying the worker one by one.
 
-Each delivery is ``POST <url>`` with the JSON event as body (the payload plus ``"event"``)
+Each delivery is ``POST <url>`` with the JSON event as body (the payload, ``carrier.hook_payload``, plus ``"event"``)
 and these headers:
 
     Content-Type: application/json
