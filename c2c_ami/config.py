@@ -534,16 +534,17 @@ def _token(value: Any, path: str) -> bytes:
 
 
 def _check_unique(tenants: tuple[Tenant, ...]) -> None:
-    seen_domains, seen_tokens, seen_keys = set(), set(), set()
+    """Domains once; a secret (static token or api key) names one tenant only, whichever of
+    the two lists holds it (a Bearer token and an exchange must not mean two tenants)."""
+    seen_domains: set[str] = set()
+    owner: dict[bytes, int] = {}
     for i, t in enumerate(tenants):
         if t.domain in seen_domains:
             raise ConfigError(f"tenants[{i}].domain: {t.domain!r} is used twice")
         seen_domains.add(t.domain)
-        for d in t.token_digests:
-            if d in seen_tokens:
-                raise ConfigError(f"tenants[{i}].tokens: a token is shared with another tenant")
-            seen_tokens.add(d)
-        for d in t.api_key_digests:
-            if d in seen_keys:
-                raise ConfigError(f"tenants[{i}].api_keys: an api key is shared with another tenant")
-            seen_keys.add(d)
+        for key, digests, what in (("tokens", t.token_digests, "a token"),
+                                   ("api_keys", t.api_key_digests, "an api key")):
+            for d in digests:
+                if owner.setdefault(d, i) != i:
+                    raise ConfigError(f"tenants[{i}].{key}: {what} is shared with another tenant "
+                                      "(as its token or its api key)")

@@ -89,7 +89,7 @@ class _Guard(asyncio.Protocol):
             if HEAD_END in self._tail + data[:len(HEAD_END) - 1] or HEAD_END in data:
                 self.request_started()
             else:
-                self._tail = data[-(len(HEAD_END) - 1):]
+                self._tail = (self._tail + data)[-(len(HEAD_END) - 1):]   # pieces may be 1 byte
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -266,6 +266,8 @@ async def test_cdr_list_filters_by_customer_id(gateway, fake_ami):
     assert [c["call_id"] for c in both["data"]] == [ids["KH1"][1]]
     scrolled = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1"}, headers=AUTH)).json()
     assert {c["call_id"] for c in scrolled["data"]} == set(ids["KH1"]) and scrolled["scroll_id"]
+    resp = await gateway.get("/v1/cdr", params={"scroll_id": scrolled["scroll_id"]}, headers=AUTH)
+    assert (resp.status, (await resp.json())["data"]) == (200, [])      # the scroll goes on, to its end
     assert (await (await gateway.get("/v1/cdr", params={"page": "1"}, headers=AUTH)).json())["total"] == 4
     other = await (await gateway.get("/v1/cdr", params={"customer_id": "KH1", "page": "1"},
                                      headers={"Authorization": f"Bearer {OTHER_TOKEN}"})).json()
@@ -302,3 +304,11 @@ async def test_customer_id_survives_a_restart_in_the_live_calls_facts(aiohttp_cl
     assert await registry.wait_empty(3)
     record = await stored(second.app).get_call("default", call_id)
     assert (record["customer_id"], record["status"]) == ("KH-restart", "ANSWERED")
+
+
+async def test_v2_body_past_client_max_size_is_413_in_the_v2_shape(make_gateway, fake_ami):
+    client = await make_gateway(http={"client_max_size": 1024})
+    status, answer, _ = await v2(client, json.dumps({"id": "KH1", "mobile": "0899", "agent": "101",
+                                                     "pad": "x" * 4096}))
+    assert (status, answer["code"], answer["error"]) == (413, "1", "INVALID_PARAMS"), answer
+    assert answer["message"] == "body: larger than 1024 bytes" and fake_ami.actions_named("Originate") == []

@@ -192,3 +192,36 @@ def test_a_host_name_is_listened_on_at_every_address_it_resolves_to():
     finally:
         for sock in socks:
             sock.close()
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n"],
+    [b"GET /healthz HTTP/1.1\r\nHost: g\r\n", b"\r", b"\n"],        # the blank line in 1-byte pieces
+    [b"GET /healthz HTTP/1.1\r\nHost: g\r", b"\n\r", b"\n"],
+    [b"GET /healthz HTTP/1.1\r\nHost: g", b"\r", b"\n", b"\r", b"\n"],
+])
+async def test_the_end_of_a_head_is_seen_however_it_is_cut(pieces):
+    """Else the head deadline would close a connection whose sync request is still waiting."""
+    from c2c_ami.config import HttpConfig
+    from c2c_ami.http_server import Connections, _Guard
+
+    class Inner(asyncio.Protocol):
+        def __init__(self):
+            self.got = b""
+
+        def data_received(self, data):
+            self.got += data
+
+    class Transport(asyncio.Transport):
+        def close(self):
+            raise AssertionError("closed")
+
+    inner = Inner()
+    guard = _Guard(inner, Connections(HttpConfig()))
+    guard.connection_made(Transport())
+    for piece in pieces[:-1]:
+        guard.data_received(piece)
+        assert not guard._in_request
+    guard.data_received(pieces[-1])
+    assert guard._in_request and guard._deadline is None and inner.got == b"".join(pieces)
+    guard.connection_lost(None)

@@ -356,6 +356,11 @@ def test_unset_signing_secret_is_random_with_a_warning(caplog):
                   dict(BASE["tenants"][0], domain="b", tokens=["b-token"], api_keys=["same-key"])]},
      r"tenants\[1\].api_keys"),
     ({"tenants": [{k: v for k, v in BASE["tenants"][0].items() if k != "tokens"}]}, r"tenants\[0\].tokens"),
+    ({"tenants": [dict(BASE["tenants"][0], api_keys=["one-secret"]),     # A's api key is B's token
+                  dict(BASE["tenants"][0], domain="b", tokens=["one-secret"])]}, r"tenants\[1\].tokens"),
+    ({"tenants": [dict(BASE["tenants"][0], tokens=["one-secret"]),       # A's token is B's api key
+                  dict(BASE["tenants"][0], domain="b", tokens=["b-token"], api_keys=["one-secret"])]},
+     r"tenants\[1\].api_keys"),
 ])
 def test_config_errors_name_their_key(change, where):
     with pytest.raises(ConfigError, match=f"^{where}:"):
@@ -389,3 +394,8 @@ def test_the_openapi_document_describes_the_exchange():
     token = build_openapi()["components"]["schemas"]["Token"]["properties"]["data"]
     assert token["required"] == ["token", "expired", "user_id"]
     assert set(operation["responses"]) == {"200", "400", "401", "403", "429"}
+
+
+def test_one_secret_may_be_a_tenants_token_and_its_api_key():
+    tenant = dict(BASE["tenants"][0], api_keys=[BASE["tenants"][0]["tokens"][0]])
+    assert parse_config(dict(BASE, tenants=[tenant]), {}).tenants[0].api_key_digests

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from .. import patterns
 from ..calls.requests import ClickToCallRequest
-from ..errors import C2CError, CallFailed, Forbidden
+from ..errors import C2CError, CallFailed, Forbidden, InvalidParams
 from .auth import Principal
 from .common import ClientGone, body_of, principal_of, query_of, success
-from .keys import METRICS, SERVICE
+from .keys import CONFIG, METRICS, SERVICE
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
 
 log = logging.getLogger("c2c_ami.api")
@@ -45,7 +45,10 @@ async def click2call_v2(request: web.Request) -> web.Response:
         call_id = await _measured("v2", _click2call_v2(request), request)
     except C2CError as exc:
         return _v2_failure(v2_named(exc))
-    except (web.HTTPException, ClientGone):     # aiohttp's own (413), and nobody left to answer
+    except web.HTTPRequestEntityTooLarge:       # aiohttp's own 413, in the v2 shape too
+        failure = InvalidParams(f"body: larger than {request.app[CONFIG].http.client_max_size} bytes")
+        return web.json_response({"code": "1", **failure.body()}, status=413)
+    except (web.HTTPException, ClientGone):     # nobody left to answer
         raise
     except Exception:       # as error_middleware does, in the v2 shape
         log.exception("unexpected error handling %s %s", request.method, request.path)

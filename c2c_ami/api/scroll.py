@@ -23,11 +23,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..calls.requests import CdrQuery
 from ..config import Config
 from ..errors import InvalidParams
 
 MAX_SCROLL_ID = 1024            # characters; a scroll id is ~200
-_FILTERS = ("start_date", "end_date", "extension", "phone", "status", "direction")
+_FILTERS = tuple(CdrQuery().filters())   # every filter a scroll carries on, and nothing else
 
 
 @dataclass(frozen=True)

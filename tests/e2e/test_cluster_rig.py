@@ -117,14 +117,18 @@ async def test_one_extension_on_two_instances_at_once_rings_once_a_hundred_times
     gw1, gw2, _ = cluster.gateways
     t0 = now()
     for n in range(100):
+        round_start = now()
         first, second = await asyncio.gather(cluster.click(gw1, ext=NO_ANSWER, phone=f"0899{n:03d}1"),
                                              cluster.click(gw2, ext=NO_ANSWER, phone=f"0899{n:03d}2"))
         outcomes = sorted(body.get("error", "success") for _, body in (first, second))
         assert outcomes == ["USER_BUSY", "success"], (n, first, second)
         call_id = next(body["call_id"] for _, body in (first, second) if "call_id" in body)
+        # the phone rings before the cancel (else a cancel quicker than the INVITE rings nobody)
+        await in_thread(cluster.rig.wait_for_invite, NO_ANSWER, after=round_start)
         async with cluster.http.delete(f"{gw1.base}/v1/calls/{call_id}") as resp:
             assert resp.status == 200
         await cluster.delivered("cdr", call_id)                  # over, and its extension free again
+        assert len(cluster.rig.invites_to(NO_ANSWER, after=round_start)) == 1, n
     assert len(cluster.rig.invites_to(NO_ANSWER, after=t0)) == 100
 
 
