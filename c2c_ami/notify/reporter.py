@@ -10,6 +10,7 @@ webhook worker. ``flush`` waits until everything queued is stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -165,7 +166,7 @@ class CallReporter:
             deliveries: list[Delivery] = []
             if write.record is not None:
                 for event in write.events:
-                    payload = hook_payload(write.record, event, self.zone, leg=write.leg)
+                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=write.leg)
                     deliveries += await self.webhooks.deliveries(write.tenant, event, payload)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
                                     write.record if write.facts is None else None, tuple(deliveries)))

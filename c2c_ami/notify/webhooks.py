@@ -142,13 +142,17 @@ class WebhookNotifier:
 
     # ---- producer side (the call reporter) ---------------------------------------------
 
-    async def deliveries(self, tenant: str, event: str, payload: dict[str, Any]) -> list[Delivery]:
+    async def deliveries(self, tenant: str, event: str,
+                         payload: dict[str, Any] | Callable[[], dict[str, Any]]) -> list[Delivery]:
         """The outbox rows ``event`` makes: one per hook of ``tenant`` subscribed to it. The
         caller stores them (with the call's own facts, in one transaction), then ``wake``s
-        the worker."""
+        the worker. ``payload`` may be a function: it is built only if some hook wants it
+        (most calls of most tenants have none, and a payload is ~15 % of a call's CPU)."""
         hooks = await self.storage.hooks_for(tenant, event)
         if not hooks:
             return []
+        if callable(payload):
+            payload = payload()
         body = json.dumps({**payload, "event": event}, separators=(",", ":"),
                           ensure_ascii=False, default=str).encode("utf-8")
         call_id = str(payload.get("call_id") or "")
