@@ -6,7 +6,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from aiohttp import web
 
 from c2c_ami.api.keys import WEBHOOKS
 from c2c_ami.notify.webhooks import verify
@@ -21,11 +20,7 @@ OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
 @pytest.fixture
 async def hooks_receiver(aiohttp_server):
     """The receiver of tests/test_webhooks.py: every POST /{name} recorded, answered per plan."""
-    r = Receiver()
-    app = web.Application()
-    app.router.add_post("/{name}", r.handle)
-    server = await aiohttp_server(app)
-    r.base = str(server.make_url("")).rstrip("/")
+    r = await Receiver.serving(aiohttp_server)
     yield r
     r.release.set()
 

@@ -164,16 +164,23 @@ async def test_upgrade_from_v5_adds_customer_id_and_keeps_rows(tmp_path):
         await s.close()
 
 
-async def test_postgresql_upgrade_from_v5_adds_customer_id_and_keeps_rows(postgres):
+async def postgres_at_v5(postgres, *rows: str) -> str:
+    """A new PostgreSQL database migrated to schema 5 only, holding ``rows`` (INSERTs)."""
     from c2c_ami.store.postgres import migrate as pg_migrate
     url = postgres.create_database()
     conn = await asyncpg.connect(url)
     try:
         assert await pg_migrate(conn, [m for m in MIGRATIONS if m.version <= 5]) == 5
-        await conn.execute("INSERT INTO calls (call_id, tenant, extension, time_started) "
-                           "VALUES ('old', 'acme', '101', '2024-05-01')")
+        for row in rows:
+            await conn.execute(row)
     finally:
         await conn.close()
+    return url
+
+
+async def test_postgresql_upgrade_from_v5_adds_customer_id_and_keeps_rows(postgres):
+    url = await postgres_at_v5(postgres, "INSERT INTO calls (call_id, tenant, extension, time_started) "
+                                         "VALUES ('old', 'acme', '101', '2024-05-01')")
     s = await PostgresStorage.connect(url)
     try:
         assert s.schema_version == SCHEMA_VERSION
@@ -727,15 +734,8 @@ async def test_upgrade_from_v5_gives_existing_hooks_no_api_key(tmp_path):
 
 
 async def test_postgresql_upgrade_from_v5_gives_existing_hooks_no_api_key(postgres):
-    from c2c_ami.store.postgres import migrate as migrate_pg
-    url = postgres.create_database()
-    conn = await asyncpg.connect(url)
-    try:
-        assert await migrate_pg(conn, [m for m in MIGRATIONS if m.version <= 5]) == 5
-        await conn.execute("INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
-                           "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
-    finally:
-        await conn.close()
+    url = await postgres_at_v5(postgres, "INSERT INTO hooks (id, tenant, url, events, secret, created_at) "
+                                         "VALUES ('h', 'acme', 'http://x/', '[]', 'k', '2024')")
     pg = await PostgresStorage.connect(url)
     try:
         assert pg.schema_version == SCHEMA_VERSION >= 7

@@ -45,6 +45,16 @@ class Receiver:
         self._waiters = []
         self.base = ""
 
+    @classmethod
+    async def serving(cls, aiohttp_server) -> "Receiver":
+        """A receiver listening on a test server: every POST /{name} is a hit."""
+        r = cls()
+        app = web.Application()
+        app.router.add_post("/{name}", r.handle)
+        server = await aiohttp_server(app)
+        r.base = str(server.make_url("")).rstrip("/")
+        return r
+
     def url(self, name):
         return f"{self.base}/{name}"
 
@@ -77,11 +87,7 @@ class Receiver:
 
 @pytest.fixture
 async def receiver(aiohttp_server):
-    r = Receiver()
-    app = web.Application()
-    app.router.add_post("/{name}", r.handle)
-    server = await aiohttp_server(app)
-    r.base = str(server.make_url("")).rstrip("/")
+    r = await Receiver.serving(aiohttp_server)
     yield r
     r.release.set()
 

@@ -46,8 +46,8 @@ async def click2call_v2(request: web.Request) -> web.Response:
     except C2CError as exc:
         return _v2_failure(v2_named(exc))
     except web.HTTPRequestEntityTooLarge:       # aiohttp's own 413, in the v2 shape too
-        failure = InvalidParams(f"body: larger than {request.app[CONFIG].http.client_max_size} bytes")
-        return web.json_response({"code": "1", **failure.body()}, status=413)
+        return _v2_failure(InvalidParams(f"body: larger than {request.app[CONFIG].http.client_max_size} bytes"),
+                           status=413)
     except (web.HTTPException, ClientGone):     # nobody left to answer
         raise
     except Exception:       # as error_middleware does, in the v2 shape
@@ -56,8 +56,8 @@ async def click2call_v2(request: web.Request) -> web.Response:
     return web.json_response({"code": "0", "status": "success", "call_id": call_id})
 
 
-def _v2_failure(exc: C2CError) -> web.Response:
-    return web.json_response({"code": "1", **exc.body()}, status=exc.http_status, headers=exc.headers)
+def _v2_failure(exc: C2CError, status: int | None = None) -> web.Response:
+    return web.json_response({"code": "1", **exc.body()}, status=status or exc.http_status, headers=exc.headers)
 
 
 async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> T:

@@ -216,8 +216,9 @@ def parse_cdr_query(params: dict[str, str], zone: tzinfo = UTC) -> CdrQuery:
         end_date=_date(params, "end_date", zone, end=True),
         extension=optional_match(params, "extension", patterns.EXTENSION),
         phone=optional_match(params, "phone", patterns.CID_NUMBER),
-        status=_status(params), customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
-        direction=_direction(params),
+        status=_one_of(params, "status", CDR_STATUSES),
+        customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
+        direction=_one_of(params, "direction", DIRECTIONS, " (click-to-call calls are outbound)"),
         limit=_int(params, "limit", 50, 1, MAX_PAGE), page=_int(params, "page", 1, 1, 10**6),
         offset=_int(params, "offset", 0, 0, MAX_OFFSET) if params.get("offset", "") != "" else None)
 
@@ -254,21 +255,13 @@ def _date(params: dict[str, str], name: str, zone: tzinfo, *, end: bool) -> str 
         raise InvalidParams(f"{name}: {DATE_RULE}") from None
 
 
-def _direction(params: dict[str, str]) -> str | None:
-    value = params.get("direction", "")
+def _one_of(params: dict[str, str], name: str, allowed: tuple[str, ...], note: str = "") -> str | None:
+    """An optional parameter that must be one of ``allowed`` (None when absent or empty)."""
+    value = params.get(name, "")
     if value == "":
         return None
-    if value not in DIRECTIONS:
-        raise InvalidParams(f"direction: one of {', '.join(DIRECTIONS)} (click-to-call calls are outbound)")
-    return value
-
-
-def _status(params: dict[str, str]) -> str | None:
-    value = params.get("status", "")
-    if value == "":
-        return None
-    if value not in CDR_STATUSES:
-        raise InvalidParams(f"status: one of {', '.join(CDR_STATUSES)}")
+    if value not in allowed:
+        raise InvalidParams(f"{name}: one of {', '.join(allowed)}{note}")
     return value
 
 

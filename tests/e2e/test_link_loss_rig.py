@@ -21,7 +21,13 @@ from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, click, rig_config
 from .gateways import GatewayProcess, free_port, write_config
 from .relay import Relay
-from .test_restarts_rig import TALK_8S, _state, next_delivery, number_answered
+from .test_restarts_rig import (
+    TALK_8S,
+    _state,
+    next_delivery,
+    number_answered,
+    tracked_again_and_ends_as_asterisk_saw_it,
+)
 
 pytestmark = pytest.mark.rig
 NEVER_ANSWERS = "109"
@@ -51,14 +57,7 @@ async def test_silent_pbx_mid_talk_is_a_lost_link_not_the_end_of_the_call(rig, m
         seen = await (await client.get(f"/v1/calls/{call.call_id}", headers=AUTH)).json()
         assert (seen["call"]["state"], seen["call"]["status"]) == ("number_answered", None), seen
         relay.thaw()
-        assert await reconciler.wait_run(runs + 1, 5)
-        assert registry.get(call.call_id) is call and call.unobserved_since is None
-        assert await registry.wait_empty(15)
-        await asterisk.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("Channel") == call.trunk_channel)
-        up, down = asterisk.leg_times(call.trunk_channel)
-    record = await stored(client.app).get_call("default", call.call_id)
-    assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", False, "number")
-    assert abs(record["billsec"] - (down - up)) <= 1, (record["billsec"], down - up)
+        await tracked_again_and_ends_as_asterisk_saw_it(client, call, runs, asterisk)
 
 
 async def test_refused_relogin_keeps_a_ringing_call_and_its_cancel_waits_for_the_link(

@@ -91,11 +91,18 @@ async def test_link_cut_mid_talk_the_call_goes_on_and_ends_observed(rig, make_ri
         await asyncio.wait_for(_state(ami, AmiState.CONNECTING, AmiState.DISCONNECTED), 3)
         assert call.unobserved_since is not None and registry.get(call.call_id) is call
         await relay.start()                                   # back ~at once: the call is still up
-        assert await reconciler.wait_run(runs + 1, 5)
-        assert registry.get(call.call_id) is call and call.unobserved_since is None
-        assert await registry.wait_empty(15)
-        await asterisk.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("Channel") == call.trunk_channel)
-        up, down = asterisk.leg_times(call.trunk_channel)
+        await tracked_again_and_ends_as_asterisk_saw_it(client, call, runs, asterisk)
+
+
+async def tracked_again_and_ends_as_asterisk_saw_it(client, call, runs: int, asterisk) -> None:
+    """After a lost link, the call still up is tracked again (one reconciliation run after
+    ``runs``) and ends observed: ANSWERED, hung up by the number, billsec = Asterisk's."""
+    registry, reconciler = client.app[REGISTRY], client.app[RECONCILER]
+    assert await reconciler.wait_run(runs + 1, 5)
+    assert registry.get(call.call_id) is call and call.unobserved_since is None
+    assert await registry.wait_empty(15)
+    await asterisk.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("Channel") == call.trunk_channel)
+    up, down = asterisk.leg_times(call.trunk_channel)
     record = await stored(client.app).get_call("default", call.call_id)
     assert (record["status"], record["ended_unobserved"], record["hangup_by"]) == ("ANSWERED", False, "number")
     assert abs(record["billsec"] - (down - up)) <= 1, (record["billsec"], down - up)
