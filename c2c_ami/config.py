@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import patterns
+from .auto_answer import BUILT_IN, CUSTOM_BUNDLE, DEFAULT_BUNDLE, MAX_HEADERS, Bundle
 from .carrier import zone
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -99,10 +100,9 @@ class CallsConfig:
     dial_timeout: float = 60.0      # seconds the called number may ring
     sync_timeout: float = 45.0      # hard bound on a synchronous request
     max_call_seconds: float = 4 * 3600.0  # forget a call still "up" after this long
-    auto_answer_headers: tuple[tuple[str, str], ...] = (
-        ("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
-        ("Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer;delay=0"),
-    )
+    auto_answer: str = DEFAULT_BUNDLE   # the bundle of a tenant that names none
+    # every bundle by name: the built-in ones, then calls.auto_answer_bundles (README, "Auto-answer")
+    auto_answer_bundles: Mapping[str, Bundle] = field(default_factory=lambda: dict(BUILT_IN))
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,8 @@ class Tenant:
     hotlines: Mapping[str, str]     # hotline number -> trunk endpoint, first = default
     pbx: str = "default"            # the PBX its extensions and trunks live on
     api_key_digests: tuple[bytes, ...] = field(default=(), repr=False)  # exchanged for issued tokens
+    auto_answer: str = DEFAULT_BUNDLE   # the bundle's name...
+    auto_answer_headers: Bundle = BUILT_IN[DEFAULT_BUNDLE]  # ...resolved
 
     @property
     def default_hotline(self) -> str:
@@ -229,7 +231,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
                      "http", "metrics", "log", "auth", "api"})
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
-    calls = _section(root, "calls", CallsConfig)
+    calls = _calls(root)
     limits = _section(root, "limits", LimitsConfig)
     storage = _storage(root)
     webhooks = _webhooks(root)
@@ -248,7 +250,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
     pbx_names = [p.name for p in pbxs]
-    tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names) for i, t in enumerate(tenants_raw))
+    tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names, calls) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
                   storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log,
@@ -278,6 +280,69 @@ def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
         _check_ami(ami, f"{path}.ami")
         pbxs.append(PbxConfig(name, ami))
     return tuple(pbxs)
+
+
+def _calls(root: dict) -> CallsConfig:
+    """The flat section, and the auto-answer bundles: built-in, then ``auto_answer_bundles``,
+    then the deprecated ``auto_answer_headers`` as bundle ``custom`` (the default unless
+    ``auto_answer`` names one)."""
+    given = dict(_mapping(root.get("calls", {}) or {}, "calls"))
+    bundles = dict(BUILT_IN)
+    if "auto_answer_bundles" in given:
+        path = "calls.auto_answer_bundles"
+        for name, value in _mapping(given.pop("auto_answer_bundles"), path).items():
+            bundles[_bundle_name(name, f"{path}.{name}")] = _bundle(value, f"{path}.{name}")
+    default = DEFAULT_BUNDLE
+    if "auto_answer_headers" in given:
+        path = "calls.auto_answer_headers"
+        if CUSTOM_BUNDLE in bundles:   # not built in: calls.auto_answer_bundles has one
+            raise ConfigError(f"{path}: defines bundle {CUSTOM_BUNDLE!r}, which "
+                              "calls.auto_answer_bundles defines too: keep one")
+        bundles[CUSTOM_BUNDLE] = _bundle(_mapping(given.pop("auto_answer_headers"), path), path)
+        default = CUSTOM_BUNDLE
+    calls = dataclasses.replace(_section({"calls": given}, "calls", CallsConfig),
+                                auto_answer_bundles=bundles)
+    if "auto_answer" not in given:
+        calls = dataclasses.replace(calls, auto_answer=default)
+    _known_bundle(calls.auto_answer, calls, "calls.auto_answer")
+    return calls
+
+
+def _bundle_name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not patterns.BUNDLE_NAME.fullmatch(value):
+        raise ConfigError(f"{path}: a bundle name is {patterns.BUNDLE_NAME.rule}")
+    return value
+
+
+def _bundle(value: Any, path: str) -> Bundle:
+    """``[[Header, value], ...]`` (order kept, a header may repeat) or ``{Header: value}``."""
+    if isinstance(value, dict):
+        pairs = [((name, val), f"{path}.{name}") for name, val in value.items()]
+    elif isinstance(value, list):
+        pairs = []
+        for i, item in enumerate(value):
+            if not isinstance(item, list) or len(item) != 2:
+                raise ConfigError(f"{path}[{i}]: expected [Header, value]")
+            pairs.append(((item[0], item[1]), f"{path}[{i}]"))
+    else:
+        raise ConfigError(f"{path}: expected a list of [Header, value] or a mapping {{Header: value}}")
+    if len(pairs) > MAX_HEADERS:
+        raise ConfigError(f"{path}: at most {MAX_HEADERS} headers")
+    out = []
+    for (name, val), where in pairs:
+        if not isinstance(name, str) or not patterns.SIP_HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: {patterns.SIP_HEADER_NAME.rule}")
+        if not isinstance(val, str) or not patterns.SIP_HEADER_VALUE.fullmatch(val):
+            raise ConfigError(f"{where}: {patterns.SIP_HEADER_VALUE.rule}")
+        out.append((name, val))
+    return tuple(out)
+
+
+def _known_bundle(name: Any, calls: CallsConfig, path: str) -> Bundle:
+    if not isinstance(name, str) or name not in calls.auto_answer_bundles:
+        raise ConfigError(f"{path}: no auto-answer bundle named {name!r} "
+                          f"(bundles: {', '.join(sorted(calls.auto_answer_bundles))})")
+    return calls.auto_answer_bundles[name]
 
 
 def _storage(root: dict) -> StorageConfig:
@@ -449,21 +514,7 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
         if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
             raise ConfigError(f"{path}: expected a non-empty string")
         return str(value)
-    if isinstance(default, tuple):  # auto_answer_headers: {Header: value}
-        return _headers(value, path)
     raise ConfigError(f"{path}: unsupported value")  # pragma: no cover
-
-
-def _headers(value: Any, path: str) -> tuple[tuple[str, str], ...]:
-    items = _mapping(value, path)
-    out = []
-    for name, val in items.items():
-        if not patterns.SIP_HEADER_NAME.fullmatch(str(name)):
-            raise ConfigError(f"{path}.{name}: {patterns.SIP_HEADER_NAME.rule}")
-        if not isinstance(val, str) or not patterns.SIP_HEADER_VALUE.fullmatch(val):
-            raise ConfigError(f"{path}.{name}: {patterns.SIP_HEADER_VALUE.rule}")
-        out.append((str(name), val))
-    return tuple(out)
 
 
 def _check_ami(ami: AmiConfig, path: str) -> None:
@@ -482,9 +533,10 @@ def _check_calls(calls: CallsConfig) -> None:
                           "or a synchronous request could give up while the phone still rings")
 
 
-def _tenant(raw: Any, path: str, pbx_names: list[str]) -> Tenant:
+def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig) -> Tenant:
     t = _mapping(raw, path)
-    _only(t, path, {"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines", "pbx"})
+    _only(t, path, {"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines", "pbx",
+                    "auto_answer"})
     pbx = t.get("pbx", pbx_names[0])
     if pbx not in pbx_names:
         raise ConfigError(f"{path}.pbx: no PBX named {pbx!r} (pbxs: {', '.join(pbx_names)})")
@@ -516,8 +568,11 @@ def _tenant(raw: Any, path: str, pbx_names: list[str]) -> Tenant:
             raise ConfigError(f"{path}.hotlines.{number}: a hotline is {patterns.HOTLINE.rule}; "
                               "quote it in YAML to keep leading zeros")
         hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
+    bundle = t.get("auto_answer", calls.auto_answer)
+    headers = _known_bundle(bundle, calls, f"{path}.auto_answer")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
-                  extensions=extensions, hotlines=hotlines, pbx=pbx, api_key_digests=key_digests)
+                  extensions=extensions, hotlines=hotlines, pbx=pbx, api_key_digests=key_digests,
+                  auto_answer=bundle, auto_answer_headers=headers)
 
 
 def _name(value: Any, path: str) -> str:

@@ -50,6 +50,8 @@ NAME_MAX_LENGTH = 64                          # caller-ID names; their character
 NAME_PUNCTUATION = frozenset(" .-_'@+")       # allowed in names besides letters and digits
 
 # Configuration values.
+BUNDLE_NAME = Pattern(r"[a-z0-9][a-z0-9_-]{0,31}", "1-32 lower-case letters, digits, '_' or '-', "
+                      "starting with a letter or digit")
 CONFIG_NAME = Pattern(r"[A-Za-z0-9_.-]{1,80}", "1-80 letters, digits, '.', '_' or '-'")
 ENDPOINT = Pattern(r"[A-Za-z0-9_/@.-]*\{ext\}[A-Za-z0-9_/@.-]*",
                    "must contain {ext} and only letters, digits, / @ . _ -")

@@ -166,3 +166,85 @@ def test_limit_defaults_serve_a_call_center_on_one_token_and_stop_a_stuck_button
     assert limits.per_extension_per_minute == 10
     off = parse_config(with_change(["limits"], {"per_extension_per_minute": 0}), {}).limits
     assert off.per_extension_per_minute == 0
+
+
+# -- auto-answer bundles ----------------------------------------------------------------------
+STANDARD = (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
+            ("Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer;delay=0"),
+            ("Answer-Mode", "Auto"), ("P-Auto-answer", "normal"), ("Answer-After", "0"))
+
+
+def with_calls(**calls):
+    return with_change(["calls"], {**BASE["calls"], **calls})
+
+
+def test_a_tenant_gets_the_standard_bundle_by_default():
+    config = parse_config(BASE, {})
+    assert config.calls.auto_answer == "standard"
+    assert (config.tenants[0].auto_answer, config.tenants[0].auto_answer_headers) == ("standard", STANDARD)
+
+
+def test_calls_auto_answer_names_the_default_and_a_tenant_may_override_it():
+    raw = with_calls(auto_answer="call-info")
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token"], "auto_answer": "polycom"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token"], "auto_answer": "none"})
+    a, b, c = parse_config(raw, {}).tenants
+    assert a.auto_answer_headers == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),)
+    assert b.auto_answer_headers == (("Alert-Info", "Ring Answer"),)
+    assert (c.auto_answer, c.auto_answer_headers) == ("none", ())
+
+
+def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
+    raw = with_calls(auto_answer="twice", auto_answer_bundles={
+        "twice": [["Alert-Info", "<http://a>;info=alert-autoanswer"], ["Call-Info", "<sip:a>;answer-after=0"],
+                  ["Alert-Info", "Ring Answer"]],
+        "mapped": {"Answer-Mode": "Auto", "X-Answer": "yes"},
+        "standard": [["Answer-Mode", "Auto"]],     # a user bundle may replace a built-in one
+        "empty": []})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token"], "auto_answer": "mapped"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token"], "auto_answer": "standard"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "d", "tokens": ["d-token"], "auto_answer": "empty"})
+    a, b, c, d = parse_config(raw, {}).tenants
+    assert a.auto_answer_headers == (("Alert-Info", "<http://a>;info=alert-autoanswer"),
+                                     ("Call-Info", "<sip:a>;answer-after=0"), ("Alert-Info", "Ring Answer"))
+    assert b.auto_answer_headers == (("Answer-Mode", "Auto"), ("X-Answer", "yes"))
+    assert c.auto_answer_headers == (("Answer-Mode", "Auto"),)
+    assert d.auto_answer_headers == ()
+
+
+@pytest.mark.parametrize("calls, tenant, where", [
+    ({"auto_answer": "yealink"}, None, "^calls.auto_answer: no auto-answer bundle named 'yealink' "
+                                       r"\(bundles: alert-info, answer-mode, call-info, legacy, none, polycom"),
+    ({}, "yealink", r"^tenants\[0\].auto_answer: no auto-answer bundle named 'yealink'"),
+    ({}, 7, r"^tenants\[0\].auto_answer: no auto-answer bundle named 7"),
+    ({"auto_answer_bundles": {"Yealink": []}}, None, "^calls.auto_answer_bundles.Yealink: a bundle name is"),
+    ({"auto_answer_bundles": {"-x": []}}, None, "^calls.auto_answer_bundles.-x: a bundle name is"),
+    ({"auto_answer_bundles": {"x": [["Call-Info"]]}}, None, r"^calls.auto_answer_bundles.x\[0\]: expected"),
+    ({"auto_answer_bundles": {"x": "Call-Info"}}, None, "^calls.auto_answer_bundles.x: expected a list"),
+    ({"auto_answer_bundles": {"x": [["Bad Name", "1"]]}}, None,
+     r"^calls.auto_answer_bundles.x\[0\]: not a SIP header name"),
+    ({"auto_answer_bundles": {"x": {"Call-Info": "a,b"}}}, None,
+     "^calls.auto_answer_bundles.x.Call-Info: value must be printable ASCII without commas"),
+    ({"auto_answer_bundles": {"x": [["Call-Info", "a\r\nX: y"]]}}, None, r"^calls.auto_answer_bundles.x\[0\]: value"),
+    ({"auto_answer_bundles": {"x": [["A", "1"]] * 17}}, None, "^calls.auto_answer_bundles.x: at most 16 headers"),
+    ({"auto_answer_bundles": {"custom": []}, "auto_answer_headers": {"Answer-Mode": "Auto"}}, None,
+     "^calls.auto_answer_headers: defines bundle 'custom'"),
+    ({"auto_answer_headers": ["Answer-Mode"]}, None, "^calls.auto_answer_headers: expected a mapping"),
+])
+def test_bad_auto_answer_config_fails_at_start_naming_the_path(calls, tenant, where):
+    raw = with_calls(**calls)
+    if tenant is not None:
+        raw["tenants"][0]["auto_answer"] = tenant
+    with pytest.raises(ConfigError, match=where):
+        parse_config(raw, {})
+
+
+def test_deprecated_auto_answer_headers_define_bundle_custom_the_default_unless_auto_answer_is_set():
+    legacy = {"Call-Info": "<sip:127.0.0.1>;answer-after=0", "X-Auto": "1"}
+    config = parse_config(with_calls(auto_answer_headers=legacy), {})
+    assert config.calls.auto_answer == config.tenants[0].auto_answer == "custom"
+    assert config.tenants[0].auto_answer_headers == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"), ("X-Auto", "1"))
+    config = parse_config(with_calls(auto_answer_headers=legacy, auto_answer="legacy"), {})
+    assert config.tenants[0].auto_answer == "legacy"
+    assert config.calls.auto_answer_bundles["custom"] == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
+                                                          ("X-Auto", "1"))

@@ -52,6 +52,53 @@ async def test_no_auto_answer_headers_unless_asked(gateway, fake_ami):
     assert not [name for name, _ in originate.variables if name.startswith("PJSIP_HEADER")]
 
 
+async def test_auto_answer_sends_the_standard_bundle_in_order(gateway, fake_ami):
+    await get(gateway, "/v1/click2call/async", ext="101", phone="0899", auto_answer="true")
+    originate = await fake_ami.wait_for_action("Originate")
+    assert [v for v in originate["Variable"] if v.startswith("PJSIP_HEADER")] == [
+        "PJSIP_HEADER(add,Call-Info)=<sip:127.0.0.1>;answer-after=0",
+        "PJSIP_HEADER(add,Alert-Info)=<http://127.0.0.1>;info=alert-autoanswer;delay=0",
+        "PJSIP_HEADER(add,Answer-Mode)=Auto",
+        "PJSIP_HEADER(add,P-Auto-answer)=normal",
+        "PJSIP_HEADER(add,Answer-After)=0"]
+
+
+def tenant_with(**changes):
+    return {"domain": "default", "tokens": ["dev-token"], "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
+            "hotlines": {"02873001234": "hotline-trunk"}, **changes}
+
+
+async def test_a_tenants_bundle_reaches_ami_with_a_repeated_header_twice_in_order(make_gateway, fake_ami):
+    client = await make_gateway(
+        calls={"auto_answer_bundles": {"two-alerts": [["Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer"],
+                                                      ["Answer-Mode", "Auto"], ["Alert-Info", "Ring Answer"]]}},
+        tenants=[tenant_with(auto_answer="two-alerts")])
+    await get(client, "/v1/click2call/async", ext="101", phone="0899", auto_answer="1")
+    originate = await fake_ami.wait_for_action("Originate")
+    assert [v for v in originate["Variable"] if "HEADER" in v] == [
+        "PJSIP_HEADER(add,Alert-Info)=<http://127.0.0.1>;info=alert-autoanswer",
+        "PJSIP_HEADER(add,Answer-Mode)=Auto",
+        "PJSIP_HEADER(add,Alert-Info)=Ring Answer"]
+
+
+async def test_chan_sip_tenants_get_sipaddheader_lines(make_gateway, fake_ami):
+    client = await make_gateway(calls={"auto_answer": "legacy"}, tenants=[tenant_with(endpoint="SIP/{ext}")])
+    await get(client, "/v1/click2call/async", ext="101", phone="0899", auto_answer="yes")
+    originate = await fake_ami.wait_for_action("Originate")
+    assert originate["Channel"] == "SIP/101"
+    assert [v for v in originate["Variable"] if "HEADER" in v] == [
+        "SIPADDHEADER01=Call-Info: <sip:127.0.0.1>;answer-after=0",
+        "SIPADDHEADER02=Alert-Info: <http://127.0.0.1>;info=alert-autoanswer;delay=0"]
+
+
+async def test_bundle_none_sends_no_header_even_when_asked(make_gateway, fake_ami):
+    client = await make_gateway(tenants=[tenant_with(auto_answer="none")])
+    status, _, _ = await get(client, "/v1/click2call/async", ext="101", phone="0899", auto_answer="true")
+    assert status == 200
+    originate = await fake_ami.wait_for_action("Originate")
+    assert originate["Variable"] and not [v for v in originate["Variable"] if "HEADER" in v]
+
+
 async def test_async_returns_before_the_extension_answers(gateway, fake_ami):
     fake_ami.default_behaviour = Behaviour("answer", ring_delay=30)
     status, body, _ = await get(gateway, "/v1/click2call/async", ext="101", phone="0899")

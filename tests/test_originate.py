@@ -1,4 +1,5 @@
 """The Originate action and its dialplan variables (the contract the README documents)."""
+from c2c_ami.auto_answer import BUILT_IN
 from c2c_ami.pbx.originate import Originate, auto_answer_variables
 
 
@@ -31,16 +32,61 @@ def test_auto_answer_headers_ride_along_only_when_given():
 
 def test_auto_answer_headers_per_channel_driver():
     headers = (("Call-Info", "<sip:127.0.0.1>;answer-after=0"), ("Alert-Info", "<http://x>;info=alert-autoanswer"))
-    assert auto_answer_variables("PJSIP/101", headers) == {
-        "PJSIP_HEADER(add,Call-Info)": "<sip:127.0.0.1>;answer-after=0",
-        "PJSIP_HEADER(add,Alert-Info)": "<http://x>;info=alert-autoanswer"}
-    assert auto_answer_variables("SIP/101", headers) == {
-        "SIPADDHEADER01": "Call-Info: <sip:127.0.0.1>;answer-after=0",
-        "SIPADDHEADER02": "Alert-Info: <http://x>;info=alert-autoanswer"}
+    assert auto_answer_variables("PJSIP/101", headers) == (
+        ("PJSIP_HEADER(add,Call-Info)", "<sip:127.0.0.1>;answer-after=0"),
+        ("PJSIP_HEADER(add,Alert-Info)", "<http://x>;info=alert-autoanswer"))
+    assert auto_answer_variables("SIP/101", headers) == (
+        ("SIPADDHEADER01", "Call-Info: <sip:127.0.0.1>;answer-after=0"),
+        ("SIPADDHEADER02", "Alert-Info: <http://x>;info=alert-autoanswer"))
+    assert auto_answer_variables("sip/101", headers)[0][0] == "SIPADDHEADER01"
+    assert auto_answer_variables("PJSIP/101", ()) == auto_answer_variables("SIP/101", ()) == ()
+
+
+STANDARD_LINES = [
+    "Call-Info: <sip:127.0.0.1>;answer-after=0",
+    "Alert-Info: <http://127.0.0.1>;info=alert-autoanswer;delay=0",
+    "Answer-Mode: Auto",
+    "P-Auto-answer: normal",
+    "Answer-After: 0",
+]
+
+
+def test_the_standard_bundle_is_wazos_five_headers_in_order_for_pjsip():
+    variables = originate(auto_answer_headers=BUILT_IN["standard"]).action()["Variable"]
+    assert variables[8:] == [f"PJSIP_HEADER(add,{line.replace(': ', ')=', 1)}" for line in STANDARD_LINES]
+    assert variables[8] == "PJSIP_HEADER(add,Call-Info)=<sip:127.0.0.1>;answer-after=0"
+
+
+def test_the_standard_bundle_for_chan_sip_is_sipaddheader01_to_05():
+    variables = originate(device="SIP/101", auto_answer_headers=BUILT_IN["standard"]).action()["Variable"]
+    assert variables[8:] == [f"SIPADDHEADER{n:02d}={line}" for n, line in enumerate(STANDARD_LINES, 1)]
+
+
+def test_a_repeated_header_gives_two_variable_lines_in_order():
+    headers = (("Alert-Info", "<http://a>;info=alert-autoanswer"), ("Call-Info", "<sip:x>;answer-after=0"),
+               ("Alert-Info", "Ring Answer"))
+    assert originate(auto_answer_headers=headers).action()["Variable"][8:] == [
+        "PJSIP_HEADER(add,Alert-Info)=<http://a>;info=alert-autoanswer",
+        "PJSIP_HEADER(add,Call-Info)=<sip:x>;answer-after=0",
+        "PJSIP_HEADER(add,Alert-Info)=Ring Answer"]
+    assert originate(device="SIP/101", auto_answer_headers=headers).action()["Variable"][8:] == [
+        "SIPADDHEADER01=Alert-Info: <http://a>;info=alert-autoanswer",
+        "SIPADDHEADER02=Call-Info: <sip:x>;answer-after=0",
+        "SIPADDHEADER03=Alert-Info: Ring Answer"]
+
+
+def test_the_built_in_bundles():
+    assert BUILT_IN["legacy"] == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
+                                  ("Alert-Info", "<http://127.0.0.1>;info=alert-autoanswer;delay=0"))
+    assert BUILT_IN["call-info"] == BUILT_IN["legacy"][:1] and BUILT_IN["alert-info"] == BUILT_IN["legacy"][1:]
+    assert BUILT_IN["answer-mode"] == (("Answer-Mode", "Auto"),)
+    assert BUILT_IN["polycom"] == (("Alert-Info", "Ring Answer"),)
+    assert BUILT_IN["none"] == ()
+    assert not [v for v in originate(auto_answer_headers=BUILT_IN["none"]).action()["Variable"] if "HEADER" in v]
 
 
 def test_the_customer_id_is_a_channel_variable_only_when_given():
     assert originate(customer_id="KH1").action()["Variable"][-1] == "C2C_CUSTOMER_ID=KH1"
-    assert "C2C_CUSTOMER_ID" in originate(customer_id="KH1").channel_variables()
+    assert ("C2C_CUSTOMER_ID", "KH1") in originate(customer_id="KH1").channel_variables()
     assert not [v for v in originate().action()["Variable"] if "CUSTOMER" in v]
     assert not [v for v in originate(customer_id=None).action()["Variable"] if "CUSTOMER" in v]

@@ -117,6 +117,20 @@ async def test_originate_refused_by_the_pbx_is_a_failed_call():
     assert len(calls.registry) == 0 and calls.registry.observer.ended == [call_id]
 
 
+@pytest.mark.parametrize("bundle, auto_answer, headers", [
+    (None, True, parse_config(BASE, {}).calls.auto_answer_bundles["standard"]),
+    ("answer-mode", True, (("Answer-Mode", "Auto"),)),
+    ("answer-mode", False, ()),
+    ("none", True, ()),
+])
+async def test_the_originate_carries_the_tenants_auto_answer_bundle_only_when_asked(bundle, auto_answer, headers):
+    raw = {**BASE, "tenants": [{**BASE["tenants"][0], **({"auto_answer": bundle} if bundle else {})}]}
+    pbx = StubPbx()
+    await service(pbx).place(parse_config(raw, {}).tenants[0],
+                             dataclasses.replace(REQUEST, auto_answer=auto_answer), wait=False)
+    assert pbx.originated[0].auto_answer_headers == headers
+
+
 # -- issue 12: a request that joins another is checked like any other ----------------------
 
 class GatedPbx(StubPbx):

@@ -194,7 +194,7 @@ class CallService:
             caller_id_name=request.src_cid_name, caller_id_number=request.src_cid_number or call.ext,
             dest_cid_name=request.dest_cid_name or dest_number, dest_cid_number=dest_number,
             ring_timeout=self.calls.ring_timeout, dial_timeout=self.calls.dial_timeout,
-            auto_answer_headers=self.calls.auto_answer_headers if request.auto_answer else (),
+            auto_answer_headers=tenant.auto_answer_headers if request.auto_answer else (),
             customer_id=call.customer_id)
 
     async def _originate(self, pbx: Pbx, call: Call, originate: Originate) -> None:

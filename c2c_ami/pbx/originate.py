@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..auto_answer import Bundle, header_variables, is_chan_sip
+
 
 @dataclass(frozen=True)
 class Originate:
@@ -31,7 +33,7 @@ class Originate:
     dest_cid_number: str
     ring_timeout: float         # seconds the extension may ring
     dial_timeout: float         # seconds the number may ring (the dialplan's Dial timeout)
-    auto_answer_headers: tuple[tuple[str, str], ...] = ()   # empty: no auto-answer
+    auto_answer_headers: Bundle = ()            # in order, repeats kept; empty: no auto-answer
     customer_id: str | None = None                          # None: no C2C_CUSTOMER_ID
 
     def action(self) -> dict[str, object]:
@@ -48,10 +50,11 @@ class Originate:
             "Timeout": str(int(self.ring_timeout * 1000)),
             "CallerID": caller_id(self.caller_id_name, self.caller_id_number),
             "Async": "true",
-            "Variable": [f"{name}={value}" for name, value in self.channel_variables().items()],
+            "Variable": [f"{name}={value}" for name, value in self.channel_variables()],
         }
 
-    def channel_variables(self) -> dict[str, str]:
+    def channel_variables(self) -> list[tuple[str, str]]:
+        """In the order Asterisk applies them; a list, since an auto-answer header may repeat."""
         variables = {
             "C2C_CALL_ID": self.call_id,
             "C2C_EXT": self.ext,
@@ -64,8 +67,7 @@ class Originate:
         }
         if self.customer_id is not None:
             variables["C2C_CUSTOMER_ID"] = self.customer_id
-        variables.update(auto_answer_variables(self.device, self.auto_answer_headers))
-        return variables
+        return [*variables.items(), *auto_answer_variables(self.device, self.auto_answer_headers)]
 
 
 def caller_id(name: str, number: str) -> str:
@@ -73,9 +75,7 @@ def caller_id(name: str, number: str) -> str:
     return f'"{name}" <{number}>'
 
 
-def auto_answer_variables(device: str, headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    """Channel variables that add the auto-answer headers to the INVITE sent to the phone:
-    ``PJSIP_HEADER(add,…)`` for PJSIP, ``SIPADDHEADERnn`` for chan_sip (Asterisk ≤ 20)."""
-    if device.upper().startswith("SIP/"):
-        return {f"SIPADDHEADER{n:02d}": f"{name}: {value}" for n, (name, value) in enumerate(headers, 1)}
-    return {f"PJSIP_HEADER(add,{name})": value for name, value in headers}
+def auto_answer_variables(device: str, headers: Bundle) -> tuple[tuple[str, str], ...]:
+    """Channel variables that add the auto-answer headers to the INVITE sent to the phone, in
+    order: ``PJSIP_HEADER(add,…)`` for PJSIP, ``SIPADDHEADERnn`` for chan_sip (Asterisk ≤ 20)."""
+    return header_variables(is_chan_sip(device), headers) if headers else ()
