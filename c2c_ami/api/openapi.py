@@ -58,7 +58,9 @@ _CLICK2CALL_PARAMS = [
            max_length=patterns.NAME_MAX_LENGTH),
     _param("dest_cid_number", "Caller number sent to the called number (default: the hotline).",
            pattern=patterns.CID_NUMBER.anchored),
-    _param("auto_answer", "true/false/1/0/yes/no: send auto-answer headers to the extension."),
+    _param("auto_answer", "true/false/1/0/yes/no: send the tenant's auto-answer headers (its bundle, by default "
+           "`standard`: Call-Info answer-after=0, Alert-Info alert-autoanswer, Answer-Mode Auto, "
+           "P-Auto-answer, Answer-After) to the extension."),
     _param("hotline", "Hotline to call out through (default: the tenant's first).",
            pattern=patterns.HOTLINE.anchored),
     _param("is_encode", "true/false/1/0/yes/no: phone is Base64-encoded."),
