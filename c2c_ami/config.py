@@ -330,6 +330,8 @@ def _bundle(value: Any, path: str) -> Bundle:
         raise ConfigError(f"{path}: at most {MAX_HEADERS} headers")
     out = []
     for (name, val), where in pairs:
+        if isinstance(val, int) and not isinstance(val, bool):
+            val = str(val)             # YAML reads "Answer-After: 0" as a number
         if not isinstance(name, str) or not patterns.SIP_HEADER_NAME.fullmatch(name):
             raise ConfigError(f"{where}: {patterns.SIP_HEADER_NAME.rule}")
         if not isinstance(val, str) or not patterns.SIP_HEADER_VALUE.fullmatch(val):

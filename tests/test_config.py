@@ -198,7 +198,7 @@ def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
     raw = with_calls(auto_answer="twice", auto_answer_bundles={
         "twice": [["Alert-Info", "<http://a>;info=alert-autoanswer"], ["Call-Info", "<sip:a>;answer-after=0"],
                   ["Alert-Info", "Ring Answer"]],
-        "mapped": {"Answer-Mode": "Auto", "X-Answer": "yes"},
+        "mapped": {"Answer-Mode": "Auto", "X-Answer": "yes", "Answer-After": 0},
         "standard": [["Answer-Mode", "Auto"]],     # a user bundle may replace a built-in one
         "empty": []})
     raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token"], "auto_answer": "mapped"})
@@ -207,7 +207,7 @@ def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
     a, b, c, d = parse_config(raw, {}).tenants
     assert a.auto_answer_headers == (("Alert-Info", "<http://a>;info=alert-autoanswer"),
                                      ("Call-Info", "<sip:a>;answer-after=0"), ("Alert-Info", "Ring Answer"))
-    assert b.auto_answer_headers == (("Answer-Mode", "Auto"), ("X-Answer", "yes"))
+    assert b.auto_answer_headers == (("Answer-Mode", "Auto"), ("X-Answer", "yes"), ("Answer-After", "0"))
     assert c.auto_answer_headers == (("Answer-Mode", "Auto"),)
     assert d.auto_answer_headers == ()
 
@@ -226,6 +226,7 @@ def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
     ({"auto_answer_bundles": {"x": {"Call-Info": "a,b"}}}, None,
      "^calls.auto_answer_bundles.x.Call-Info: value must be printable ASCII without commas"),
     ({"auto_answer_bundles": {"x": [["Call-Info", "a\r\nX: y"]]}}, None, r"^calls.auto_answer_bundles.x\[0\]: value"),
+    ({"auto_answer_bundles": {"x": [["Answer-Mode", True]]}}, None, r"^calls.auto_answer_bundles.x\[0\]: value"),
     ({"auto_answer_bundles": {"x": [["A", "1"]] * 17}}, None, "^calls.auto_answer_bundles.x: at most 16 headers"),
     ({"auto_answer_bundles": {"custom": []}, "auto_answer_headers": {"Answer-Mode": "Auto"}}, None,
      "^calls.auto_answer_headers: defines bundle 'custom'"),
