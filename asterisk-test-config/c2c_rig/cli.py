@@ -9,9 +9,9 @@ import sys
 import time
 
 from .errors import RigError
-from .install import install
+from .install import describe, install
 from .instance import MAX_OFFSET, Rig, all_instances
-from .plan import BEHAVIOUR, HOTLINES, PHONE_GROUPS, UNREGISTERED
+from .plan import BEHAVIOUR, DEFAULT_DRIVER, DRIVERS, HOTLINES, PHONE_GROUPS, UNREGISTERED
 from .runtime import load_runtime
 
 DESCRIPTION = "c2c-ami test rig: a real Asterisk with sipp phones and carrier trunks on loopback."
@@ -25,13 +25,16 @@ def _print_info(rig, as_json, elapsed=None):
         print(json.dumps(info, indent=1))
         return
     a = info["ami"]
-    print(f"rig {rig.name} up{f' in {elapsed:.1f} s' if elapsed else ''}: {info['asterisk_version']}")
+    print(f"rig {rig.name} up{f' in {elapsed:.1f} s' if elapsed else ''}: {info['asterisk_version']} "
+          f"({rig.driver}; endpoint {info['endpoint']})")
     print(f"  AMI  {a['host']}:{a['port']}  user {a['username']}  secret {a['secret']}")
     print(f"  SIP  127.0.0.1:{rig.ports.sip} (udp)   state dir {rig.dir}")
     print("  trunks: " + ", ".join(f"{h} -> {t} (sipp udp/{rig.ports.uas[t]})" for h, t in HOTLINES.items()))
     print("  extensions (user = extension, password = pass<ext>):")
     for group, exts in list(PHONE_GROUPS.items()) + [("unregistered", UNREGISTERED)]:
         print(f"    {_span(exts):<22} {BEHAVIOUR[group]}")
+    if info.get("softphone"):
+        print(f"  softphone: {info['softphone']}")
 
 
 def _span(exts):
@@ -48,7 +51,7 @@ def _span(exts):
 
 def _one_instance(runtime, offset):
     if offset is not None:
-        return Rig(runtime, offset)
+        return Rig.attach(offset, runtime)
     up = [r for r in all_instances(runtime) if any(r.running().values())]
     if len(up) != 1:
         raise RigError(f"{len(up)} instances run ({', '.join(r.name for r in up) or 'none'}): "
@@ -67,8 +70,12 @@ def _prog():
 def main(argv=None):
     ap = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="get Asterisk and sipp (idempotent, cached)")
+    p = sub.add_parser("install", help="get both Asterisks, sipp and baresip (idempotent, cached)")
+    p.add_argument("--host-asterisk", action="store_true",
+                   help="use the host's own Asterisk for each driver it has (default: never)")
     p = sub.add_parser("up", help="start an instance")
+    p.add_argument("--driver", choices=list(DRIVERS), default=DEFAULT_DRIVER,
+                   help="pjsip: Asterisk 22 with PJSIP (default); chan_sip: Asterisk 16 with chan_sip")
     p.add_argument("--offset", type=int, help=f"port block 0..{MAX_OFFSET} (default: first free)")
     p.add_argument("--json", action="store_true", help="print the instance facts as JSON")
     p.add_argument("--foreground", action="store_true", help="stay attached; `down` on SIGTERM/SIGINT")
@@ -84,14 +91,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         if args.cmd == "install":
-            install()
+            install(use_host=args.host_asterisk)
             return 0
         runtime = load_runtime()
         if not runtime:
             raise RigError("rig is not installed: run `rig.py install` (as root) first")
         if args.cmd == "up":
             t0 = time.monotonic()
-            rig = Rig.up(args.offset, runtime)
+            rig = Rig.up(args.offset, runtime, args.driver)
             _print_info(rig, args.json, time.monotonic() - t0)
             if args.foreground:
                 return _foreground(rig)
@@ -105,15 +112,15 @@ def main(argv=None):
                           f"(stopped {len(r['stopped'])} processes, killed {len(r['killed'])})")
         elif args.cmd == "status":
             rigs = all_instances(runtime)
-            rows = [{"name": r.name, "offset": r.offset, "ami": r.ports.ami, "sip": r.ports.sip,
-                     "dir": r.dir, "processes": r.running()} for r in rigs if r.procs]
+            rows = [{"name": r.name, "offset": r.offset, "driver": r.driver, "ami": r.ports.ami,
+                     "sip": r.ports.sip, "dir": r.dir, "processes": r.running()} for r in rigs if r.procs]
             if args.json:
                 print(json.dumps({"runtime": runtime, "instances": rows}, indent=1))
             else:
-                print(f"runtime: {runtime['version']} ({runtime['kind']} {runtime['root']})")
+                print(f"runtime: {describe(runtime)}")
                 for row in rows:
                     n_up = sum(row["processes"].values())
-                    print(f"{row['name']}: AMI {row['ami']} SIP {row['sip']} "
+                    print(f"{row['name']} ({row['driver']}): AMI {row['ami']} SIP {row['sip']} "
                           f"{n_up}/{len(row['processes'])} processes up")
                 if not rows:
                     print("no instance runs")

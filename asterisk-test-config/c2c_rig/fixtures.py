@@ -12,13 +12,14 @@ import pytest
 from .errors import RigError
 from .install import install
 from .instance import Rig
+from .plan import DRIVERS
 
-__all__ = ["rig", "rig_factory"]
+__all__ = ["driver_rig", "rig", "rig_chan_sip", "rig_factory"]
 
 
 @pytest.fixture(scope="session")
 def rig():
-    """A running Rig: .ami (host/port/username/secret), .sip_port, trace readers."""
+    """A running Rig (Asterisk 22, PJSIP): .ami (host/port/username/secret), .sip_port, trace readers."""
     runtime = install(verbose=False)
     instance = Rig.up(runtime=runtime)
     try:
@@ -27,13 +28,30 @@ def rig():
         instance.down()
 
 
+@pytest.fixture(scope="session")
+def rig_chan_sip():
+    """A running Rig on Asterisk 16 with chan_sip: the same phones, trunks and dialplan."""
+    runtime = install(verbose=False)
+    instance = Rig.up(runtime=runtime, driver="chan_sip")
+    try:
+        yield instance
+    finally:
+        instance.down()
+
+
+@pytest.fixture(scope="session", params=list(DRIVERS))
+def driver_rig(request):
+    """The session's rig of each channel driver in turn (a test using it runs once per driver)."""
+    return request.getfixturevalue("rig" if request.param == "pjsip" else "rig_chan_sip")
+
+
 @pytest.fixture
 def rig_factory(rig):
-    """Callable offset=None -> another running Rig; all of them are downed after the test."""
+    """Callable (offset=None, driver="pjsip") -> another running Rig; all of them are downed after the test."""
     started = []
 
-    def start(offset=None):
-        instance = Rig.up(offset, runtime=rig.runtime)
+    def start(offset=None, driver="pjsip"):
+        instance = Rig.up(offset, runtime=rig.runtime, driver=driver)
         started.append(instance)
         return instance
     try:

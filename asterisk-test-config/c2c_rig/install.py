@@ -1,6 +1,8 @@
-"""Provisioning, run once as root: an Asterisk (the host's, else Asterisk 22 in a cached Debian
-sid root, else bullseye's 16 on the host) and sipp, recorded in runtime.json.  Idempotent and
-cached so every test run after the first starts in a fraction of a second."""
+"""Provisioning, run once as root: two Asterisks, each in its own cached Debian root (Asterisk
+22 with PJSIP from sid, Asterisk 16 with chan_sip from bullseye), sipp on the host and baresip
+in the sid root, recorded in runtime.json.  A host Asterisk is used only when asked for
+(`--host-asterisk`), never silently.  Idempotent and cached: every run after the first starts
+in a fraction of a second."""
 
 import glob
 import os
@@ -11,9 +13,12 @@ import tempfile
 import time
 
 from .errors import RigError
-from .runtime import CACHE_DIR, load_runtime, locked, run, save_runtime, wrap
+from .plan import DRIVERS
+from .runtime import CACHE_DIR, LAYOUT, load_runtime, locked, run, save_runtime, wrap
 
-SID_ROOT = "asterisk-sid"              # inside CACHE_DIR
+# driver -> its Debian root inside CACHE_DIR, and what goes in it
+ROOTS = {"pjsip": "asterisk-sid", "chan_sip": "asterisk-bullseye"}
+ROOT_PACKAGES = {"pjsip": ["asterisk", "baresip-core"], "chan_sip": ["asterisk"]}
 
 
 def say(msg):
@@ -86,17 +91,6 @@ def security_mirror():
     return "http://security.debian.org/debian-security"
 
 
-def host_suite():
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("VERSION_CODENAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return None
-
-
 def apt_install(*packages):
     """apt-get install; on failure run apt-get update once and retry."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -107,31 +101,42 @@ def apt_install(*packages):
     return run(cmd, env=env).returncode == 0
 
 
-def module_dir(root):
+def module_dir(root, driver="pjsip"):
+    """Asterisk's module directory inside ROOT, if it has the channel driver's module."""
+    module = "chan_pjsip.so" if driver == "pjsip" else "chan_sip.so"
     for d in ["usr/lib/x86_64-linux-gnu/asterisk/modules", "usr/lib/aarch64-linux-gnu/asterisk/modules",
               "usr/lib/asterisk/modules"] + [p[len(root.rstrip("/")) + 1:] for p in
                                              glob.glob(os.path.join(root, "usr/lib/*/asterisk/modules"))]:
-        if os.path.exists(os.path.join(root, d, "chan_pjsip.so")):
+        if os.path.exists(os.path.join(root, d, module)):
             return "/" + d
     return None
 
 
-def asterisk_version(runtime):
-    cmd = wrap(runtime, [runtime["asterisk"], "-V"])
+def asterisk_version(asterisk):
+    cmd = wrap(asterisk, [asterisk["asterisk"], "-V"])
     r = run(cmd, capture_output=True, text=True, timeout=20)
     return r.stdout.strip()
 
 
+def _root_ok(root, driver):
+    return os.path.exists(os.path.join(root, "usr/sbin/asterisk")) and module_dir(root, driver)
 
-def _sid_root_ok(root):
-    return os.path.exists(os.path.join(root, "usr/sbin/asterisk")) and module_dir(root)
 
-
-def build_sid_root(dest):
-    """Debian sid root with Asterisk, built in a temp dir and renamed into place (atomic)."""
+def _sources(suite):
+    """The apt sources of a root: the host's Debian mirror, and security for a released suite."""
     mirror = debian_mirror()
+    if suite in ("sid", "unstable"):
+        return [f"deb {mirror} {suite} main"]
+    return [f"deb {mirror} {suite} main", f"deb {security_mirror()} {suite}-security main"]
+
+
+def build_root(driver, dest):
+    """A Debian root with Asterisk for DRIVER, built in a temp dir and renamed into place
+    (atomic): sid for Asterisk 22 (PJSIP; also baresip, a real softphone), bullseye for
+    Asterisk 16 (chan_sip)."""
+    suite, packages = DRIVERS[driver]["suite"], ROOT_PACKAGES[driver]
     os.makedirs(CACHE_DIR, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{SID_ROOT}.build-", dir=CACHE_DIR)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.build-", dir=CACHE_DIR)
     os.chmod(work, 0o755)                        # apt's _apt user downloads into it
     target = os.path.join(work, "root")
     try:
@@ -140,18 +145,18 @@ def build_sid_root(dest):
             apt_install("mmdebstrap")
         ok = False
         if shutil.which("mmdebstrap"):
-            cmd = ["mmdebstrap", "--mode=root", "--variant=minbase", "--include=asterisk",
+            cmd = ["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
                    '--aptopt=Acquire::Check-Valid-Until "false"',
-                   '--aptopt=APT::Install-Recommends "false"', "sid", target, mirror]
-            say(f"building a Debian sid root with Asterisk (once, cached in {dest}) from {mirror}")
+                   '--aptopt=APT::Install-Recommends "false"', suite, target, *_sources(suite)]
+            say(f"building a Debian {suite} root with {', '.join(packages)} (once, cached in {dest})")
             # private mount namespace: an interrupted build leaves no mount behind.  Not
             # possible inside a chroot whose / is no mount point (unshare says EINVAL).
             private = ["unshare", "--mount", "--propagation", "private", "--"]
             if shutil.which("unshare") and run(private + ["true"], capture_output=True).returncode == 0:
                 cmd = private + cmd
-            ok = run(cmd, env=dict(os.environ, TMPDIR=work)).returncode == 0 and _sid_root_ok(target)
+            ok = run(cmd, env=dict(os.environ, TMPDIR=work)).returncode == 0 and _root_ok(target, driver)
         if not ok:
-            ok = _debootstrap_sid(target, mirror, work)
+            ok = _debootstrap(target, suite, packages, work, driver)
         if not ok:
             return False
         shutil.rmtree(dest, ignore_errors=True)
@@ -161,61 +166,71 @@ def build_sid_root(dest):
         run(["rm", "-rf", "--one-file-system", work])
 
 
-def _debootstrap_sid(target, mirror, work):
-    """Fallback: debootstrap minbase sid, then apt-get install asterisk inside (no daemon start)."""
+def _debootstrap(target, suite, packages, work, driver):
+    """Fallback: debootstrap minbase, then apt-get install the packages inside (no daemon start)."""
     shutil.rmtree(target, ignore_errors=True)
     if not shutil.which("debootstrap") and not apt_install("debootstrap"):
         return False
     say("mmdebstrap failed: trying debootstrap")
-    if run(["debootstrap", "--variant=minbase", "sid", target, mirror],
+    if run(["debootstrap", "--variant=minbase", suite, target, debian_mirror()],
             env=dict(os.environ, TMPDIR=work)).returncode != 0:
         return False
-    policy = os.path.join(target, "usr/sbin/policy-rc.d")
+    with open(os.path.join(target, "etc/apt/sources.list"), "w") as f:
+        f.write("\n".join(_sources(suite)) + "\n")
+    return _apt_in_root(target, packages) and bool(_root_ok(target, driver))
+
+
+def _apt_in_root(root, packages):
+    """apt-get install PACKAGES inside ROOT, with no daemon started by a postinst."""
+    policy = os.path.join(root, "usr/sbin/policy-rc.d")
     with open(policy, "w") as f:
         f.write("#!/bin/sh\nexit 101\n")
     os.chmod(policy, 0o755)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    opts = ["-o", 'Acquire::Check-Valid-Until=false']
-    ok = (run(["chroot", target, "apt-get", *opts, "update"], env=env).returncode == 0 and
-          run(["chroot", target, "apt-get", *opts, "install", "-y", "--no-install-recommends",
-                "asterisk"], env=env).returncode == 0)
-    os.unlink(policy)
-    return ok and bool(_sid_root_ok(target))
-
-
-def install_bullseye_host():
-    """Last resort: bullseye's Asterisk 16 on the host, via a private extra sources list."""
-    mirror, sec = debian_mirror(), security_mirror()
-    work = tempfile.mkdtemp(prefix=".bullseye-apt-", dir=CACHE_DIR)
-    lists = os.path.join(work, "lists")
-    os.makedirs(os.path.join(lists, "partial"))
-    srcs = os.path.join(work, "sources.list")
-    suite = host_suite()
-    with open(srcs, "w") as f:
-        f.write(f"deb {mirror} bullseye main\ndeb {sec} bullseye-security main\n")
-        if suite:
-            f.write(f"deb {mirror} {suite} main\n")
-    opts = [f"-oDir::Etc::SourceList={srcs}", f"-oDir::State::Lists={lists}",
-            "-oDir::Etc::SourceParts=/dev/null", "-oAcquire::Check-Valid-Until=false"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    policy, made_policy = "/usr/sbin/policy-rc.d", False
+    opts = ["-o", "Acquire::Check-Valid-Until=false"]
     try:
-        if not os.path.exists(policy):               # keep postinst from starting asterisk
-            with open(policy, "w") as f:
-                f.write("#!/bin/sh\nexit 101\n")
-            os.chmod(policy, 0o755)
-            made_policy = True
-        say("falling back to bullseye's Asterisk 16 on the host")
-        ok = (run(["apt-get", *opts, "update"], env=env).returncode == 0 and
-              run(["apt-get", *opts, "install", "-y", "--no-install-recommends", "asterisk"],
-                   env=env).returncode == 0)
+        return (run(["chroot", root, "apt-get", *opts, "update"], env=env).returncode == 0 and
+                run(["chroot", root, "apt-get", *opts, "install", "-y", "--no-install-recommends",
+                     *packages], env=env).returncode == 0)
     finally:
-        if made_policy:
-            os.unlink(policy)
-        shutil.rmtree(work, ignore_errors=True)
-    if ok:
-        stop_system_asterisk()
-    return ok
+        os.unlink(policy)
+
+
+def _baresip(root):
+    """baresip inside the sid root (added to a root cached before it was wanted); None if
+    it does not install: the softphone test then fails, nothing else needs it."""
+    path = "/usr/bin/baresip"
+    if not os.path.exists(os.path.join(root, path.lstrip("/"))):
+        say("adding baresip to the sid root")
+        _apt_in_root(root, ["baresip-core"])
+    return path if os.path.exists(os.path.join(root, path.lstrip("/"))) else None
+
+
+def _host_asterisk(driver):
+    host = shutil.which("asterisk") or ("/usr/sbin/asterisk" if os.path.exists("/usr/sbin/asterisk") else None)
+    if host and module_dir("/", driver):
+        return {"kind": "host", "root": "/", "asterisk": host, "moddir": module_dir("/", driver),
+                "source": "the host's own Asterisk (rig.py install --host-asterisk)"}
+    return None
+
+
+def _asterisk_for(driver, use_host):
+    """Where DRIVER's Asterisk comes from: its cached Debian root (built once), or, only when
+    asked for, the host's own Asterisk if it has the driver."""
+    if use_host:
+        host = _host_asterisk(driver)
+        if host:
+            return host
+        say(f"the host has no Asterisk with {DRIVERS[driver]['conf'][:-5]}: using a Debian root for {driver}")
+    elif _host_asterisk(driver):
+        say(f"an Asterisk is installed on the host; the rig uses its own ({driver}) "
+            "unless installed with --host-asterisk")
+    root = os.path.join(CACHE_DIR, ROOTS[driver])
+    if not (_root_ok(root, driver) or build_root(driver, root)):
+        raise RigError(f"could not build the Debian {DRIVERS[driver]['suite']} root with Asterisk for "
+                       f"{driver} (mmdebstrap and debootstrap failed; see the messages above)")
+    return {"kind": "chroot", "root": root, "asterisk": "/usr/sbin/asterisk", "moddir": module_dir(root, driver),
+            "source": f"Debian {DRIVERS[driver]['suite']} root from {debian_mirror()}"}
 
 
 def stop_system_asterisk():
@@ -224,42 +239,37 @@ def stop_system_asterisk():
         run(["systemctl", "disable", "--now", "asterisk.service"], capture_output=True)
 
 
-def install(verbose=True):
-    """Idempotent: pick (or build once) an Asterisk, make sure sipp exists, write runtime.json."""
+def install(verbose=True, use_host=False):
+    """Idempotent: both Asterisks (built once), sipp and baresip; writes runtime.json."""
     rt = load_runtime()
-    if rt:
+    if rt and (not use_host or rt.get("use_host")):
         if verbose:
-            say(f"already installed: {rt['version']} ({rt['kind']} {rt['root']})")
+            say(f"already installed: {describe(rt)}")
         return rt
     if os.geteuid() != 0:
         raise RigError("rig.py install must run as root (it uses apt-get, mmdebstrap and chroot)")
     with locked(os.path.join(CACHE_DIR, ".install.lock")):
-        return _install(verbose)
+        return _install(verbose, use_host)
 
 
-def _install(verbose):
+def describe(rt):
+    return "; ".join(f"{driver}: {a['version']} ({a['kind']} {a['root']})"
+                     for driver, a in rt["asterisks"].items())
+
+
+def _install(verbose, use_host):
     rt = load_runtime()                              # another process may have just finished
-    if rt:
+    if rt and (not use_host or rt.get("use_host")):
         if verbose:
-            say(f"already installed: {rt['version']} ({rt['kind']} {rt['root']})")
+            say(f"already installed: {describe(rt)}")
         return rt
     t0 = time.monotonic()
-    for stale in glob.glob(os.path.join(CACHE_DIR, f".{SID_ROOT}.build-*")):   # a killed build's
+    for stale in glob.glob(os.path.join(CACHE_DIR, ".asterisk-*.build-*")):    # a killed build's
         run(["rm", "-rf", "--one-file-system", stale])                         # (we hold the lock)
-    sid = os.path.join(CACHE_DIR, SID_ROOT)
-    host = shutil.which("asterisk") or ("/usr/sbin/asterisk" if os.path.exists("/usr/sbin/asterisk") else None)
-    if host and module_dir("/"):                     # the user's own Asterisk: used, not touched
-        rt = {"kind": "host", "root": "/", "asterisk": host, "moddir": module_dir("/"),
-              "source": "asterisk already on the host"}
-    elif _sid_root_ok(sid) or build_sid_root(sid):
-        rt = {"kind": "chroot", "root": sid, "asterisk": "/usr/sbin/asterisk",
-              "moddir": module_dir(sid), "source": f"Debian sid root from {debian_mirror()}"}
-    elif install_bullseye_host() and module_dir("/"):
-        rt = {"kind": "host", "root": "/", "asterisk": shutil.which("asterisk") or "/usr/sbin/asterisk",
-              "moddir": module_dir("/"), "source": "bullseye Asterisk 16 on the host"}
-    else:
-        raise RigError("could not get Asterisk: no asterisk on PATH, the Debian sid root build "
-                       "(mmdebstrap/debootstrap) failed and bullseye's package failed too")
+    asterisks = {driver: _asterisk_for(driver, use_host) for driver in DRIVERS}
+    for a in asterisks.values():
+        a["version"] = asterisk_version(a)
+    stop_system_asterisk()
     sipp = shutil.which("sipp")
     if not sipp:
         say("installing sipp (sip-tester)")
@@ -267,11 +277,12 @@ def _install(verbose):
         sipp = shutil.which("sipp")
     if not sipp:
         raise RigError("could not install sipp: apt-get install sip-tester failed")
-    rt["sipp"] = sipp
-    rt["version"] = asterisk_version(rt)
-    rt["installed"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    rt["install_seconds"] = round(time.monotonic() - t0, 1)
+    sid = os.path.join(CACHE_DIR, ROOTS["pjsip"])
+    rt = {"layout": LAYOUT, "asterisks": asterisks, "sipp": sipp, "use_host": use_host,
+          "baresip": {"root": sid, "path": _baresip(sid)} if _root_ok(sid, "pjsip") else None,
+          "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "install_seconds": round(time.monotonic() - t0, 1)}
     save_runtime(rt)
     if verbose:
-        say(f"installed in {rt['install_seconds']} s: {rt['version']} ({rt['kind']} {rt['root']})")
+        say(f"installed in {rt['install_seconds']} s: {describe(rt)}")
     return rt

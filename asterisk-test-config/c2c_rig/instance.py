@@ -18,15 +18,19 @@ from .errors import RigError
 from .plan import (
     AMI_SECRET,
     AMI_USER,
+    DEFAULT_DRIVER,
+    DRIVERS,
     EXTENSIONS,
     HOTLINES,
     PHONE_GROUPS,
+    QUALIFIED,
     RIG_SECRET,
     TRUNK_RESULTS,
     TRUNKS,
     UNREGISTERED,
     group_of,
     password,
+    ready_state,
 )
 from .runtime import CACHE_DIR, load_runtime, locked, run, wrap
 from .sip_trace import read_trace
@@ -50,13 +54,18 @@ class Ports:
         self.ami = b + 38
         self.sip = b + 60
         self.uas = {"answer": b + 61, "busy": b + 62, "noanswer": b + 63,
+                    "aa-callinfo": b + 64, "aa-alertinfo": b + 65, "aa-answermode": b + 66, "dead": b + 67,
                     "hotline-trunk": b + 71, "hotline-trunk-2": b + 72}
         self.register = b + 70
         # sipp binds -mp and -mp+2 (audio, video): 4 apart.
         self.media = {"answer": b + 80, "busy": b + 84, "noanswer": b + 88,
+                      "aa-callinfo": b + 10, "aa-alertinfo": b + 14, "aa-answermode": b + 18, "dead": b + 22,
                       "hotline-trunk": b + 92, "hotline-trunk-2": b + 96, "register": b + 76}
         self.control = {"answer": b + 41, "busy": b + 42, "noanswer": b + 43,
+                        "aa-callinfo": b + 47, "aa-alertinfo": b + 48, "aa-answermode": b + 49, "dead": b + 50,
                         "hotline-trunk": b + 44, "hotline-trunk-2": b + 45, "register": b + 46}
+        self.softphone = b + 68             # baresip's SIP port; its RTP at b+26..b+29
+        self.softphone_rtp = (b + 26, b + 29)
         self.rtp = (40000 + 200 * offset, 40000 + 200 * offset + 199)
 
     def listening(self):
@@ -133,24 +142,29 @@ def _render(text, values):
     return re.sub(r"@([A-Z0-9_]+)@", sub, text)
 
 
-def instances_parent(runtime):
-    """Host path of the directory holding instance state dirs."""
-    if runtime["kind"] == "chroot":
-        return os.path.join(runtime["root"], CHROOT_STATE.lstrip("/"))
+def instances_parent(asterisk):
+    """Host path of the directory holding the instance state dirs of one Asterisk."""
+    if asterisk["kind"] == "chroot":
+        return os.path.join(asterisk["root"], CHROOT_STATE.lstrip("/"))
     return os.path.join(CACHE_DIR, "instances")
 
 
 class Rig:
     """One running rig instance.  Create with Rig.up(); Rig.attach(offset) for a running one."""
 
-    def __init__(self, runtime, offset):
+    def __init__(self, runtime, offset, driver=DEFAULT_DRIVER):
+        if driver not in DRIVERS:
+            raise RigError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
         self.runtime = runtime
+        self.driver = driver
+        self.asterisk = runtime["asterisks"][driver]
+        self.tech = DRIVERS[driver]["tech"]        # PJSIP or SIP: the phones' dial strings
         self.ports = Ports(offset)
         self.offset = offset
         self.name = f"rig{offset}"
-        self.dir = os.path.join(instances_parent(runtime), self.name)   # host path
+        self.dir = os.path.join(instances_parent(self.asterisk), self.name)   # host path
         # the same directory as Asterisk sees it
-        self.inner_dir = (f"{CHROOT_STATE}/{self.name}" if runtime["kind"] == "chroot" else self.dir)
+        self.inner_dir = (f"{CHROOT_STATE}/{self.name}" if self.asterisk["kind"] == "chroot" else self.dir)
         self.procs: dict[str, dict] = {}
         self._load_state()
 
@@ -167,7 +181,8 @@ class Rig:
     def info(self):
         return {"name": self.name, "offset": self.offset, "dir": self.dir, "ami": self.ami,
                 "sip": {"host": "127.0.0.1", "port": self.ports.sip},
-                "asterisk_version": self.runtime.get("version"),
+                "driver": self.driver, "endpoint": f"{self.tech}/{{ext}}",
+                "asterisk_version": self.asterisk.get("version"),
                 "extensions": [{"ext": e, "password": password(e),
                                 "behaviour": "unregistered" if e in UNREGISTERED else group_of(e)}
                                for e in EXTENSIONS],
@@ -190,7 +205,8 @@ class Rig:
     def _save_state(self):
         tmp = self._state_path() + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"offset": self.offset, "procs": self.procs, "ports": self.ports.as_dict()}, f)
+            json.dump({"offset": self.offset, "driver": self.driver, "procs": self.procs,
+                       "ports": self.ports.as_dict()}, f)
         os.replace(tmp, self._state_path())
 
     def running(self):
@@ -203,15 +219,18 @@ class Rig:
 
     # -- lifecycle
     @classmethod
-    def up(cls, offset=None, runtime=None):
-        """Start an instance (first free offset by default); returns once every phone is registered."""
+    def up(cls, offset=None, runtime=None, driver=DEFAULT_DRIVER):
+        """Start an instance of DRIVER's Asterisk (first free offset by default); returns once
+        every phone is registered."""
         runtime = runtime or load_runtime()
         if not runtime:
             raise RigError("rig is not installed: run `rig.py install` (as root) first")
-        with locked(os.path.join(instances_parent(runtime), ".up.lock")):
+        with locked(os.path.join(CACHE_DIR, ".up.lock")):
             if offset is None:
                 offset = free_offset(runtime)
-            rig = cls(runtime, offset)
+            elif any(any(r.running().values()) for r in _at_offset(runtime, offset)):
+                raise RigError(f"offset {offset} is already up: `rig.py down --offset {offset}` first")
+            rig = cls(runtime, offset, driver)
             if any(rig.running().values()):
                 raise RigError(f"instance {rig.name} is already up: `rig.py down --offset {offset}` first")
             taken = busy_ports(rig.ports)
@@ -226,10 +245,12 @@ class Rig:
 
     @classmethod
     def attach(cls, offset, runtime=None):
+        """The instance at OFFSET, whichever driver it runs."""
         runtime = runtime or load_runtime()
         if not runtime:
             raise RigError("rig is not installed: run `rig.py install` first")
-        return cls(runtime, offset)
+        found = [r for r in _at_offset(runtime, offset) if r.procs]
+        return found[0] if found else cls(runtime, offset)
 
     def _spawn(self, name, cmd, log):
         with open(os.path.join(self.dir, "log", log), "ab") as out:
@@ -242,9 +263,9 @@ class Rig:
 
     def _start(self):
         self._write_config()
-        rt = self.runtime
+        ast = self.asterisk
         conf = f"{self.inner_dir}/etc/asterisk.conf"
-        self._spawn("asterisk", wrap(rt, [rt["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
+        self._spawn("asterisk", wrap(ast, [ast["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
         for name in list(PHONE_GROUPS) + TRUNKS:
             self._spawn(f"sipp-{name}", self._sipp_cmd(name), f"sipp-{name}.out")
         self._wait_booted()
@@ -260,35 +281,51 @@ class Rig:
         for d in ("etc", "lib", "db", "keys", "data", "agi-bin", "spool", "run", "log", "sipp"):
             os.makedirs(os.path.join(self.dir, d))
         p = self.ports
-        values = {"STATE": self.inner_dir, "MODDIR": self.runtime["moddir"], "SIP_BIND": "127.0.0.1",
+        trunk_dial = "PJSIP/${EXTEN}@${C2C_TRUNK}" if self.driver == "pjsip" else "SIP/${C2C_TRUNK}/${EXTEN}"
+        values = {"STATE": self.inner_dir, "MODDIR": self.asterisk["moddir"], "SIP_BIND": "127.0.0.1",
                   "SIP_PORT": p.sip, "AMI_PORT": p.ami, "AMI_USER": AMI_USER, "AMI_SECRET": AMI_SECRET,
                   "RIG_SECRET": RIG_SECRET, "RTP_START": p.rtp[0], "RTP_END": p.rtp[1],
-                  "TRUNK1_PORT": p.uas["hotline-trunk"], "TRUNK2_PORT": p.uas["hotline-trunk-2"]}
-        src = os.path.join(RIG_DIR, "asterisk")
-        for fn in sorted(os.listdir(src)):
-            if fn.endswith(".conf"):
-                with open(os.path.join(src, fn)) as f:
-                    text = _render(f.read(), values)
-                with open(os.path.join(self.dir, "etc", fn), "w") as f:
-                    f.write(text)
-        phones, hints = [], []
-        for e in EXTENSIONS:
-            phones.append(f"[{e}](phone-endpoint)\nauth = {e}\naors = {e}\ncallerid = \"Ext {e}\" <{e}>\n\n"
-                          f"[{e}](phone-auth)\nusername = {e}\npassword = {password(e)}\n\n"
-                          f"[{e}](phone-aor)\n\n")
-            hints.append(f"exten => {e},hint,PJSIP/{e}\n")
-        with open(os.path.join(self.dir, "etc", "pjsip_phones.conf"), "w") as f:
+                  "TRUNK1_PORT": p.uas["hotline-trunk"], "TRUNK2_PORT": p.uas["hotline-trunk-2"],
+                  "TECH": self.tech, "TRUNK_DIAL": trunk_dial}
+        # the common files, then the driver's own (modules.conf and pjsip.conf or sip.conf)
+        for src in (os.path.join(RIG_DIR, "asterisk"), os.path.join(RIG_DIR, "asterisk", self.driver)):
+            for fn in sorted(os.listdir(src)):
+                if fn.endswith(".conf"):
+                    with open(os.path.join(src, fn)) as f:
+                        text = _render(f.read(), values)
+                    with open(os.path.join(self.dir, "etc", fn), "w") as f:
+                        f.write(text)
+        phones = [self._phone_section(e) for e in EXTENSIONS]
+        hints = [f"exten => {e},hint,{self.tech}/{e}\n" for e in EXTENSIONS]
+        name = "pjsip_phones.conf" if self.driver == "pjsip" else "sip_phones.conf"
+        with open(os.path.join(self.dir, "etc", name), "w") as f:
             f.write("; generated by the rig (c2c_rig) from its extension table\n\n" + "".join(phones))
         with open(os.path.join(self.dir, "etc", "extensions_hints.conf"), "w") as f:
             f.write("; generated by the rig (c2c_rig) from its extension table\n" + "".join(hints))
 
+    def _phone_section(self, ext):
+        """EXT's phone in the driver's own words.  Qualify: every 10 s (the templates), 2 s with
+        a 1 s timeout for QUALIFIED (a dead phone noticed within ~3 s), off for the other dead
+        phone (one that died between two qualifies)."""
+        dead = ext in PHONE_GROUPS["dead"]
+        if self.driver == "pjsip":
+            aor = ("qualify_frequency = 2\nqualify_timeout = 1.0\n" if ext in QUALIFIED
+                   else "qualify_frequency = 0\n" if dead else "")
+            return (f"[{ext}](phone-endpoint)\nauth = {ext}\naors = {ext}\ncallerid = \"Ext {ext}\" <{ext}>\n\n"
+                    f"[{ext}](phone-auth)\nusername = {ext}\npassword = {password(ext)}\n\n"
+                    f"[{ext}](phone-aor)\n{aor}\n")
+        qualify = ("qualify = 1000\nqualifyfreq = 2\n" if ext in QUALIFIED
+                   else "qualify = no\n" if dead else "")
+        return f"[{ext}](phone)\nsecret = {password(ext)}\ncallerid = \"Ext {ext}\" <{ext}>\n{qualify}\n"
+
     def _sipp_cmd(self, name, scenario=None, extra=()):
         p = self.ports
-        scenario = scenario or ("trunk" if name in TRUNKS else f"phone_{name}")
+        scenario = scenario or ("trunk" if name in TRUNKS else f"phone_{name.replace('-', '_')}")
         port = p.register if name == "register" else p.uas[name]
+        answers_options = [] if name == "dead" else ["-aa"]      # a dead phone answers nothing
         return [self.runtime["sipp"], *extra, "-sf", os.path.join(RIG_DIR, "sipp", f"{scenario}.xml"),
                 "-i", "127.0.0.1", "-p", str(port), "-mp", str(p.media[name]),
-                "-cp", str(p.control[name]), "-nostdin", "-aa",
+                "-cp", str(p.control[name]), "-nostdin", *answers_options,
                 "-trace_msg", "-message_file", self.trace_file(name),
                 "-trace_err", "-error_file", os.path.join(self.dir, "log", f"sipp-{name}.errors")]
 
@@ -298,8 +335,8 @@ class Rig:
 
     def asterisk_rx(self, command, timeout=10):
         """Run an Asterisk CLI command on this instance (asterisk -rx) and return its output."""
-        rt = self.runtime
-        cmd = wrap(rt, [rt["asterisk"], "-C", f"{self.inner_dir}/etc/asterisk.conf", "-rx", command])
+        ast = self.asterisk
+        cmd = wrap(ast, [ast["asterisk"], "-C", f"{self.inner_dir}/etc/asterisk.conf", "-rx", command])
         r = run(cmd, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RigError(f"asterisk -rx {command!r} failed: {(r.stdout + r.stderr).strip()[:200]}")
@@ -351,13 +388,13 @@ class Rig:
         if r.returncode != 0:
             raise RigError(f"registering the extensions failed (sipp exit {r.returncode}); "
                            f"see {self.trace_file('register')}")
-        want = "NOT_INUSE" if expires else "UNAVAILABLE"
         with Ami(self.ports.ami) as ami:
             def unregistered():
-                states = {e: ami.getvar(f"DEVICE_STATE(PJSIP/{e})") for e in exts}
-                return {e: s for e, s in states.items() if s != want and not (expires and s == "INUSE")}
-            if not _wait(lambda: not unregistered(), 5):
-                raise RigError(f"extensions not {want} (device state): {unregistered()}")
+                states = {e: ami.getvar(f"DEVICE_STATE({self.tech}/{e})") for e in exts}
+                return {e: s for e, s in states.items()
+                        if s != (ready_state(e) if expires else "UNAVAILABLE") and not (expires and s == "INUSE")}
+            if not _wait(lambda: not unregistered(), 8):
+                raise RigError(f"extensions not in their registered state (device state): {unregistered()}")
 
     def unregister(self, ext):
         """The phone of EXT unregisters (REGISTER Expires: 0); its device becomes UNAVAILABLE."""
@@ -380,9 +417,9 @@ class Rig:
     def start_asterisk(self):
         """Start Asterisk again on the same ports and state (after kill_asterisk), wait until
         it is fully booted and every phone is registered again."""
-        rt = self.runtime
+        ast = self.asterisk
         conf = f"{self.inner_dir}/etc/asterisk.conf"
-        self._spawn("asterisk", wrap(rt, [rt["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
+        self._spawn("asterisk", wrap(ast, [ast["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
         self._wait_booted()
         self._register()
 
@@ -413,11 +450,11 @@ class Rig:
     # -- device states and calls
     def device_state(self, ext):
         with Ami(self.ports.ami) as ami:
-            return ami.getvar(f"DEVICE_STATE(PJSIP/{ext})")
+            return ami.getvar(f"DEVICE_STATE({self.tech}/{ext})")
 
     def device_states(self, exts=None):
         with Ami(self.ports.ami) as ami:
-            return {e: ami.getvar(f"DEVICE_STATE(PJSIP/{e})") for e in (exts or EXTENSIONS)}
+            return {e: ami.getvar(f"DEVICE_STATE({self.tech}/{e})") for e in (exts or EXTENSIONS)}
 
     def wait_device_state(self, ext, want, timeout=5):
         """Poll until EXT's device state is WANT (a string or a set); returns the last state."""
@@ -426,7 +463,7 @@ class Rig:
             last: list[str | None] = [None]
 
             def check():
-                last[0] = ami.getvar(f"DEVICE_STATE(PJSIP/{ext})")
+                last[0] = ami.getvar(f"DEVICE_STATE({self.tech}/{ext})")
                 return last[0] in want
             if not _wait(check, timeout):
                 raise RigError(f"{ext}: device state {last[0]}, wanted {sorted(want)} within {timeout} s")
@@ -435,7 +472,7 @@ class Rig:
     def busy(self, ext, timeout=5):
         """Put EXT in a call (Originate into rig-hold; it answers) so its device state is INUSE."""
         with Ami(self.ports.ami) as ami:
-            r = ami.action("Originate", Channel=f"PJSIP/{ext}", Context="rig-hold", Exten="s",
+            r = ami.action("Originate", Channel=f"{self.tech}/{ext}", Context="rig-hold", Exten="s",
                            Priority="1", Async="true", Timeout="5000",
                            CallerID=f'"rig hold" <{ext}>')
         if r.get("Response") != "Success":
@@ -445,7 +482,7 @@ class Rig:
     def free(self, ext, timeout=5):
         """End the call(s) of EXT (AMI Hangup by channel regex); waits for NOT_INUSE."""
         with Ami(self.ports.ami) as ami:
-            ami.action("Hangup", Channel=f"/^PJSIP\\/{ext}-/")
+            ami.action("Hangup", Channel=f"/^{self.tech}\\/{ext}-/")
         return self.wait_device_state(ext, "NOT_INUSE", timeout)
 
     # -- what the peers received
@@ -493,19 +530,27 @@ class Rig:
 
 
 def all_instances(runtime):
-    parent = instances_parent(runtime)
+    """Every instance with a state dir, of either driver, by offset."""
     out = []
-    for d in sorted(glob.glob(os.path.join(parent, "rig*", "instance.json"))):
-        m = re.search(r"/rig(\d+)/instance\.json$", d)
-        if m:
-            out.append(Rig(runtime, int(m.group(1))))
+    for driver, asterisk in runtime["asterisks"].items():
+        for d in sorted(glob.glob(os.path.join(instances_parent(asterisk), "rig*", "instance.json"))):
+            m = re.search(r"/rig(\d+)/instance\.json$", d)
+            if m:
+                rig = Rig(runtime, int(m.group(1)), driver)
+                if rig.procs or not any(r.offset == rig.offset for r in out):
+                    out.append(rig)
     return sorted(out, key=lambda r: r.offset)
 
 
+def _at_offset(runtime, offset):
+    """The instance state of OFFSET under each driver (at most one of them runs)."""
+    return [Rig(runtime, offset, driver) for driver in runtime["asterisks"]]
+
+
 def free_offset(runtime):
-    """First offset whose instance is not running and whose ports are all free."""
+    """First offset no instance of either driver runs at and whose ports are all free."""
     for offset in range(MAX_OFFSET + 1):
-        rig = Rig(runtime, offset)
-        if not any(rig.running().values()) and not busy_ports(rig.ports):
+        if not any(any(r.running().values()) for r in _at_offset(runtime, offset)) \
+                and not busy_ports(Ports(offset)):
             return offset
     raise RigError("no free offset (0..99): every port block is taken")

@@ -9,19 +9,40 @@ AMI_USER = "c2c"
 AMI_SECRET = os.environ.get("C2C_RIG_AMI_SECRET", "change-me")
 RIG_USER, RIG_SECRET = "rig", "rig-internal"
 
+# The two channel drivers a rig can run: Asterisk 22 with PJSIP (Debian sid) and Asterisk 16
+# with chan_sip (Debian bullseye, the last Debian Asterisk that has it).  Same phones, same
+# trunks, same dialplan contract: only the channel technology differs.
+DRIVERS = {"pjsip": {"tech": "PJSIP", "suite": "sid", "conf": "pjsip.conf"},
+           "chan_sip": {"tech": "SIP", "suite": "bullseye", "conf": "sip.conf"}}
+DEFAULT_DRIVER = "pjsip"
+
 # behaviour group -> extensions; one sipp UAS per group (Request-URI user = extension).
 PHONE_GROUPS = {
     "answer": ["101", "105", "106"] + [str(e) for e in range(201, 231)],
     "busy": ["102"],
     "noanswer": ["103", "107", "108", "109"],
+    "dead": ["110", "114"],            # registered, then silent: never answers any request
+    "aa-callinfo": ["111"],            # answer at once only when the INVITE asks for it
+    "aa-alertinfo": ["112"],
+    "aa-answermode": ["113"],
 }
+QUALIFIED = ["114"]                    # qualified every 2 s: a dead phone Asterisk notices
 UNREGISTERED = ["104"]                 # in pjsip.conf, never registered: UNAVAILABLE
-EXTENSIONS = sorted(PHONE_GROUPS["answer"] + PHONE_GROUPS["busy"] + PHONE_GROUPS["noanswer"]
-                    + UNREGISTERED)
+EXTENSIONS = sorted([e for exts in PHONE_GROUPS.values() for e in exts] + UNREGISTERED)
 BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",
              "busy": "rejects with 486 Busy Here",
              "noanswer": "rings, never answers (CANCEL: 200 + 487)",
+             "dead": "registered, never answers anything (114 is qualified: UNAVAILABLE)",
+             "aa-callinfo": "answers at once if Call-Info has answer-after=0, else rings forever",
+             "aa-alertinfo": "answers at once if Alert-Info has info=alert-autoanswer, else rings",
+             "aa-answermode": "answers at once if Answer-Mode: Auto, else rings forever",
              "unregistered": "never registered (UNAVAILABLE)"}
+
+
+# A registered phone's device state once `up` returns (114's qualify fails: UNAVAILABLE).
+def ready_state(ext):
+    return "UNAVAILABLE" if ext in QUALIFIED else "NOT_INUSE"
+
 HOTLINES = {"02873001234": "hotline-trunk", "02873005678": "hotline-trunk-2"}
 TRUNKS = list(HOTLINES.values())
 # Trunk answer by the LAST 3 digits of the dialed number (sipp/trunk.xml).

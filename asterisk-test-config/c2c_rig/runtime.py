@@ -10,6 +10,7 @@ import subprocess
 # env C2C_RIG_CACHE: holds the Asterisk root, runtime.json (and the instances of a host Asterisk).
 CACHE_DIR = os.environ.get("C2C_RIG_CACHE", "/var/cache/c2c-ami")
 RUNTIME_JSON = "runtime.json"          # inside CACHE_DIR: what `up` runs
+LAYOUT = 2                             # runtime.json's shape: one Asterisk per channel driver
 
 
 def run(cmd, **kw):
@@ -17,8 +18,9 @@ def run(cmd, **kw):
     return subprocess.run(cmd, **kw)
 
 
-def wrap(runtime, cmd):
-    return (["chroot", runtime["root"]] + cmd) if runtime["kind"] == "chroot" else cmd
+def wrap(asterisk, cmd):
+    """CMD run where ASTERISK lives (runtime.json's entry of one driver): in its root or here."""
+    return (["chroot", asterisk["root"]] + cmd) if asterisk["kind"] == "chroot" else cmd
 
 
 def runtime_path():
@@ -31,8 +33,13 @@ def load_runtime():
             rt = json.load(f)
     except (OSError, ValueError):
         return None
-    exe = os.path.join(rt.get("root", "/"), rt.get("asterisk", "").lstrip("/"))
-    if not os.path.exists(exe) or not rt.get("sipp") or not os.path.exists(rt["sipp"]):
+    if rt.get("layout") != LAYOUT:         # an older rig's: install again (roots are reused)
+        return None
+    for asterisk in rt["asterisks"].values():
+        exe = os.path.join(asterisk.get("root", "/"), asterisk.get("asterisk", "").lstrip("/"))
+        if not os.path.exists(exe):
+            return None
+    if not rt.get("sipp") or not os.path.exists(rt["sipp"]):
         return None
     return rt
 
