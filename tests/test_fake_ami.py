@@ -167,6 +167,33 @@ async def test_getvar_device_state(server):
     await client.close()
 
 
+async def test_getvar_channels_sip_call_ids_and_refused_functions(server):
+    """CHANNELS(regex) lists matching live channels; each driver's Call-ID item answers on its
+    own channels only (the other one is empty, as Asterisk after "Unknown or unavailable
+    item"); a refused function is an Error."""
+    for name in ('SIP/101-0000000a', 'SIP/1010-0000000b', 'PJSIP/101-0000000c'):
+        server.add_channel(name)                  # before login: no events to read past
+    server.sip_call_ids.update({'SIP/101-0000000a': 'a@h', 'PJSIP/101-0000000c': 'c@h'})
+    server.refused_functions.add('CHANNELS')
+    client = await logged_in_client(server)
+    client.send({'Action': 'Getvar', 'ActionID': 'r', 'Variable': 'CHANNELS(^SIP/101-)'})
+    assert (await client.read()).pairs == [('Response', 'Error'), ('ActionID', 'r'),
+                                           ('Message', 'GetVar Access Forbidden: Variable')]
+    server.refused_functions.clear()
+    for channel, var, expected in [
+            ('', 'CHANNELS(^SIP/101-)', 'SIP/101-0000000a'),
+            ('', 'CHANNELS(^sip/10)', 'SIP/101-0000000a SIP/1010-0000000b'),
+            ('', 'CHANNELS(^PJSIP/1\\.1-)', ''),
+            ('SIP/101-0000000a', 'SIPCALLID', 'a@h'), ('SIP/101-0000000a', 'CHANNEL(pjsip,call-id)', ''),
+            ('PJSIP/101-0000000c', 'CHANNEL(pjsip,call-id)', 'c@h'), ('PJSIP/101-0000000c', 'SIPCALLID', '')]:
+        client.send({'Action': 'Getvar', 'ActionID': 'g', 'Variable': var, **({'Channel': channel} if channel else {})})
+        assert (await client.read()).pairs == [('Response', 'Success'), ('ActionID', 'g'),
+                                               ('Variable', var), ('Value', expected)]
+    server.hang_up('SIP/101-0000000a')
+    assert 'SIP/101-0000000a' not in server.live_channels
+    await client.close()
+
+
 # ---- originate sequences -------------------------------------------------------------------
 async def test_answer_full_sequence_ids(server):
     server.behaviours['PJSIP/101'] = Behaviour('answer')

@@ -110,7 +110,8 @@ def _carrier_cdr(record: dict[str, Any]) -> dict[str, Any]:
     carrier: dict[str, Any] = {
         "id": {"type": "string", "description": "the call_id"},
         "call_id": {"type": "string"},
-        "sip_call_id": {"type": "string", "description": "SIP Call-ID of the outbound leg; \"\" when unknown"},
+        "sip_call_id": {"type": "string", "description": "SIP Call-ID of the trunk leg (PJSIP: CHANNEL(pjsip,call-id); "
+                                                          "chan_sip: SIPCALLID); \"\" when unknown"},
         "cause": {"type": "string", "description": "Q.850 cause name (NORMAL_CLEARING, USER_BUSY, NO_ANSWER, "
                                                    f"...; {UNKNOWN_CAUSE} for a code without one); \"\" when none"},
         "cause_code": {"type": "integer", "nullable": True, "description": "the Q.850 cause number"},

@@ -170,9 +170,13 @@ class CallService:
         return hotline, trunk
 
     async def _check_device(self, pbx: Pbx, call: Call) -> None:
-        """Asterisk itself would happily send a second INVITE to a phone already on a call."""
+        """Asterisk itself would happily send a second INVITE to a phone already on a call.
+        Busy is known three ways: the gateway's own live call on the extension (its claim in
+        the registry and store, ``_place``), the device's state, and any channel of the device
+        up on the PBX (chan_sip shows a peer without ``callcounter=yes`` as free while it talks;
+        ``Pbx.availability``)."""
         try:
-            device = await pbx.device_state(call.device)
+            device = await pbx.availability(call.device)
         except AmiLinkDown as exc:
             raise PbxUnavailable(str(exc)) from None
         except AmiRefused as exc:

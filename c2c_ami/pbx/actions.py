@@ -3,15 +3,21 @@ absent; place this Originate; hang up this channel; what is this leg's SIP Call-
 channels are up now (to reconcile after a lost link or a restart).
 
 Every method raises only ``AmiError`` (and its subclasses); Asterisk's vocabulary (device
-states, Getvar, ``Response: Success``) stays in this module.
+states, Getvar, ``CHANNELS()``, ``SIPCALLID``, ``Response: Success``) stays in this module.
+Both channel drivers are spoken: PJSIP (``PJSIP/...``) and chan_sip (``SIP/...``).
 """
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
+import re
 from dataclasses import dataclass
 
 from .ami import AmiClient, AmiRefused, AmiState
 from .originate import Originate
+
+log = logging.getLogger(__name__)
 
 
 class Availability(enum.Enum):
@@ -24,11 +30,19 @@ _FREE_STATES = {"NOT_INUSE"}
 _BUSY_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 # Anything else (UNAVAILABLE, INVALID, UNKNOWN, ...) means: no phone to ring.
 
+# A device whose channels can be found by name: TECH/resource, its channels TECH/resource-<n>.
+# The resource's charset keeps CHANNELS()'s argument free of ( ) , | blanks and controls.
+_PLAIN_DEVICE = re.compile(r"(PJSIP|SIP|IAX2)/([A-Za-z0-9_.+-]+)")
+_REGEX_SPECIAL = re.compile(r"([.+])")      # the resource charset's only regex metacharacters
+
+# Where each channel driver keeps a channel's SIP Call-ID (no AMI event carries it).
+_SIP_CALL_ID_VARIABLE = {"PJSIP": "CHANNEL(pjsip,call-id)", "SIP": "SIPCALLID"}
+
 
 @dataclass(frozen=True)
 class DeviceState:
     availability: Availability
-    detail: str           # Asterisk's own word for it (INUSE, UNAVAILABLE, ...), for messages
+    detail: str           # Asterisk's words for it (INUSE; NOT_INUSE, channel SIP/101-0000000a up), for messages
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class Pbx:
     def __init__(self, ami: AmiClient, name: str = "default") -> None:
         self.ami = ami
         self.name = name
+        self.probes_channels = True   # False once this PBX refused CHANNELS(): not asked again
 
     @property
     def ready(self) -> bool:
@@ -60,18 +75,49 @@ class Pbx:
         """Why the link is not ready, when it is not."""
         return self.ami.last_error
 
-    async def device_state(self, device: str) -> DeviceState:
-        """One Getvar round trip tells registered/free/busy (Asterisk itself would happily
-        send a second INVITE to a phone already on a call)."""
-        reply = await self.ami.send({"Action": "Getvar", "Variable": f"DEVICE_STATE({device})"})
+    async def availability(self, device: str) -> DeviceState:
+        """Is the phone free, busy or absent, in one round trip: ``DEVICE_STATE(device)`` and,
+        pipelined with it, ``CHANNELS()`` of the device. Asterisk itself would happily send a
+        second INVITE to a phone already on a call, and chan_sip reports a peer on a call as
+        NOT_INUSE unless it has ``callcounter=yes`` (or a call-limit): any channel of the
+        device makes it BUSY. ABSENT stays ABSENT (a leftover channel rings no phone).
+
+        The channel probe needs a plain ``TECH/resource`` device (PJSIP, SIP, IAX2); other
+        dial strings (``PJSIP/101@host``, ``Local/...``, ``SIP/trunk/101``) get DEVICE_STATE
+        only. A PBX that refuses CHANNELS() is asked DEVICE_STATE only from then on. (The
+        gateway's own calls are counted besides: the service holds one live call per
+        extension.) A failed DEVICE_STATE raises; a failed probe raises unless refused."""
+        pattern = channels_pattern(device) if self.probes_channels else None
+        asks = [self._getvar(f"DEVICE_STATE({device})")]
+        if pattern is not None:
+            asks.append(self._getvar(f"CHANNELS({pattern})"))
+        replies = await asyncio.gather(*asks, return_exceptions=True)
+        state = _device_state(_value_of(replies[0]))
+        probe = replies[1] if len(replies) > 1 else ""
+        if isinstance(probe, AmiRefused):
+            self._stop_probing(probe)
+            probe = ""
+        if state.availability is not Availability.FREE:
+            return state                      # busy or absent whatever the probe says
+        channels = _value_of(probe).split()
+        if not channels:
+            return state
+        more = f" and {len(channels) - 1} more" if len(channels) > 1 else ""
+        return DeviceState(Availability.BUSY, f"{state.detail}, channel {channels[0]}{more} up")
+
+    async def _getvar(self, variable: str) -> str:
+        """The value of a global variable or function; AmiRefused if Asterisk says no."""
+        reply = await self.ami.send({"Action": "Getvar", "Variable": variable})
         if reply.get("Response") != "Success":
             raise AmiRefused(reply.get("Message", ""))
-        state = reply.get("Value", "") or "UNKNOWN"
-        if state in _FREE_STATES:
-            return DeviceState(Availability.FREE, state)
-        if state in _BUSY_STATES:
-            return DeviceState(Availability.BUSY, state)
-        return DeviceState(Availability.ABSENT, state)
+        return str(reply.get("Value", "") or "")
+
+    def _stop_probing(self, refusal: AmiRefused) -> None:
+        """An older Asterisk, or a narrower AMI user: say it once, and ask no more."""
+        if self.probes_channels:
+            self.probes_channels = False
+            log.warning("PBX %s refused Getvar CHANNELS() (%s): the busy check uses device state only from "
+                        "now on (chan_sip peers then need callcounter=yes to show busy)", self.name, refusal)
 
     async def originate(self, originate: Originate) -> None:
         """Send the Originate exactly once (never retried); its ack only means "queued"."""
@@ -90,9 +136,39 @@ class Pbx:
                 for e in events if e.get("Event") == "CoreShowChannel"]
 
     async def sip_call_id(self, channel: str) -> str | None:
-        """The SIP Call-ID of a PJSIP channel (no AMI event carries it)."""
-        reply = await self.ami.send({"Action": "Getvar", "Channel": channel,
-                                     "Variable": "CHANNEL(pjsip,call-id)"})
+        """The SIP Call-ID of a PJSIP or chan_sip channel (no AMI event carries it); None,
+        without asking, for any other technology."""
+        variable = _SIP_CALL_ID_VARIABLE.get(channel.partition("/")[0])
+        if variable is None:
+            return None
+        reply = await self.ami.send({"Action": "Getvar", "Channel": channel, "Variable": variable})
         if reply.get("Response") == "Success" and reply.get("Value"):
             return str(reply.get("Value"))
         return None
+
+
+def channels_pattern(device: str) -> str | None:
+    """The CHANNELS() regex matching the channels of a plain ``TECH/resource`` device
+    (``PJSIP/1.0`` -> ``^PJSIP/1\\.0-``), or None for any other dial string."""
+    plain = _PLAIN_DEVICE.fullmatch(device)
+    if plain is None:
+        return None
+    tech, resource = plain.groups()
+    escaped = _REGEX_SPECIAL.sub(r"\\\1", resource)
+    return f"^{tech}/{escaped}-"
+
+
+def _device_state(value: str) -> DeviceState:
+    state = value or "UNKNOWN"
+    if state in _FREE_STATES:
+        return DeviceState(Availability.FREE, state)
+    if state in _BUSY_STATES:
+        return DeviceState(Availability.BUSY, state)
+    return DeviceState(Availability.ABSENT, state)
+
+
+def _value_of(reply: str | BaseException) -> str:
+    """A gathered reply's value, or its error raised."""
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply

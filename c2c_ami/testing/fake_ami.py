@@ -1,7 +1,8 @@
 """In-process fake Asterisk Manager Interface server (stdlib only).
 
 It imitates what Asterisk 16/22 put on the AMI socket for the actions the gateway uses
-(Login, Ping, Getvar DEVICE_STATE, Originate, Hangup, CoreShowChannels, Logoff), with the event sequences
+(Login, Ping, Getvar DEVICE_STATE / CHANNELS / SIPCALLID / CHANNEL(pjsip,call-id), Originate,
+Hangup, CoreShowChannels, Logoff), with the event sequences
 measured on the real rig (Asterisk 16.28 and 22.10), so that the gateway's unit tests,
 fault-injection tests and benchmarks can run without a PBX.
 
@@ -34,6 +35,14 @@ whose Channel is the requested ``PJSIP/101``, not the channel name):
                  16); up → Hangup(that, cause) → Hangup(other, 16).
 Bridge*/VarSet/DeviceStateChange/Newexten events are not produced.
 
+Getvar: ``DEVICE_STATE(dev)`` from ``device_states``; ``CHANNELS(regex)`` the live channels
+whose name matches (POSIX-like, case-insensitive, space-separated; ``add_channel`` adds one
+the gateway did not place, e.g. the phone's own call); on a channel, the SIP Call-ID from
+``sip_call_ids`` where its driver keeps it (``CHANNEL(pjsip,call-id)`` on PJSIP/,
+``SIPCALLID`` on SIP/; the other one, or any other item, is Success with an empty Value, as
+Asterisk answers after logging "Unknown or unavailable item requested"). A function named
+in ``refused_functions`` is answered with an Error (an older Asterisk, or no permission).
+
 Run standalone for benchmarks: ``python -m c2c_ami.testing.fake_ami --port 5038``.
 """
 from __future__ import annotations
@@ -63,6 +72,10 @@ STATE_DESC = {0: 'Down', 4: 'Ring', 5: 'Ringing', 6: 'Up'}
 MAX_HEADERS = 128          # AST_MAX_MANHEADERS
 _BLANKS = ''.join(map(chr, range(1, 33)))   # what ast_skip_blanks() skips
 _DEVICE_STATE = re.compile(r'DEVICE_STATE\((.*)\)\Z', re.IGNORECASE)
+_CHANNELS = re.compile(r'CHANNELS\((.*)\)\Z', re.IGNORECASE)
+_FUNCTION_NAME = re.compile(r'([A-Za-z_]+)\(')
+# Where each channel driver keeps the SIP Call-ID: the Getvar variable, by technology.
+_SIP_CALL_ID_ITEM = {'PJSIP': 'CHANNEL(pjsip,call-id)', 'SIP': 'SIPCALLID'}
 _DEFAULT_FLOOD_TEMPLATE = (
     b'Event: Newstate\r\nPrivilege: call,all\r\nChannel: PJSIP/flood-{n}\r\n'
     b'ChannelState: 5\r\nChannelStateDesc: Ringing\r\nCallerIDNum: 0612345678\r\n'
@@ -335,7 +348,9 @@ class FakeAmiServer:
     """Fake Asterisk AMI endpoint with scripted endpoints and fault injection.
 
     Tests control: ``behaviours`` (Channel header → Behaviour), ``default_behaviour``,
-    ``device_states`` (device → DEVICE_STATE value), ``reject_logins``, ``silent``.
+    ``device_states`` (device → DEVICE_STATE value), ``sip_call_ids`` (channel name →
+    SIP Call-ID), ``refused_functions`` (e.g. ``{'CHANNELS'}``), ``add_channel``,
+    ``reject_logins``, ``silent``.
     Tests observe: ``received_bytes``, ``received_actions``, ``live_channels``.
     """
 
@@ -350,6 +365,8 @@ class FakeAmiServer:
         self.default_behaviour = default_behaviour or Behaviour()
         self.behaviours: dict[str, Behaviour] = {}
         self.device_states: dict[str, str] = {}
+        self.sip_call_ids: dict[str, str] = {}
+        self.refused_functions: set[str] = set()
         self.default_device_state = default_device_state
         self.banner, self.trunk, self.endpoint_context = banner, trunk, endpoint_context
         self.fully_booted = fully_booted     # False: like a user without read=system
@@ -614,9 +631,28 @@ class FakeAmiServer:
         if a.get('Channel') and a['Channel'] not in self.live_channels:
             self._respond(conn, a, 'Error', 'No such channel')
             return
-        m = _DEVICE_STATE.match(variable)
-        value = self.device_states.get(m.group(1), self.default_device_state) if m else ''
+        function = _FUNCTION_NAME.match(variable)
+        if function and function.group(1).upper() in self.refused_functions:
+            self._respond(conn, a, 'Error', 'GetVar Access Forbidden: Variable')
+            return
+        value = self._getvar_value(a.get('Channel') or '', variable)
         self._respond(conn, a, 'Success', None, [('Variable', variable), ('Value', value)])
+
+    def _getvar_value(self, channel: str, variable: str) -> str:
+        if channel:
+            wanted = _SIP_CALL_ID_ITEM.get(channel.partition('/')[0])
+            return self.sip_call_ids.get(channel, '') if variable == wanted else ''
+        m = _DEVICE_STATE.match(variable)
+        if m:
+            return self.device_states.get(m.group(1), self.default_device_state)
+        m = _CHANNELS.match(variable)
+        if m:
+            try:
+                pattern = re.compile(m.group(1), re.IGNORECASE)
+            except re.error:
+                return ''                 # Asterisk logs the bad regex and answers empty
+            return ' '.join(name for name in self.live_channels if pattern.search(name))
+        return ''
 
     def _act_coreshowchannels(self, conn: _Connection, a: AmiAction) -> None:
         """The list Asterisk sends: a Success response, one CoreShowChannel event per live
@@ -649,6 +685,9 @@ class FakeAmiServer:
         if chan is None:
             return
         call = chan.call
+        if call is None:                 # added by add_channel: no call script to end
+            self._hangup(chan, cause)
+            return
         if call.task is not None:
             call.task.cancel()
         if call.phase == 'ringing':
@@ -667,6 +706,17 @@ class FakeAmiServer:
                     self._hangup(other, 16)
         call.phase = 'done'
         self._notify()
+
+    def add_channel(self, name: str, state: int = 6) -> FakeChannel:
+        """A live channel the gateway did not place (the phone's own call, say), with its
+        Newchannel event; ``hang_up(name)`` ends it."""
+        uniqueid = self._next_uniqueid()
+        chan = FakeChannel(name, uniqueid, uniqueid, self.endpoint_context, 's', state=state)
+        self.live_channels[name] = chan
+        self._live_uids.add(uniqueid)
+        self._channel_event('Newchannel', chan)
+        self._notify()
+        return chan
 
     def _act_originate(self, conn: _Connection, a: AmiAction) -> None:
         endpoint = a.get('Channel') or ''
