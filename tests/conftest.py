@@ -1,6 +1,7 @@
 """Shared fixtures.
 
-* ``rig``, ``rig_factory``: the real Asterisk rig (package ``c2c_rig`` in asterisk-test-config/).
+* ``rig``, ``rig_factory``: the real Asterisk rig (package ``c2c_rig`` in asterisk-test-config/);
+  ``rig_chan_sip`` (Asterisk 16, chan_sip) and ``driver_rig`` (each driver in turn).
 * ``fake_ami``, ``make_gateway``, ``gateway``: the gateway on the in-process fake AMI.
 * ``postgres``: a private PostgreSQL server for the session; ``storage_url``: a fresh
   database per test, on each backend (``sqlite`` and ``postgresql``).
@@ -11,7 +12,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from c2c_rig.fixtures import rig, rig_factory  # noqa: F401
+from c2c_rig.fixtures import driver_rig, rig, rig_chan_sip, rig_factory  # noqa: F401
 from c2c_rig.postgres import PrivatePostgres
 from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
 

@@ -93,16 +93,40 @@ async def test_rejection_hangup_before_response_still_resolves():
     assert len(registry) == 0
 
 
-@pytest.mark.parametrize("reason, seen, error", [
-    ("0", False, UserNotRegistered), ("0", True, UserBusy), ("3", True, NoAnswer),
-    ("5", True, UserBusy), ("1", True, UserBusy), ("8", True, CallFailed), ("7", True, CallFailed),
+# (OriginateResponse Reason, the channel existed, it rang, its Hangup cause) -> error, record.
+# Both drivers' wordings of one outcome are listed: they must read alike.
+@pytest.mark.parametrize("reason, seen, rang, cause, error, ext_failure, hangup_by, record_cause", [
+    ("0", False, False, None, UserNotRegistered, "unavailable", None, None),      # no channel at all
+    ("0", True, False, "17", UserBusy, "rejected", "extension", "17"),             # PJSIP 486
+    ("5", True, False, "17", UserBusy, "rejected", "extension", "17"),             # chan_sip 486
+    ("0", True, True, "21", UserBusy, "rejected", "extension", "21"),              # 603 while ringing
+    ("3", True, True, "19", NoAnswer, "no_answer", "pbx", "19"),                   # PJSIP ring timeout
+    ("3", True, True, "16", NoAnswer, "no_answer", "pbx", "19"),                   # chan_sip ring timeout
+    ("3", True, False, "19", UserNotRegistered, "unavailable", "pbx", "18"),       # PJSIP dead phone
+    ("3", True, False, "0", UserNotRegistered, "unavailable", "pbx", "18"),        # chan_sip dead phone
+    ("0", True, False, "18", UserNotRegistered, "unavailable", "pbx", "18"),       # INVITE timed out (408)
+    ("1", True, True, "16", UserBusy, "rejected", "extension", "16"),
+    ("8", True, False, "34", CallFailed, "unavailable", None, "34"),
+    ("7", True, False, "16", CallFailed, "unavailable", None, "16"),
 ])
-async def test_originate_failures_are_classified(reason, seen, error):
+@pytest.mark.parametrize("hangup_first", [False, True])
+async def test_originate_failures_are_classified(reason, seen, rang, cause, error, ext_failure, hangup_by,
+                                                 record_cause, hangup_first):
+    """The failure is decided once both the OriginateResponse and (if the channel existed)
+    its Hangup are in, whichever comes first (PJSIP and chan_sip send them in either order)."""
     registry, route, call = setup()
     if seen:
         route(ext(call, "Newchannel"))
+    if rang:
+        route(ext(call, "Newstate", ChannelStateDesc="Ringing"))
+    if seen and hangup_first:
+        route(ext(call, "Hangup", Cause=cause, **{"Cause-txt": "as Asterisk says"}))
     route(response(call, "Failure", reason))
+    if seen and not hangup_first:
+        assert call.error is None and len(registry) == 1        # waits for the channel's Hangup
+        route(ext(call, "Hangup", Cause=cause, **{"Cause-txt": "as Asterisk says"}))
     assert type(call.error) is error
+    assert (call.ext_failure, call.hangup_by, call.cause) == (ext_failure, hangup_by, record_cause)
     assert len(registry) == 0
 
 

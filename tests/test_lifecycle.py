@@ -52,17 +52,20 @@ async def test_answered_call_reports_every_step_in_order(gateway, fake_ami, rece
     assert listed["total"] == 1 and listed["cdrs"][0]["call_id"] == call_id
 
 
-@pytest.mark.parametrize("dial_status, status, failure, cause", [
-    ("BUSY", "BUSY", "busy", "17"), ("NOANSWER", "NO ANSWER", "no_answer", "19"),
-    ("CONGESTION", "FAILED", "congestion", "34"), ("CHANUNAVAIL", "FAILED", "unavailable", "20")])
-async def test_number_failures_give_status_and_cause(gateway, fake_ami, dial_status, status, failure, cause):
+@pytest.mark.parametrize("dial_status, status, failure, cause, hangup_by", [
+    ("BUSY", "BUSY", "busy", "17", "number"), ("NOANSWER", "NO ANSWER", "no_answer", "19", "pbx"),
+    ("CONGESTION", "FAILED", "congestion", "34", "number"), ("CHANUNAVAIL", "FAILED", "unavailable", "20", "pbx")])
+async def test_number_failures_give_status_and_cause(gateway, fake_ami, dial_status, status, failure, cause,
+                                                     hangup_by):
+    """The number's side ended it (busy, congestion) or the PBX did (its dial timeout, a
+    trunk it could not reach): never the number for a timeout."""
     fake_ami.default_behaviour = Behaviour("answer", dial_status=dial_status)
     resp = await gateway.get("/v1/click2call", params={"ext": "101", "phone": "0899"}, headers=AUTH)
     call_id = (await resp.json())["call_id"]
     assert await gateway.app[REGISTRY].wait_empty(3)
     record = (await stored(gateway.app).get_call("default", call_id))
     assert (record["status"], record["number_failure"], record["cause"]) == (status, failure, cause)
-    assert record["hangup_by"] == "number" and record["billsec"] == 0
+    assert record["hangup_by"] == hangup_by and record["billsec"] == 0
 
 
 async def test_extension_failures_are_recorded(gateway, fake_ami):

@@ -13,23 +13,28 @@ from .plan import (
     AMI_SECRET,
     AMI_USER,
     BEHAVIOUR,
+    DEFAULT_DRIVER,
+    DRIVERS,
     EXTENSIONS,
     HOTLINES,
+    NO_CALLCOUNTER,
     PHONE_GROUPS,
+    QUALIFIED,
     TRUNK_RESULTS,
     TRUNKS,
     UNREGISTERED,
     group_of,
     password,
+    ready_state,
 )
 from .runtime import CACHE_DIR, load_runtime
 from .sip_trace import Headers, SipMessage, parse_name_addr, read_trace, uri_user
 from .watch import AmiWatch
 
 __all__ = [
-    "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR", "EXTENSIONS", "HOTLINES", "MAX_OFFSET", "PHONE_GROUPS",
-    "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
+    "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR", "DEFAULT_DRIVER", "DRIVERS", "EXTENSIONS", "HOTLINES",
+    "MAX_OFFSET", "NO_CALLCOUNTER", "PHONE_GROUPS", "QUALIFIED", "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
     "Ami", "AmiWatch", "Headers", "Ports", "Rig", "RigError", "SipMessage",
     "all_instances", "busy_ports", "free_offset", "group_of", "install", "load_runtime", "parse_name_addr",
-    "password", "port_free", "read_trace", "uri_user",
+    "password", "port_free", "read_trace", "ready_state", "uri_user",
 ]

@@ -22,6 +22,7 @@ from .plan import (
     DRIVERS,
     EXTENSIONS,
     HOTLINES,
+    NO_CALLCOUNTER,
     PHONE_GROUPS,
     QUALIFIED,
     RIG_SECRET,
@@ -316,7 +317,8 @@ class Rig:
                     f"[{ext}](phone-aor)\n{aor}\n")
         qualify = ("qualify = 1000\nqualifyfreq = 2\n" if ext in QUALIFIED
                    else "qualify = no\n" if dead else "")
-        return f"[{ext}](phone)\nsecret = {password(ext)}\ncallerid = \"Ext {ext}\" <{ext}>\n{qualify}\n"
+        counter = "callcounter = no\n" if ext in NO_CALLCOUNTER else ""
+        return f"[{ext}](phone)\nsecret = {password(ext)}\ncallerid = \"Ext {ext}\" <{ext}>\n{qualify}{counter}\n"
 
     def _sipp_cmd(self, name, scenario=None, extra=()):
         p = self.ports
@@ -469,20 +471,36 @@ class Rig:
                 raise RigError(f"{ext}: device state {last[0]}, wanted {sorted(want)} within {timeout} s")
             return last[0]
 
+    def _uncounted(self, ext):
+        """EXT's device state does not follow its calls (a chan_sip peer without callcounter)."""
+        return self.driver == "chan_sip" and ext in NO_CALLCOUNTER
+
+    def channels_of(self, ext):
+        """Names of EXT's channels now (CHANNELS() of func_channel)."""
+        with Ami(self.ports.ami) as ami:
+            return ami.getvar(f"CHANNELS(^{self.tech}/{ext}-)").split()
+
     def busy(self, ext, timeout=5):
-        """Put EXT in a call (Originate into rig-hold; it answers) so its device state is INUSE."""
+        """Put EXT in a call (Originate into rig-hold; it answers) so its device state is INUSE
+        (or, for a peer without call counter, so it has a channel while still NOT_INUSE)."""
         with Ami(self.ports.ami) as ami:
             r = ami.action("Originate", Channel=f"{self.tech}/{ext}", Context="rig-hold", Exten="s",
                            Priority="1", Async="true", Timeout="5000",
                            CallerID=f'"rig hold" <{ext}>')
         if r.get("Response") != "Success":
             raise RigError(f"busy {ext}: Originate refused: {r.get('Message')}")
+        if self._uncounted(ext):
+            if not _wait(lambda: self.channels_of(ext), timeout):
+                raise RigError(f"busy {ext}: no channel within {timeout} s")
+            return self.wait_device_state(ext, "NOT_INUSE", timeout)
         return self.wait_device_state(ext, "INUSE", timeout)
 
     def free(self, ext, timeout=5):
         """End the call(s) of EXT (AMI Hangup by channel regex); waits for NOT_INUSE."""
         with Ami(self.ports.ami) as ami:
             ami.action("Hangup", Channel=f"/^{self.tech}\\/{ext}-/")
+        if self._uncounted(ext) and not _wait(lambda: not self.channels_of(ext), timeout):
+            raise RigError(f"free {ext}: its channels are still up after {timeout} s")
         return self.wait_device_state(ext, "NOT_INUSE", timeout)
 
     # -- what the peers received

@@ -27,6 +27,9 @@ PHONE_GROUPS = {
     "aa-answermode": ["113"],
 }
 QUALIFIED = ["114"]                    # qualified every 2 s: a dead phone Asterisk notices
+# chan_sip peers without a call counter: on a call, their device state still says NOT_INUSE
+# (what a sip.conf without callcounter=yes does); the gateway must see the call anyway.
+NO_CALLCOUNTER = ["105"]
 UNREGISTERED = ["104"]                 # in pjsip.conf, never registered: UNAVAILABLE
 EXTENSIONS = sorted([e for exts in PHONE_GROUPS.values() for e in exts] + UNREGISTERED)
 BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",

@@ -39,7 +39,7 @@ _ORDER = {state: n for n, state in enumerate(CallState)}
 
 
 # The values a call record shows (README, "Call states" and the record's fields).
-HangupBy = Literal["extension", "number", "api"]
+HangupBy = Literal["extension", "number", "api", "pbx"]
 ExtFailure = Literal["rejected", "no_answer", "unavailable"]
 CdrStatus = Literal["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL"]
 # What gets announced while a call is live; "ended" is announced once, at its end.
@@ -50,10 +50,21 @@ Step = Literal["ringing", "answered", "dialing", "ended"]
 _EXT_FAILURES: dict[ExtLegFailure, tuple[type[C2CError], str, ExtFailure]] = {
     ExtLegFailure.REJECTED: (UserBusy, "the extension rejected the call or is busy", "rejected"),
     ExtLegFailure.NO_ANSWER: (NoAnswer, "the extension did not answer within the ring timeout", "no_answer"),
+    ExtLegFailure.NO_RESPONSE: (UserNotRegistered, "the extension's phone is registered but did not respond "
+                                "(no ringing within the ring timeout): unreachable", "unavailable"),
     ExtLegFailure.NOT_REGISTERED: (UserNotRegistered, "the extension has no registered phone", "unavailable"),
     ExtLegFailure.CONGESTION: (CallFailed, "the PBX reported congestion calling the extension", "unavailable"),
     ExtLegFailure.OTHER: (CallFailed, "the PBX could not call the extension", "unavailable"),
 }
+
+
+# The causes the gateway states itself, in Asterisk's words (its ``Cause-txt``).
+CANCEL_CAUSE = "16"        # the API hung up or cancelled: sent to Asterisk as the Hangup's Cause
+NO_RESPONSE_CAUSE = "18"   # nobody answered the INVITE at all within the time (no 180/183)
+NO_ANSWER_CAUSE = "19"     # it rang for the whole ring or dial timeout
+CAUSE_TEXTS = {CANCEL_CAUSE: "Normal Clearing", NO_RESPONSE_CAUSE: "No user responding",
+               NO_ANSWER_CAUSE: "User alerting, no answer"}
+_PBX_TIMEOUTS = {ExtLegFailure.NO_ANSWER: NO_ANSWER_CAUSE, ExtLegFailure.NO_RESPONSE: NO_RESPONSE_CAUSE}
 
 
 class CallObserver(Protocol):
@@ -75,7 +86,7 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "trunk_channel", "trunk_uniqueid", "sip_call_id", "ext_channel_seen", "ext_hungup", "trunk_hungup",
             "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
             "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
-            "unobserved_since", "customer_id")
+            "unobserved_since", "customer_id", "ext_rang", "number_rang", "pbx_cause", "ext_failure_reason")
 
 
 @dataclass(eq=False, slots=True)
@@ -99,12 +110,16 @@ class Call(CallLegs):
     sip_call_id: str | None = None
     ext_channel_seen: bool = False
     ext_hungup: bool = False
+    ext_rang: bool = False               # the phone said it rings (180/183): it is alive
+    ext_failure_reason: str | None = None  # OriginateResponse Reason, held until the channel's Hangup
+    number_rang: bool = False
     trunk_hungup: bool = False
     hangup_cause: str | None = None      # extension leg
     hangup_cause_txt: str | None = None
     trunk_cause: str | None = None
     trunk_cause_txt: str | None = None
     hangup_by: HangupBy | None = None
+    pbx_cause: str | None = None         # the cause of an end the PBX itself decided (a timeout)
     ext_failure: ExtFailure | None = None
     number_failure: NumberFailure | None = None
     cancel_requested: bool = False
@@ -158,6 +173,7 @@ class Call(CallLegs):
         self.ext_channel_seen = True
 
     def ext_ringing(self) -> None:
+        self.ext_rang = True
         self._advance(CallState.EXT_RINGING, "ringing")
 
     def ext_answered(self, at: float | None = None) -> None:
@@ -179,6 +195,11 @@ class Call(CallLegs):
             return
         error_class, message, failure = _EXT_FAILURES[why]
         self.ext_failure = failure
+        if why is ExtLegFailure.REJECTED:
+            self._hung_up_by("extension")
+        elif why in _PBX_TIMEOUTS:
+            self._hung_up_by("pbx")
+            self.pbx_cause = _PBX_TIMEOUTS[why]
         self._fail(error_class(f"{message} ({detail})" if detail else message))
 
     # -- the number's leg ----------------------------------------------------------------------
@@ -191,6 +212,7 @@ class Call(CallLegs):
         self._advance(CallState.DIALING, "dialing")
 
     def number_ringing(self) -> None:
+        self.number_rang = True
         self._advance(CallState.NUMBER_RINGING, "ringing")
 
     def number_answered(self, at: float | None = None) -> None:
@@ -199,11 +221,18 @@ class Call(CallLegs):
         self._advance(CallState.NUMBER_ANSWERED, "answered")
 
     def number_failed(self, failure: NumberFailure) -> None:
-        """The number was not reached; unless the dial was cancelled, that was the number's
-        doing (it was busy, did not answer, or could not be reached)."""
+        """The number was not reached.  Busy or congestion: the number's side said so. No
+        answer: the number's side, if it refused first (a 404 reads NOANSWER too), else the
+        PBX's dial timeout ended it, not the number.  Unavailable: the PBX could not reach
+        the trunk.  Cancelled: whoever hung up first (the API or the extension) says it."""
         self.number_failure = failure
-        if failure != "cancelled":
+        if failure in ("busy", "congestion"):
             self._hung_up_by("number")
+        elif failure == "no_answer" and self.hangup_by is None:
+            self._hung_up_by("pbx")
+            self.pbx_cause = NO_ANSWER_CAUSE if self.number_rang else NO_RESPONSE_CAUSE
+        elif failure == "unavailable":
+            self._hung_up_by("pbx")
 
     def sip_call_id_learned(self, sip_call_id: str) -> None:
         self.sip_call_id = sip_call_id
@@ -275,11 +304,21 @@ class Call(CallLegs):
 
     @property
     def cause(self) -> str | None:
-        """The Q.850 cause of the leg that tells how the call ended: the number's, if dialed."""
+        """The Q.850 cause of the end, the same on every channel driver: 16 when the API hung
+        up or cancelled (the gateway asks Asterisk for 16); the Q.850 cause of a timeout the
+        PBX decided (19 no answer, 18 no response: Asterisk reports 0, 16 or 19 for these
+        depending on the driver); otherwise the cause Asterisk reported for the leg that tells
+        how the call ended: the number's, if dialed."""
+        if self.hangup_by == "api":
+            return CANCEL_CAUSE
+        if self.pbx_cause is not None:
+            return self.pbx_cause
         return self.trunk_cause if self.trunk_uniqueid is not None else self.hangup_cause
 
     @property
     def cause_txt(self) -> str | None:
+        if self.hangup_by == "api" or self.pbx_cause is not None:
+            return CAUSE_TEXTS[self.cause or ""]
         return self.trunk_cause_txt if self.trunk_uniqueid is not None else self.hangup_cause_txt
 
     @property

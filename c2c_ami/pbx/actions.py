@@ -125,8 +125,10 @@ class Pbx:
         if ack.get("Response") != "Success":
             raise AmiRefused(ack.get("Message", ""))
 
-    async def hangup(self, channel: str) -> None:
-        await self.ami.send({"Action": "Hangup", "Channel": channel})
+    async def hangup(self, channel: str, cause: int = 16) -> None:
+        """Hang up with a Q.850 cause (16, normal clearing, by default: Asterisk's own default
+        differs by driver — PJSIP sends ``Reason: Q.850;cause=0`` — and the phone sees it)."""
+        await self.ami.send({"Action": "Hangup", "Channel": channel, "Cause": str(cause)})
 
     async def channels(self) -> list[Channel]:
         """Every channel up now (one CoreShowChannels round trip)."""

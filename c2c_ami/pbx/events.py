@@ -11,12 +11,15 @@ What each transition is read from:
   ext leg created   Newchannel with Uniqueid = call_id
   ext ringing       Newstate Ringing of the extension channel
   ext answered      Newstate Up of the extension channel, or OriginateResponse Success
-  ext failed        OriginateResponse Failure; Reason says why (see ``ext_failure``)
+  ext failed        OriginateResponse Failure; Reason says why (see ``ext_failure``), with
+                    the extension channel's Hangup cause when the channel existed (the
+                    failure is decided once both are in: they come in either order)
   number leg        Newchannel of another channel with Linkedid = call_id (the trunk leg)
   number ringing    Newstate Ringing of the trunk leg, or DialState RINGING
   number answered   DialEnd DialStatus=ANSWER for the trunk leg
-  number failed     DialEnd with any other DialStatus
-  hung up by        the first HangupRequest (a BYE or CANCEL from that side)
+  number failed     DialEnd with any other DialStatus (NOANSWER with no hangup from the
+                    number's side first = the PBX's dial timeout ended it)
+  hung up by        the first HangupRequest (a BYE, CANCEL or final refusal from that side)
   leg hung up       Hangup, with Cause and Cause-txt
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ExtLegFailure(enum.Enum):
     """Why the PBX could not connect the extension, as far as it said."""
     REJECTED = "rejected"               # the phone refused (486/603) or is busy
     NO_ANSWER = "no_answer"             # it rang for the whole ring timeout
+    NO_RESPONSE = "no_response"         # registered, but it never even rang (no 180/183): dead
     NOT_REGISTERED = "not_registered"   # no phone to ring: no channel was ever created
     CONGESTION = "congestion"
     OTHER = "other"
@@ -59,6 +63,8 @@ class CallLegs(Protocol):
     ext_channel: str | None
     ext_channel_seen: bool
     ext_hungup: bool
+    ext_rang: bool               # the phone said it rings (180/183): it is alive
+    ext_failure_reason: str | None   # OriginateResponse's Reason, until the channel's Hangup
     hangup_cause: str | None     # the extension leg's
     trunk_uniqueid: str | None
     trunk_hungup: bool
@@ -94,6 +100,7 @@ class LegActions(Protocol):
 
 _ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")
 _EXT_BUSY_CAUSES = {"17", "21"}   # user busy, call rejected
+_NO_RESPONSE_CAUSES = {"18"}      # no user responding: the INVITE timed out (SIP 408)
 
 # DialEnd DialStatus of the trunk leg -> why the number was not reached.
 NUMBER_FAILURES: dict[str, NumberFailure] = {
@@ -113,13 +120,20 @@ def correlation_id(event: Mapping[str, str]) -> str | None:
 
 
 def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
-    """OriginateResponse ``Reason`` (the last control frame seen) -> why, and a detail.
+    """OriginateResponse ``Reason`` (the last control frame seen) and the extension channel's
+    Hangup cause, if it had one -> why, and a detail.  The drivers word the same outcome
+    differently (a 486 is Reason 5 on chan_sip, Reason 0 + cause 17 on PJSIP; a dead phone
+    is Reason 3 like a ring timeout, but it never rang): this reads them alike.
 
     Reason 0 means both "no such/unregistered endpoint" and "rejected while ringing"; the
     difference is whether the extension channel ever existed (or hung up busy)."""
     if reason == "3":
-        return ExtLegFailure.NO_ANSWER, ""
-    if reason in ("1", "5") or (reason == "0" and (call.ext_channel_seen or call.hangup_cause in _EXT_BUSY_CAUSES)):
+        return (ExtLegFailure.NO_ANSWER if call.ext_rang else ExtLegFailure.NO_RESPONSE), ""
+    if call.hangup_cause in _EXT_BUSY_CAUSES or reason in ("1", "5"):
+        return ExtLegFailure.REJECTED, ""
+    if reason == "0" and call.ext_channel_seen and not call.ext_rang and call.hangup_cause in _NO_RESPONSE_CAUSES:
+        return ExtLegFailure.NO_RESPONSE, ""
+    if reason == "0" and call.ext_channel_seen:
         return ExtLegFailure.REJECTED, ""
     if reason == "0":
         return ExtLegFailure.NOT_REGISTERED, ""
@@ -168,6 +182,8 @@ class CallEvents:
     def _originate_response(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("Response") == "Success":
             call.ext_answered(at)
+        elif call.ext_channel_seen and not call.ext_hungup:
+            call.ext_failure_reason = event.get("Reason", "")   # decided at the channel's Hangup
         else:
             call.ext_failed(*ext_failure(call, event.get("Reason", "")))
 
@@ -217,6 +233,8 @@ class CallEvents:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
+            if leg is Leg.EXTENSION and call.ext_failure_reason is not None:
+                call.ext_failed(*ext_failure(call, call.ext_failure_reason))
 
 
 def apply_channels(call: CallLegs, legs: list[Channel]) -> None:

@@ -32,9 +32,9 @@ def rig_config(rig, tmp_path, **overrides):
         "webhooks": {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5,
                      "allow_networks": ["127.0.0.0/8"]},   # the test receiver is local
         "tenants": [
-            {"domain": "default", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}", "context": "c2c-outbound",
+            {"domain": "default", "tokens": [TOKEN], "endpoint": f"{rig.tech}/{{ext}}", "context": "c2c-outbound",
              "extensions": "^[0-9]{3}$", "hotlines": dict(HOTLINES)},
-            {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": "PJSIP/{ext}", "context": "c2c-outbound",
+            {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": f"{rig.tech}/{{ext}}", "context": "c2c-outbound",
              "extensions": "^9[0-9]{2}$", "hotlines": {"02439990000": "hotline-trunk"}},
         ],
     }

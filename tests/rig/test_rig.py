@@ -91,10 +91,11 @@ class AmiWatcher:
                                    and e.get("Uniqueid") == call_id, timeout)
 
 
-def test_extensions_register(rig):
-    states = rig.device_states()
-    assert {e: s for e, s in states.items() if e in REGISTERED} == {e: "NOT_INUSE" for e in REGISTERED}
-    assert states["104"] == "UNAVAILABLE"
+def test_extensions_register(driver_rig):
+    """Every phone registers on both drivers; the qualified dead phone (114) is UNAVAILABLE."""
+    states = driver_rig.device_states()
+    assert {e: s for e, s in states.items() if e in REGISTERED} == {e: c2c_rig.ready_state(e) for e in REGISTERED}
+    assert states["104"] == "UNAVAILABLE" and states["114"] == "UNAVAILABLE" and states["110"] == "NOT_INUSE"
     assert {str(e) for e in range(201, 231)} <= set(REGISTERED)
 
 

@@ -1,0 +1,219 @@
+"""One telephony truth on both channel drivers: every scenario runs at once on Asterisk 22
+with PJSIP and on Asterisk 16 with chan_sip (the same phones, trunks and dialplan contract),
+and the two call records must be identical — and what the README's cause table says.
+
+What differs between the drivers is only what each Asterisk says (a 486 is OriginateResponse
+Reason 5 on chan_sip and Reason 0 + a cause-17 Hangup on PJSIP; a ring timeout ends with
+cause 19 or 16; a cancel sends cause 0 or 16...): the records must not show it.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from c2c_ami.api.keys import AMI, REGISTRY, REPORTER, SERVICE
+from c2c_ami.app import create_app
+from c2c_ami.calls.record import call_record
+
+from ..fixtures_gateway import Steps
+from .conftest import AUTH, RING_TIMEOUT, click, in_thread, now, rig_config
+
+pytestmark = pytest.mark.rig
+
+CALL_INFO_TOKEN = "e2e-token-call-info"
+# The fields that tell what happened; channel names (PJSIP/… vs SIP/…) and times differ by nature.
+OUTCOME = ("state", "status", "cause", "cause_txt", "hangup_by", "ext_failure", "number_failure")
+
+
+@dataclass
+class Driven:
+    """One driver's rig and the gateway logged in to it."""
+    rig: Any
+    client: Any
+    steps: Steps
+
+
+@pytest.fixture
+async def both(rig, rig_chan_sip, aiohttp_client, tmp_path):
+    """A gateway on each driver's rig (PJSIP, chan_sip); each must end every call it placed."""
+    driven = []
+    for n, r in enumerate((rig, rig_chan_sip)):
+        config = rig_config(r, tmp_path / f"d{n}")
+        tenants = list(config.tenants)
+        call_info = rig_config(r, tmp_path / f"d{n}", tenants=[{
+            "domain": "call-info", "tokens": [CALL_INFO_TOKEN], "endpoint": f"{r.tech}/{{ext}}",
+            "context": "c2c-outbound", "extensions": "^11[0-9]$", "hotlines": {"02873001234": "hotline-trunk"},
+            "auto_answer": "call-info"}]).tenants
+        config = type(config)(**{**config.__dict__, "tenants": tuple(tenants) + tuple(call_info)})
+        (tmp_path / f"d{n}").mkdir(exist_ok=True)
+        app = create_app(config)
+        client = await aiohttp_client(app)
+        assert await app[AMI].wait_ready(5), f"gateway did not log in to {r.driver}: {app[AMI].last_error}"
+        driven.append(Driven(r, client, Steps(app)))
+    yield driven
+    for d in driven:
+        registry = d.client.app[REGISTRY]
+        for call in registry.live():
+            await d.client.app[SERVICE].hangup_quietly(call)
+        assert await registry.wait_empty(10), f"{d.rig.driver}: calls left: {[call_record(c) for c in registry.live()]}"
+
+
+async def record_when_ended(d: Driven, call_id: str, timeout: float = 15, headers: dict = AUTH) -> dict:
+    """The call's record once it has ended and is stored (one call at a time per gateway)."""
+    app = d.client.app
+    assert await app[REGISTRY].wait_empty(timeout), f"{d.rig.driver}: call {call_id} did not end in {timeout} s"
+    assert await app[REPORTER].flush(5), "call writes still queued after 5 s"
+    resp = await d.client.get(f"/v1/calls/{call_id}", headers=headers)
+    assert resp.status == 200
+    return (await resp.json())["call"]
+
+
+def outcome(record: dict) -> dict:
+    return {key: record[key] for key in OUTCOME}
+
+
+# scenario -> (click parameters, sync HTTP answer, the record's outcome)
+SYNC = {
+    "answered, the number hangs up": (
+        dict(ext="206", phone="0909000111"), (200, None),
+        dict(state="ended", status="ANSWERED", cause="16", cause_txt="Normal Clearing", hangup_by="number",
+             ext_failure=None, number_failure=None)),
+    "the phone rejects (486)": (
+        dict(ext="102", phone="0909000111"), (409, "USER_BUSY"),
+        dict(state="ended", status="BUSY", cause="17", cause_txt="User busy", hangup_by="extension",
+             ext_failure="rejected", number_failure=None)),
+    "the phone rings out": (
+        dict(ext="103", phone="0909000111"), (409, "NO_ANSWER"),
+        dict(state="ended", status="NO ANSWER", cause="19", cause_txt="User alerting, no answer", hangup_by="pbx",
+             ext_failure="no_answer", number_failure=None)),
+    "a registered phone that is dead": (
+        dict(ext="110", phone="0909000111"), (404, "USER_NOT_REGISTERED"),
+        dict(state="ended", status="FAILED", cause="18", cause_txt="No user responding", hangup_by="pbx",
+             ext_failure="unavailable", number_failure=None)),
+    "the number is busy": (
+        dict(ext="207", phone="0909000486"), (200, None),
+        dict(state="ended", status="BUSY", cause="17", cause_txt="User busy", hangup_by="number",
+             ext_failure=None, number_failure="busy")),
+    "the number never answers": (
+        dict(ext="208", phone="0909000408"), (200, None),
+        dict(state="ended", status="NO ANSWER", cause="19", cause_txt="User alerting, no answer",
+             hangup_by="pbx", ext_failure=None, number_failure="no_answer")),
+    "the carrier is congested (503)": (
+        dict(ext="209", phone="0909000503"), (200, None),
+        dict(state="ended", status="FAILED", cause="34", cause_txt="Circuit/channel congestion",
+             hangup_by="number", ext_failure=None, number_failure="congestion")),
+    "the number does not exist (404)": (
+        dict(ext="210", phone="0909000404"), (200, None),
+        dict(state="ended", status="NO ANSWER", cause="1", cause_txt="Unallocated (unassigned) number",
+             hangup_by="number", ext_failure=None, number_failure="no_answer")),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SYNC))
+async def test_same_record_on_both_drivers(both, scenario):
+    params, (want_status, want_error), want = SYNC[scenario]
+
+    async def run(d: Driven) -> tuple[int, dict, dict]:
+        t0 = now()
+        status, body = await click(d.client, **params)
+        call_id = body.get("call_id")
+        assert call_id, f"{d.rig.driver}: {status} {body}"
+        record = await record_when_ended(d, call_id)
+        if params["ext"] in ("206", "207", "208", "209", "210"):
+            await in_thread(d.rig.wait_for_trunk_invite, params["phone"], after=t0)
+        return status, body, record
+
+    (s1, b1, r1), (s2, b2, r2) = await asyncio.gather(*(run(d) for d in both))
+    assert (s1, b1.get("error")) == (s2, b2.get("error")) == (want_status, want_error)
+    assert outcome(r1) == outcome(r2) == want, f"PJSIP {outcome(r1)}\nchan_sip {outcome(r2)}"
+    if r1["trunk_channel"]:
+        assert r1["trunk_channel"].startswith("PJSIP/") and r2["trunk_channel"].startswith("SIP/")
+    if want["status"] == "ANSWERED":               # the trunk leg's SIP Call-ID, on both drivers
+        assert r1["sip_call_id"] and r2["sip_call_id"]     # (a leg refused at once may be gone first)
+
+
+@pytest.mark.parametrize("when, ext, phone, want", [
+    ("ext_ringing", "107", "0909000111",
+     dict(state="ended", status="CANCEL", cause="16", cause_txt="Normal Clearing", hangup_by="api",
+          ext_failure=None, number_failure=None)),
+    ("number_ringing", "211", "0909000408",
+     dict(state="ended", status="CANCEL", cause="16", cause_txt="Normal Clearing", hangup_by="api",
+          ext_failure=None, number_failure="cancelled")),
+    ("number_answered", "212", "0909000800",
+     dict(state="ended", status="ANSWERED", cause="16", cause_txt="Normal Clearing", hangup_by="api",
+          ext_failure=None, number_failure=None)),
+])
+async def test_api_hangup_is_cause_16_on_both_drivers(both, when, ext, phone, want):
+    """DELETE /v1/calls/{id}: Asterisk is asked for cause 16 and the peers see it."""
+    async def run(d: Driven) -> tuple[dict, object]:
+        t0 = now()
+        status, body = await click(d.client, "/v1/click2call/async", ext=ext, phone=phone)
+        assert status == 200, body
+        await d.steps.until(body["call_id"], when, timeout=10)
+        resp = await d.client.delete(f"/v1/calls/{body['call_id']}", headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        record = await record_when_ended(d, body["call_id"])
+        peer, method = (ext, "CANCEL") if when == "ext_ringing" else \
+            ("hotline-trunk", "CANCEL" if when == "number_ringing" else "BYE")
+        message = await in_thread(d.rig.wait_for_message, peer, method, after=t0)
+        return record, message
+
+    (r1, m1), (r2, m2) = await asyncio.gather(*(run(d) for d in both))
+    assert outcome(r1) == outcome(r2) == want
+    reasons = [m.header("Reason") for m in (m1, m2)]
+    assert all(r is None or "cause=16" in r for r in reasons), reasons   # never cause=0
+    assert reasons[0] is not None and "cause=16" in reasons[0]         # PJSIP sends one
+
+
+async def test_unreachable_phones_are_not_registered_without_an_invite(both):
+    """Never registered (104), or registered but its qualify failed (114): USER_NOT_REGISTERED
+    at once, and no INVITE is sent."""
+    for d in both:
+        t0 = now()
+        for ext in ("104", "114"):
+            status, body = await click(d.client, ext=ext, phone="0909000111")
+            assert (status, body["error"]) == (404, "USER_NOT_REGISTERED"), (d.rig.driver, ext, body)
+            assert "call_id" not in body or body["call_id"] is None
+        assert d.rig.invites_to("114", after=t0) == []
+
+
+async def test_agent_on_a_call_is_busy_even_without_callcounter(both):
+    """105 on a call: PJSIP says INUSE; chan_sip without callcounter still says NOT_INUSE, and
+    the gateway sees the call in the device's channels: USER_BUSY on both, no INVITE sent."""
+    for d in both:
+        state = await in_thread(d.rig.busy, "105")
+        assert state == ("INUSE" if d.rig.driver == "pjsip" else "NOT_INUSE")
+        try:
+            t0 = now()
+            status, body = await click(d.client, ext="105", phone="0909000111")
+            assert (status, body["error"]) == (409, "USER_BUSY"), (d.rig.driver, body)
+            assert d.rig.invites_to("105", after=t0) == []
+        finally:
+            await in_thread(d.rig.free, "105")
+
+
+@pytest.mark.parametrize("token, answers", [
+    ("default", {"111": True, "112": True, "113": True}),        # the standard bundle: all three
+    ("call-info", {"111": True, "112": False, "113": False}),    # a tenant's call-info bundle
+])
+async def test_auto_answer_phones_obey_their_header(both, token, answers):
+    """The rig's auto-answer phones answer at once only when the INVITE carries the header
+    each obeys (else they ring); the tenant's bundle decides which headers go."""
+    headers = AUTH if token == "default" else {"Authorization": f"Bearer {CALL_INFO_TOKEN}"}
+    for d in both:
+        for ext, answers_at_once in answers.items():
+            t0 = now()
+            status, body = await click(d.client, ext=ext, phone="0909000111", auto_answer="true", headers=headers)
+            took = now() - t0
+            invite = await in_thread(d.rig.wait_for_invite, ext, after=t0)
+            if answers_at_once:
+                assert status == 200 and took < RING_TIMEOUT - 1, (d.rig.driver, ext, status, body, took)
+            else:
+                assert (status, body["error"]) == (409, "NO_ANSWER"), (d.rig.driver, ext, body)
+            assert "answer-after=0" in (invite.header("Call-Info") or "")          # in both bundles
+            assert ("info=alert-autoanswer" in " ".join(invite.headers_all("Alert-Info"))) == (token == "default")
+            record = await record_when_ended(d, body["call_id"], headers=headers)
+            assert record["status"] == ("ANSWERED" if answers_at_once else "NO ANSWER"), (d.rig.driver, ext, record)
