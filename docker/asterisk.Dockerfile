@@ -13,7 +13,7 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbi
 # rig.py runs the c2c_rig package next to it with the system python3: no pip install needed.
 COPY asterisk-test-config /opt/c2c-rig
 # Finds /usr/sbin/asterisk and sipp, writes /var/cache/c2c-ami/runtime.json.
-RUN python3 /opt/c2c-rig/rig.py install
+RUN python3 /opt/c2c-rig/rig.py install --host-asterisk
 
 # Offset 0: AMI 127.0.0.1:20038, SIP udp 127.0.0.1:20060 (host networking, see compose).
 HEALTHCHECK --interval=2s --timeout=5s --retries=15 CMD ["python3", "/opt/c2c-rig/rig.py", "status"]

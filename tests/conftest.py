@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from c2c_rig.fixtures import driver_rig, rig, rig_chan_sip, rig_factory  # noqa: F401
+from c2c_rig.fixtures import driver_rig, rig, rig_chan_sip, rig_factory, rig_pjsip  # noqa: F401
 from c2c_rig.postgres import PrivatePostgres
 from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
 

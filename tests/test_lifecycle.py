@@ -91,9 +91,10 @@ async def test_cancel_while_ringing_answers_the_waiting_request(gateway, fake_am
     body = await answer.json()
     assert (answer.status, body["error"], body["call_id"]) == (409, "CALL_CANCELLED", call_id)
     hangup = await fake_ami.wait_for_action("Hangup")
-    assert hangup["Channel"].startswith("PJSIP/101-")
+    assert hangup["Channel"].startswith("PJSIP/101-") and hangup["Cause"] == "16"   # PJSIP's default is 0
     record = (await stored(gateway.app).get_call("default", call_id))
-    assert (record["status"], record["hangup_by"]) == ("CANCEL", "api")
+    assert (record["status"], record["hangup_by"], record["cause"], record["cause_txt"]) == (
+        "CANCEL", "api", "16", "Normal Clearing")
 
 
 async def test_cancel_before_the_channel_exists_hangs_it_up_when_it_appears(gateway, fake_ami):

@@ -20,6 +20,7 @@ from .plan import (
     NO_CALLCOUNTER,
     PHONE_GROUPS,
     QUALIFIED,
+    SOFTPHONE,
     TRUNK_RESULTS,
     TRUNKS,
     UNREGISTERED,
@@ -33,7 +34,7 @@ from .watch import AmiWatch
 
 __all__ = [
     "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR", "DEFAULT_DRIVER", "DRIVERS", "EXTENSIONS", "HOTLINES",
-    "MAX_OFFSET", "NO_CALLCOUNTER", "PHONE_GROUPS", "QUALIFIED", "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
+    "MAX_OFFSET", "NO_CALLCOUNTER", "PHONE_GROUPS", "QUALIFIED", "SOFTPHONE", "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
     "Ami", "AmiWatch", "Headers", "Ports", "Rig", "RigError", "SipMessage",
     "all_instances", "busy_ports", "free_offset", "group_of", "install", "load_runtime", "parse_name_addr",
     "password", "port_free", "read_trace", "ready_state", "uri_user",

@@ -11,7 +11,7 @@ import time
 from .errors import RigError
 from .install import describe, install
 from .instance import MAX_OFFSET, Rig, all_instances
-from .plan import BEHAVIOUR, DEFAULT_DRIVER, DRIVERS, HOTLINES, PHONE_GROUPS, UNREGISTERED
+from .plan import BEHAVIOUR, DEFAULT_DRIVER, DRIVERS, HOTLINES, PHONE_GROUPS, SOFTPHONE, UNREGISTERED
 from .runtime import load_runtime
 
 DESCRIPTION = "c2c-ami test rig: a real Asterisk with sipp phones and carrier trunks on loopback."
@@ -31,10 +31,8 @@ def _print_info(rig, as_json, elapsed=None):
     print(f"  SIP  127.0.0.1:{rig.ports.sip} (udp)   state dir {rig.dir}")
     print("  trunks: " + ", ".join(f"{h} -> {t} (sipp udp/{rig.ports.uas[t]})" for h, t in HOTLINES.items()))
     print("  extensions (user = extension, password = pass<ext>):")
-    for group, exts in list(PHONE_GROUPS.items()) + [("unregistered", UNREGISTERED)]:
+    for group, exts in list(PHONE_GROUPS.items()) + [("unregistered", UNREGISTERED), ("softphone", [SOFTPHONE])]:
         print(f"    {_span(exts):<22} {BEHAVIOUR[group]}")
-    if info.get("softphone"):
-        print(f"  softphone: {info['softphone']}")
 
 
 def _span(exts):

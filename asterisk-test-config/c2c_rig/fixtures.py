@@ -14,11 +14,11 @@ from .install import install
 from .instance import Rig
 from .plan import DRIVERS
 
-__all__ = ["driver_rig", "rig", "rig_chan_sip", "rig_factory"]
+__all__ = ["driver_rig", "rig", "rig_chan_sip", "rig_factory", "rig_pjsip"]
 
 
 @pytest.fixture(scope="session")
-def rig():
+def rig_pjsip():
     """A running Rig (Asterisk 22, PJSIP): .ami (host/port/username/secret), .sip_port, trace readers."""
     runtime = install(verbose=False)
     instance = Rig.up(runtime=runtime)
@@ -26,6 +26,13 @@ def rig():
         yield instance
     finally:
         instance.down()
+
+
+@pytest.fixture(scope="session")
+def rig(rig_pjsip):
+    """The session's rig (PJSIP).  A test module runs on both drivers by overriding it:
+    ``@pytest.fixture`` ``def rig(driver_rig): return driver_rig``."""
+    return rig_pjsip
 
 
 @pytest.fixture(scope="session")
@@ -42,16 +49,16 @@ def rig_chan_sip():
 @pytest.fixture(scope="session", params=list(DRIVERS))
 def driver_rig(request):
     """The session's rig of each channel driver in turn (a test using it runs once per driver)."""
-    return request.getfixturevalue("rig" if request.param == "pjsip" else "rig_chan_sip")
+    return request.getfixturevalue("rig_pjsip" if request.param == "pjsip" else "rig_chan_sip")
 
 
 @pytest.fixture
-def rig_factory(rig):
+def rig_factory(rig_pjsip):
     """Callable (offset=None, driver="pjsip") -> another running Rig; all of them are downed after the test."""
     started = []
 
     def start(offset=None, driver="pjsip"):
-        instance = Rig.up(offset, runtime=rig.runtime, driver=driver)
+        instance = Rig.up(offset, runtime=rig_pjsip.runtime, driver=driver)
         started.append(instance)
         return instance
     try:

@@ -214,15 +214,10 @@ def _host_asterisk(driver):
     return None
 
 
-def _asterisk_for(driver, use_host):
-    """Where DRIVER's Asterisk comes from: its cached Debian root (built once), or, only when
-    asked for, the host's own Asterisk if it has the driver."""
-    if use_host:
-        host = _host_asterisk(driver)
-        if host:
-            return host
-        say(f"the host has no Asterisk with {DRIVERS[driver]['conf'][:-5]}: using a Debian root for {driver}")
-    elif _host_asterisk(driver):
+def _asterisk_for(driver):
+    """DRIVER's Asterisk in its cached Debian root (built once); a host Asterisk is noted,
+    not used (only `install --host-asterisk` uses it)."""
+    if _host_asterisk(driver):
         say(f"an Asterisk is installed on the host; the rig uses its own ({driver}) "
             "unless installed with --host-asterisk")
     root = os.path.join(CACHE_DIR, ROOTS[driver])
@@ -239,10 +234,17 @@ def stop_system_asterisk():
         run(["systemctl", "disable", "--now", "asterisk.service"], capture_output=True)
 
 
-def install(verbose=True, use_host=False):
-    """Idempotent: both Asterisks (built once), sipp and baresip; writes runtime.json."""
+def _wanted(rt, use_host):
+    """RT (runtime.json) is what was asked for: USE_HOST None takes whatever is installed."""
+    return rt and (use_host is None or bool(rt.get("use_host")) == use_host)
+
+
+def install(verbose=True, use_host=None):
+    """Idempotent: both Asterisks (built once), sipp and baresip; writes runtime.json.
+    USE_HOST True: the host's Asterisk for the drivers it has (nothing built); False: the
+    Debian roots; None (tests): whatever is installed, else the roots."""
     rt = load_runtime()
-    if rt and (not use_host or rt.get("use_host")):
+    if _wanted(rt, use_host):
         if verbose:
             say(f"already installed: {describe(rt)}")
         return rt
@@ -259,14 +261,20 @@ def describe(rt):
 
 def _install(verbose, use_host):
     rt = load_runtime()                              # another process may have just finished
-    if rt and (not use_host or rt.get("use_host")):
+    if _wanted(rt, use_host):
         if verbose:
             say(f"already installed: {describe(rt)}")
         return rt
     t0 = time.monotonic()
     for stale in glob.glob(os.path.join(CACHE_DIR, ".asterisk-*.build-*")):    # a killed build's
         run(["rm", "-rf", "--one-file-system", stale])                         # (we hold the lock)
-    asterisks = {driver: _asterisk_for(driver, use_host) for driver in DRIVERS}
+    if use_host:                                     # only what the host has: nothing is built
+        asterisks = {driver: a for driver in DRIVERS if (a := _host_asterisk(driver))}
+        if not asterisks:
+            raise RigError("--host-asterisk: the host has no Asterisk with chan_pjsip or chan_sip")
+        say(f"using the host's Asterisk for {', '.join(asterisks)}")
+    else:
+        asterisks = {driver: _asterisk_for(driver) for driver in DRIVERS}
     for a in asterisks.values():
         a["version"] = asterisk_version(a)
     stop_system_asterisk()
@@ -278,8 +286,8 @@ def _install(verbose, use_host):
     if not sipp:
         raise RigError("could not install sipp: apt-get install sip-tester failed")
     sid = os.path.join(CACHE_DIR, ROOTS["pjsip"])
-    rt = {"layout": LAYOUT, "asterisks": asterisks, "sipp": sipp, "use_host": use_host,
-          "baresip": {"root": sid, "path": _baresip(sid)} if _root_ok(sid, "pjsip") else None,
+    rt = {"layout": LAYOUT, "asterisks": asterisks, "sipp": sipp, "use_host": bool(use_host),
+          "baresip": {"root": sid, "path": _baresip(sid)} if not use_host and _root_ok(sid, "pjsip") else None,
           "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
           "install_seconds": round(time.monotonic() - t0, 1)}
     save_runtime(rt)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import wave
 
 from .ami import Ami
 from .errors import RigError
@@ -26,6 +27,7 @@ from .plan import (
     PHONE_GROUPS,
     QUALIFIED,
     RIG_SECRET,
+    SOFTPHONE,
     TRUNK_RESULTS,
     TRUNKS,
     UNREGISTERED,
@@ -75,7 +77,7 @@ class Ports:
         for name, port in list(self.uas.items()) + [("register", self.register)]:
             pairs += [("udp", port), ("udp", self.media[name]), ("udp", self.media[name] + 2),
                       ("udp", self.control[name])]
-        return pairs
+        return pairs + [("udp", self.softphone)]
 
     def as_dict(self):
         return {"offset": self.offset, "ami": self.ami, "sip": self.sip, "uas": self.uas,
@@ -135,6 +137,31 @@ def _wait(predicate, timeout, step=0.05):
         time.sleep(step)
 
 
+# baresip 1.1 headless: no sound card (aufile plays into a file and sends silence), no UI.
+_BARESIP_CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:@SIP@
+sip_trans_def udp
+audio_player aufile,@DIR@/heard.wav
+audio_source aufile,@DIR@/silence.wav
+audio_alert aufile,@DIR@/alert.wav
+rtp_ports @RTP_START@-@RTP_END@
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module_app account.so
+module_app menu.so
+"""
+
+
+def _silence(path, seconds):
+    """A µ-law-friendly 8 kHz mono WAV of silence: baresip ends a call when its source ends."""
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000 * seconds)
+
+
 def _render(text, values):
     def sub(m):
         if m.group(1) not in values:
@@ -156,6 +183,9 @@ class Rig:
     def __init__(self, runtime, offset, driver=DEFAULT_DRIVER):
         if driver not in DRIVERS:
             raise RigError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
+        if driver not in runtime["asterisks"]:
+            raise RigError(f"no Asterisk for {driver} is installed (the host's Asterisk lacks it): "
+                           "`rig.py install` without --host-asterisk builds one")
         self.runtime = runtime
         self.driver = driver
         self.asterisk = runtime["asterisks"][driver]
@@ -185,7 +215,8 @@ class Rig:
                 "driver": self.driver, "endpoint": f"{self.tech}/{{ext}}",
                 "asterisk_version": self.asterisk.get("version"),
                 "extensions": [{"ext": e, "password": password(e),
-                                "behaviour": "unregistered" if e in UNREGISTERED else group_of(e)}
+                                "behaviour": "unregistered" if e in UNREGISTERED else
+                                "softphone" if e == SOFTPHONE else group_of(e)}
                                for e in EXTENSIONS],
                 "hotlines": HOTLINES,
                 "trunk_results": TRUNK_RESULTS,
@@ -269,13 +300,42 @@ class Rig:
         self._spawn("asterisk", wrap(ast, [ast["asterisk"], "-f", "-n", "-C", conf]), "asterisk.out")
         for name in list(PHONE_GROUPS) + TRUNKS:
             self._spawn(f"sipp-{name}", self._sipp_cmd(name), f"sipp-{name}.out")
+        softphone = self._softphone_cmd()
         self._wait_booted()
+        if softphone:
+            self._spawn("baresip", softphone, "baresip.out")
 
         def missing():
             return [n for n in list(PHONE_GROUPS) + TRUNKS if port_free("udp", self.ports.uas[n])]
         if not _wait(lambda: not missing(), 5):
             raise RigError(f"sipp peers did not start: {missing()}; see {self.dir}/log")
         self._register()
+        if softphone:
+            try:
+                self.wait_device_state(SOFTPHONE, "NOT_INUSE", 10)
+            except RigError as e:
+                raise RigError(f"baresip did not register as {SOFTPHONE}: {e}; "
+                               f"see {self.dir}/log/baresip.out") from None
+
+    def _softphone_cmd(self):
+        """baresip as 115 (in the sid root, sharing the host's network), configured in a
+        directory next to the instance's; None if the runtime has no baresip."""
+        bs = self.runtime.get("baresip") or {}
+        if not bs.get("path"):
+            return None
+        inner = f"{CHROOT_STATE}/{self.name}.baresip"        # as baresip sees it
+        host = os.path.join(bs["root"], inner.lstrip("/"))
+        shutil.rmtree(host, ignore_errors=True)
+        os.makedirs(host)
+        p = self.ports
+        with open(os.path.join(host, "config"), "w") as f:
+            f.write(_render(_BARESIP_CONFIG, {"SIP": p.softphone, "RTP_START": p.softphone_rtp[0],
+                                              "RTP_END": p.softphone_rtp[1], "DIR": inner}))
+        with open(os.path.join(host, "accounts"), "w") as f:
+            f.write(f"<sip:{SOFTPHONE}@127.0.0.1:{p.sip}>;auth_pass={password(SOFTPHONE)};regint=86400;"
+                    "sip_autoanswer=yes;answermode=manual\n")
+        _silence(os.path.join(host, "silence.wav"), seconds=120)
+        return ["chroot", bs["root"], bs["path"], "-f", inner]
 
     def _write_config(self):
         shutil.rmtree(self.dir, ignore_errors=True)                 # fresh astdb every time
@@ -305,18 +365,15 @@ class Rig:
             f.write("; generated by the rig (c2c_rig) from its extension table\n" + "".join(hints))
 
     def _phone_section(self, ext):
-        """EXT's phone in the driver's own words.  Qualify: every 10 s (the templates), 2 s with
-        a 1 s timeout for QUALIFIED (a dead phone noticed within ~3 s), off for the other dead
-        phone (one that died between two qualifies)."""
-        dead = ext in PHONE_GROUPS["dead"]
+        """EXT's phone in the driver's own words.  Qualify: every 2 s with a 1 s timeout for
+        QUALIFIED (a dead phone noticed within ~3 s); off for the others (the dead 110 is one
+        that died between two qualifies)."""
         if self.driver == "pjsip":
-            aor = ("qualify_frequency = 2\nqualify_timeout = 1.0\n" if ext in QUALIFIED
-                   else "qualify_frequency = 0\n" if dead else "")
+            aor = "qualify_frequency = 2\nqualify_timeout = 1.0\n" if ext in QUALIFIED else ""
             return (f"[{ext}](phone-endpoint)\nauth = {ext}\naors = {ext}\ncallerid = \"Ext {ext}\" <{ext}>\n\n"
                     f"[{ext}](phone-auth)\nusername = {ext}\npassword = {password(ext)}\n\n"
                     f"[{ext}](phone-aor)\n{aor}\n")
-        qualify = ("qualify = 1000\nqualifyfreq = 2\n" if ext in QUALIFIED
-                   else "qualify = no\n" if dead else "")
+        qualify = "qualify = 1000\nqualifyfreq = 2\n" if ext in QUALIFIED else ""
         counter = "callcounter = no\n" if ext in NO_CALLCOUNTER else ""
         return f"[{ext}](phone)\nsecret = {password(ext)}\ncallerid = \"Ext {ext}\" <{ext}>\n{qualify}{counter}\n"
 

@@ -31,7 +31,10 @@ QUALIFIED = ["114"]                    # qualified every 2 s: a dead phone Aster
 # (what a sip.conf without callcounter=yes does); the gateway must see the call anyway.
 NO_CALLCOUNTER = ["105"]
 UNREGISTERED = ["104"]                 # in pjsip.conf, never registered: UNAVAILABLE
-EXTENSIONS = sorted([e for exts in PHONE_GROUPS.values() for e in exts] + UNREGISTERED)
+# A real softphone: Debian sid's baresip (1.1) registers itself as 115, with sip_autoanswer=yes
+# (it answers at once when the INVITE asks for auto-answer, else it rings).
+SOFTPHONE = "115"
+EXTENSIONS = sorted([e for exts in PHONE_GROUPS.values() for e in exts] + UNREGISTERED + [SOFTPHONE])
 BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",
              "busy": "rejects with 486 Busy Here",
              "noanswer": "rings, never answers (CANCEL: 200 + 487)",
@@ -39,7 +42,8 @@ BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",
              "aa-callinfo": "answers at once if Call-Info has answer-after=0, else rings forever",
              "aa-alertinfo": "answers at once if Alert-Info has info=alert-autoanswer, else rings",
              "aa-answermode": "answers at once if Answer-Mode: Auto, else rings forever",
-             "unregistered": "never registered (UNAVAILABLE)"}
+             "unregistered": "never registered (UNAVAILABLE)",
+             "softphone": "baresip 1.1: answers at once when the INVITE asks for auto-answer, else rings"}
 
 
 # A registered phone's device state once `up` returns (114's qualify fails: UNAVAILABLE).

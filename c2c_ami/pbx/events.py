@@ -249,6 +249,8 @@ def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
             call.ext_answered()
     elif call.ext_channel_seen and not call.ext_hungup:
         call.leg_hung_up(Leg.EXTENSION, None, None)
+        if call.ext_failure_reason is not None:      # its Hangup was the event not seen
+            call.ext_failed(*ext_failure(call, call.ext_failure_reason))
     number = next((leg for leg in legs if leg.uniqueid != call.call_id), None)
     if number is not None:
         call.number_leg_created(number.uniqueid, number.name)

@@ -9,6 +9,7 @@ cause 19 or 16; a cancel sends cause 0 or 16...): the records must not show it.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from c2c_ami.api.keys import AMI, REGISTRY, REPORTER, SERVICE
 from c2c_ami.app import create_app
 from c2c_ami.calls.record import call_record
+from c2c_rig import SOFTPHONE
 
 from ..fixtures_gateway import Steps
 from .conftest import AUTH, RING_TIMEOUT, click, in_thread, now, rig_config
@@ -37,10 +39,10 @@ class Driven:
 
 
 @pytest.fixture
-async def both(rig, rig_chan_sip, aiohttp_client, tmp_path):
+async def both(rig_pjsip, rig_chan_sip, aiohttp_client, tmp_path):
     """A gateway on each driver's rig (PJSIP, chan_sip); each must end every call it placed."""
     driven = []
-    for n, r in enumerate((rig, rig_chan_sip)):
+    for n, r in enumerate((rig_pjsip, rig_chan_sip)):
         config = rig_config(r, tmp_path / f"d{n}")
         tenants = list(config.tenants)
         call_info = rig_config(r, tmp_path / f"d{n}", tenants=[{
@@ -69,6 +71,11 @@ async def record_when_ended(d: Driven, call_id: str, timeout: float = 15, header
     resp = await d.client.get(f"/v1/calls/{call_id}", headers=headers)
     assert resp.status == 200
     return (await resp.json())["call"]
+
+
+def asterisk_log(rig: Any) -> str:
+    with open(os.path.join(rig.dir, "log", "messages.log"), errors="replace") as f:
+        return f.read()
 
 
 def outcome(record: dict) -> dict:
@@ -133,6 +140,8 @@ async def test_same_record_on_both_drivers(both, scenario):
         assert r1["trunk_channel"].startswith("PJSIP/") and r2["trunk_channel"].startswith("SIP/")
     if want["status"] == "ANSWERED":               # the trunk leg's SIP Call-ID, on both drivers
         assert r1["sip_call_id"] and r2["sip_call_id"]     # (a leg refused at once may be gone first)
+        for d in both:                             # read the driver's own way: no error logged
+            assert "Unknown or unavailable item requested" not in asterisk_log(d.rig), d.rig.driver
 
 
 @pytest.mark.parametrize("when, ext, phone, want", [
@@ -217,3 +226,19 @@ async def test_auto_answer_phones_obey_their_header(both, token, answers):
             assert ("info=alert-autoanswer" in " ".join(invite.headers_all("Alert-Info"))) == (token == "default")
             record = await record_when_ended(d, body["call_id"], headers=headers)
             assert record["status"] == ("ANSWERED" if answers_at_once else "NO ANSWER"), (d.rig.driver, ext, record)
+
+
+async def test_a_real_softphone_answers_by_itself_only_when_asked(both):
+    """baresip 1.1 (Debian sid) registered as 115 with ``sip_autoanswer=yes``: with
+    ``auto_answer=true`` (the standard bundle) it answers the click-to-call by itself; without,
+    it rings until the ring timeout. On both drivers."""
+    for d in both:
+        assert d.rig.device_state(SOFTPHONE) == "NOT_INUSE", f"{d.rig.driver}: baresip is not registered"
+        t0 = now()
+        status, body = await click(d.client, ext=SOFTPHONE, phone="0909000111", auto_answer="true")
+        assert status == 200 and now() - t0 < RING_TIMEOUT - 1, (d.rig.driver, status, body)
+        record = await record_when_ended(d, body["call_id"])
+        assert (record["status"], record["hangup_by"]) == ("ANSWERED", "number"), (d.rig.driver, record)
+        status, body = await click(d.client, ext=SOFTPHONE, phone="0909000111")
+        assert (status, body["error"]) == (409, "NO_ANSWER"), (d.rig.driver, body)
+        await record_when_ended(d, body["call_id"])

@@ -14,6 +14,12 @@ from ..hostile_corpus import cases
 from .conftest import AUTH, DIAL_TIMEOUT, RING_TIMEOUT, click, in_thread, now
 
 pytestmark = pytest.mark.rig
+
+
+@pytest.fixture
+def rig(driver_rig):
+    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
+    return driver_rig
 NO_ANSWER_PHONES = ["103", "107", "108", "109"]
 
 

@@ -17,6 +17,12 @@ from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
 pytestmark = pytest.mark.rig
 
 
+@pytest.fixture
+def rig(driver_rig):
+    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
+    return driver_rig
+
+
 async def register_hook(client, url, events=("*",)):
     resp = await client.post("/v1/event", json={"url": url, "events": list(events)}, headers=AUTH)
     return (await resp.json())["hook"]
