@@ -606,7 +606,7 @@ class Rig:
 
 def all_instances(runtime):
     """Every instance with a state dir, of either driver, by offset."""
-    out = []
+    out: list[Rig] = []
     for driver, asterisk in runtime["asterisks"].items():
         for d in sorted(glob.glob(os.path.join(instances_parent(asterisk), "rig*", "instance.json"))):
             m = re.search(r"/rig(\d+)/instance\.json$", d)

@@ -186,6 +186,11 @@ class Call(CallLegs):
         self.wake_waiters.set()
         self._advance(CallState.EXT_ANSWERED, "answered")
 
+    def ext_failure_pending(self, reason: str) -> None:
+        """The PBX gave up on the extension (OriginateResponse ``reason``) while its channel
+        is still up: why is decided when the channel's Hangup (and its cause) comes."""
+        self.ext_failure_reason = reason
+
     def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None:
         """The PBX gave up on the extension (or the API cancelled it while it rang)."""
         if self.outcome_known.is_set():
