@@ -60,4 +60,6 @@ TOKEN = Pattern(r"[\x21-\x7e]{1,512}", "a token is printable ASCII without space
 SIGNING_SECRET = Pattern(r"[\x21-\x7e]{32,512}", "32-512 printable ASCII characters without spaces")
 TOKEN_DIGEST = Pattern(r"sha256:([0-9a-f]{64})", "sha256: and 64 lowercase hex digits")
 SIP_HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,40}", "not a SIP header name")
-SIP_HEADER_VALUE = Pattern(r"[\x20-\x2b\x2d-\x7e]{1,200}", "value must be printable ASCII without commas")
+SIP_HEADER_VALUE = Pattern(r"[\x20\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]{1,200}",
+                           "value must be printable ASCII without commas, quotes or backslashes "
+                           "(AMI's Variable parsing and SIPADDHEADER would alter them)")

@@ -85,6 +85,9 @@ class Steps:
             self._changed.set()
         reporter.call_event = call_event
 
+    def seen(self, call_id: str, state: str) -> bool:
+        return (call_id, state) in self._seen
+
     async def until(self, call_id: str, state: str, timeout: float = 3.0) -> None:
         async def seen():
             while (call_id, state) not in self._seen:

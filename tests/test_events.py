@@ -4,7 +4,7 @@ import pytest
 from c2c_ami.calls.call import Call, CallState
 from c2c_ami.calls.registry import CallRegistry
 from c2c_ami.errors import CallFailed, NoAnswer, UserBusy, UserNotRegistered
-from c2c_ami.pbx.events import CallEvents, correlation_id
+from c2c_ami.pbx.events import CallEvents, correlation_id, decide_pending_failure
 
 
 class Actions:
@@ -152,3 +152,51 @@ async def test_deadline_finishes_a_silent_call():
     registry.settle(call)
     await call.outcome_known.wait()
     assert isinstance(call.error, CallFailed) and len(registry) == 0
+
+
+@pytest.mark.parametrize("reason", ["0", "1"])
+async def test_timer_b_is_no_response_by_the_pbx_not_the_phone(reason):
+    """A dead phone with a ring timeout past timer B (32 s; 6.4 s on the rig): Asterisk sends
+    HangupRequest cause 18 for the channel, then OriginateResponse Failure, then Hangup 18 (both
+    drivers, measured). The phone did nothing: no response, ended by the PBX."""
+    registry, route, call = setup()
+    route(ext(call, "Newchannel"))
+    route(ext(call, "HangupRequest", Cause="18"))
+    route(response(call, "Failure", reason))
+    route(ext(call, "Hangup", Cause="18", **{"Cause-txt": "No user responding"}))
+    assert type(call.error) is UserNotRegistered
+    assert (call.ext_failure, call.hangup_by, call.cause, call.cause_txt) == (
+        "unavailable", "pbx", "18", "No user responding")
+
+
+@pytest.mark.parametrize("status, cause", [("RINGING", "19"), ("PROGRESS", "19"), (None, "18")])
+async def test_a_number_that_only_sent_183_rang_out_not_went_silent(status, cause):
+    """The dial timeout ends it (hangup_by pbx); 19 if the number alerted (180, or 183 early
+    media: DialState PROGRESS), 18 if it never answered the INVITE at all."""
+    registry, route, call = setup()
+    route(ext(call, "Newchannel"))
+    route(ext(call, "Newstate", ChannelStateDesc="Up"))
+    route(trunk(call, "Newchannel"))
+    if status:
+        route(trunk(call, "DialState", DialStatus=status, DestUniqueid="1700000000.2", Uniqueid=call.call_id))
+    assert (call.state is CallState.NUMBER_RINGING) == (status == "RINGING")   # 183 is no "ringing" step
+    route(trunk(call, "DialEnd", DialStatus="NOANSWER", DestUniqueid="1700000000.2", Uniqueid=call.call_id))
+    route(trunk(call, "Hangup", Cause="0", **{"Cause-txt": "Unknown"}))
+    route(ext(call, "Hangup", Cause="16"))
+    assert (call.number_failure, call.hangup_by, call.cause) == ("no_answer", "pbx", cause)
+
+
+@pytest.mark.parametrize("reason, alerted, ext_failure", [
+    ("3", False, "unavailable"), ("3", True, "no_answer"), ("5", False, "rejected"), ("0", False, None)])
+async def test_a_failure_whose_hangup_was_never_seen_keeps_what_the_reason_says(reason, alerted, ext_failure):
+    """The link dropped between OriginateResponse Failure and the channel's Hangup: the end
+    is unobserved, but a Reason that tells why on its own is kept (0 needs the cause: none)."""
+    registry, route, call = setup()
+    route(ext(call, "Newchannel"))
+    if alerted:
+        route(ext(call, "Newstate", ChannelStateDesc="Ringing"))
+    route(response(call, "Failure", reason))
+    assert call.error is None                                   # waits for the Hangup
+    decide_pending_failure(call)
+    registry.finish_unseen(call)
+    assert call.ended_unobserved and call.ext_failure == ext_failure and len(registry) == 0

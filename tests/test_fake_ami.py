@@ -182,7 +182,8 @@ async def test_getvar_channels_sip_call_ids_and_refused_functions(server):
     server.refused_functions.clear()
     for channel, var, expected in [
             ('', 'CHANNELS(^SIP/101-)', 'SIP/101-0000000a'),
-            ('', 'CHANNELS(^sip/10)', 'SIP/101-0000000a SIP/1010-0000000b'),
+            ('', 'CHANNELS(^SIP/10)', 'SIP/101-0000000a SIP/1010-0000000b'),
+            ('', 'CHANNELS(^sip/10)', ''),                       # regcomp: case matters
             ('', 'CHANNELS(^PJSIP/1\\.1-)', ''),
             ('SIP/101-0000000a', 'SIPCALLID', 'a@h'), ('SIP/101-0000000a', 'CHANNEL(pjsip,call-id)', ''),
             ('PJSIP/101-0000000c', 'CHANNEL(pjsip,call-id)', 'c@h'), ('PJSIP/101-0000000c', 'SIPCALLID', '')]:

@@ -352,7 +352,7 @@ async def test_dial_strings_other_than_tech_slash_resource_get_device_state_only
 @pytest.mark.parametrize("device, pattern", [
     ("PJSIP/1.0", r"^PJSIP/1\.0-"), ("SIP/a+b_c-d", r"^SIP/a\+b_c-d-"), ("IAX2/101", "^IAX2/101-"),
     ("PJSIP/101@somewhere", None), ("PJSIP/1 0", None), ("PJSIP/1(0)", None), ("PJSIP/1,0", None),
-    ("PJSIP/1|0", None), ("PJSIP/1\n", None), ("PJSIP/", None), ("pjsip/101", None),
+    ("PJSIP/1|0", None), ("PJSIP/1\n", None), ("PJSIP/", None), ("pjsip/101", "^PJSIP/101-"),   # dialing ignores case
 ])
 def test_the_channel_probe_pattern_is_escaped_and_only_for_plain_devices(device, pattern):
     assert channels_pattern(device) == pattern

@@ -122,12 +122,17 @@ def _root_ok(root, driver):
     return os.path.exists(os.path.join(root, "usr/sbin/asterisk")) and module_dir(root, driver)
 
 
-def _sources(suite):
-    """The apt sources of a root: the host's Debian mirror, and security for a released suite."""
-    mirror = debian_mirror()
+ARCHIVE = "http://archive.debian.org/debian"       # where a suite goes when its support ends
+ARCHIVE_SECURITY = "http://archive.debian.org/debian-security"
+
+
+def _sources(suite, archived=False):
+    """The apt sources of a root: the host's Debian mirror (or, once the suite has left it,
+    archive.debian.org), and security for a released suite."""
+    mirror, security = (ARCHIVE, ARCHIVE_SECURITY) if archived else (debian_mirror(), security_mirror())
     if suite in ("sid", "unstable"):
         return [f"deb {mirror} {suite} main"]
-    return [f"deb {mirror} {suite} main", f"deb {security_mirror()} {suite}-security main"]
+    return [f"deb {mirror} {suite} main", f"deb {security} {suite}-security main"]
 
 
 def build_root(driver, dest):
@@ -144,17 +149,22 @@ def build_root(driver, dest):
             say("installing mmdebstrap")
             apt_install("mmdebstrap")
         ok = False
-        if shutil.which("mmdebstrap"):
+        # bullseye (Asterisk 16) will leave the mirrors for archive.debian.org: try both
+        for archived in ((False,) if suite in ("sid", "unstable") else (False, True)):
+            if ok or not shutil.which("mmdebstrap"):
+                break
+            shutil.rmtree(target, ignore_errors=True)
             cmd = ["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
                    '--aptopt=Acquire::Check-Valid-Until "false"',
-                   '--aptopt=APT::Install-Recommends "false"', suite, target, *_sources(suite)]
-            say(f"building a Debian {suite} root with {', '.join(packages)} (once, cached in {dest})")
+                   '--aptopt=APT::Install-Recommends "false"', suite, target, *_sources(suite, archived)]
+            say(f"building a Debian {suite} root with {', '.join(packages)} (once, cached in {dest})"
+                + (" from archive.debian.org" if archived else ""))
             # private mount namespace: an interrupted build leaves no mount behind.  Not
             # possible inside a chroot whose / is no mount point (unshare says EINVAL).
             private = ["unshare", "--mount", "--propagation", "private", "--"]
             if shutil.which("unshare") and run(private + ["true"], capture_output=True).returncode == 0:
                 cmd = private + cmd
-            ok = run(cmd, env=dict(os.environ, TMPDIR=work)).returncode == 0 and _root_ok(target, driver)
+            ok = run(cmd, env=dict(os.environ, TMPDIR=work)).returncode == 0 and bool(_root_ok(target, driver))
         if not ok:
             ok = _debootstrap(target, suite, packages, work, driver)
         if not ok:

@@ -58,14 +58,17 @@ class Ports:
         self.sip = b + 60
         self.uas = {"answer": b + 61, "busy": b + 62, "noanswer": b + 63,
                     "aa-callinfo": b + 64, "aa-alertinfo": b + 65, "aa-answermode": b + 66, "dead": b + 67,
+                    "hangup": b + 69,
                     "hotline-trunk": b + 71, "hotline-trunk-2": b + 72}
         self.register = b + 70
         # sipp binds -mp and -mp+2 (audio, video): 4 apart.
         self.media = {"answer": b + 80, "busy": b + 84, "noanswer": b + 88,
                       "aa-callinfo": b + 10, "aa-alertinfo": b + 14, "aa-answermode": b + 18, "dead": b + 22,
+                      "hangup": b + 30,
                       "hotline-trunk": b + 92, "hotline-trunk-2": b + 96, "register": b + 76}
         self.control = {"answer": b + 41, "busy": b + 42, "noanswer": b + 43,
                         "aa-callinfo": b + 47, "aa-alertinfo": b + 48, "aa-answermode": b + 49, "dead": b + 50,
+                        "hangup": b + 51,
                         "hotline-trunk": b + 44, "hotline-trunk-2": b + 45, "register": b + 46}
         self.softphone = b + 68             # baresip's SIP port; its RTP at b+26..b+29
         self.softphone_rtp = (b + 26, b + 29)

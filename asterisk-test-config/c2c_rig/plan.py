@@ -25,6 +25,7 @@ PHONE_GROUPS = {
     "aa-callinfo": ["111"],            # answer at once only when the INVITE asks for it
     "aa-alertinfo": ["112"],
     "aa-answermode": ["113"],
+    "hangup": ["116"],                 # the agent hangs up: BYE 2 s after answering
 }
 QUALIFIED = ["114"]                    # qualified every 2 s: a dead phone Asterisk notices
 # chan_sip peers without a call counter: on a call, their device state still says NOT_INUSE
@@ -42,6 +43,7 @@ BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",
              "aa-callinfo": "answers at once if Call-Info has answer-after=0, else rings forever",
              "aa-alertinfo": "answers at once if Alert-Info has info=alert-autoanswer, else rings",
              "aa-answermode": "answers at once if Answer-Mode: Auto, else rings forever",
+             "hangup": "rings ~0.5 s, answers, hangs up (BYE) 2 s later",
              "unregistered": "never registered (UNAVAILABLE)",
              "softphone": "baresip 1.1: answers at once when the INVITE asks for auto-answer, else rings"}
 
@@ -57,6 +59,8 @@ TRUNK_RESULTS = {"486": "486 Busy Here (DialStatus BUSY)",
                  "408": "180, never answers (DialStatus NOANSWER when C2C_DIAL_TIMEOUT expires)",
                  "503": "503 Service Unavailable (DialStatus CONGESTION, cause 34)",
                  "404": "404 Not Found (DialStatus NOANSWER on Asterisk 22, cause 1)",
+                 "183": "183 Session Progress with SDP, no 180, never answers (NOANSWER at C2C_DIAL_TIMEOUT)",
+                 "999": "no response at all to the INVITE (NOANSWER at C2C_DIAL_TIMEOUT)",
                  "800": "180, 200 after ~1 s, trunk sends BYE ~8 s later (DialStatus ANSWER)",
                  "other": "180, 200 after ~1 s, trunk sends BYE ~3 s later (DialStatus ANSWER)"}
 

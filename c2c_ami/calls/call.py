@@ -86,7 +86,7 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "trunk_channel", "trunk_uniqueid", "sip_call_id", "ext_channel_seen", "ext_hungup", "trunk_hungup",
             "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
             "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
-            "unobserved_since", "customer_id", "ext_rang", "number_rang", "pbx_cause", "ext_failure_reason")
+            "unobserved_since", "customer_id", "ext_alerted", "number_alerted", "pbx_cause", "ext_failure_reason")
 
 
 @dataclass(eq=False, slots=True)
@@ -110,9 +110,9 @@ class Call(CallLegs):
     sip_call_id: str | None = None
     ext_channel_seen: bool = False
     ext_hungup: bool = False
-    ext_rang: bool = False               # the phone said it rings (180/183): it is alive
+    ext_alerted: bool = False            # the phone said it rings or progresses (180/183): alive
     ext_failure_reason: str | None = None  # OriginateResponse Reason, held until the channel's Hangup
-    number_rang: bool = False
+    number_alerted: bool = False         # the called side sent 180 or 183
     trunk_hungup: bool = False
     hangup_cause: str | None = None      # extension leg
     hangup_cause_txt: str | None = None
@@ -173,8 +173,12 @@ class Call(CallLegs):
         self.ext_channel_seen = True
 
     def ext_ringing(self) -> None:
-        self.ext_rang = True
+        self.ext_alerted = True
         self._advance(CallState.EXT_RINGING, "ringing")
+
+    def ext_alerting(self) -> None:
+        """The phone answered the INVITE with a provisional response (183): it is alive."""
+        self.ext_alerted = True
 
     def ext_answered(self, at: float | None = None) -> None:
         """The extension picked up (``at``: when the gateway learned it; now by default):
@@ -203,6 +207,8 @@ class Call(CallLegs):
         if why is ExtLegFailure.REJECTED:
             self._hung_up_by("extension")
         elif why in _PBX_TIMEOUTS:
+            if self.hangup_by == "extension" and why is ExtLegFailure.NO_RESPONSE:
+                self.hangup_by = None   # timer B's HangupRequest (cause 18) was the PBX's, not the phone's
             self._hung_up_by("pbx")
             self.pbx_cause = _PBX_TIMEOUTS[why]
         self._fail(error_class(f"{message} ({detail})" if detail else message))
@@ -217,8 +223,12 @@ class Call(CallLegs):
         self._advance(CallState.DIALING, "dialing")
 
     def number_ringing(self) -> None:
-        self.number_rang = True
+        self.number_alerted = True
         self._advance(CallState.NUMBER_RINGING, "ringing")
+
+    def number_alerting(self) -> None:
+        """The called side sent progress (183, early media) without ringing: it is alive."""
+        self.number_alerted = True
 
     def number_answered(self, at: float | None = None) -> None:
         if self.number_answered_at is None:
@@ -235,7 +245,7 @@ class Call(CallLegs):
             self._hung_up_by("number")
         elif failure == "no_answer" and self.hangup_by is None:
             self._hung_up_by("pbx")
-            self.pbx_cause = NO_ANSWER_CAUSE if self.number_rang else NO_RESPONSE_CAUSE
+            self.pbx_cause = NO_ANSWER_CAUSE if self.number_alerted else NO_RESPONSE_CAUSE
         elif failure == "unavailable":
             self._hung_up_by("pbx")
 
@@ -314,15 +324,21 @@ class Call(CallLegs):
         PBX decided (19 no answer, 18 no response: Asterisk reports 0, 16 or 19 for these
         depending on the driver); otherwise the cause Asterisk reported for the leg that tells
         how the call ended: the number's, if dialed."""
-        if self.hangup_by == "api":
+        if self._hung_up_by_api:
             return CANCEL_CAUSE
         if self.pbx_cause is not None:
             return self.pbx_cause
         return self.trunk_cause if self.trunk_uniqueid is not None else self.hangup_cause
 
     @property
+    def _hung_up_by_api(self) -> bool:
+        """The gateway hung up a channel with cause 16 (a cancel before any channel existed
+        sent no Hangup: then Asterisk's own cause, if any, is the record's)."""
+        return self.hangup_by == "api" and self.ext_channel_seen
+
+    @property
     def cause_txt(self) -> str | None:
-        if self.hangup_by == "api" or self.pbx_cause is not None:
+        if self._hung_up_by_api or self.pbx_cause is not None:
             return CAUSE_TEXTS[self.cause or ""]
         return self.trunk_cause_txt if self.trunk_uniqueid is not None else self.hangup_cause_txt
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..pbx import AmiError, Channel, Pbx
-from ..pbx.events import CallEvents, apply_channels
+from ..pbx.events import CallEvents, apply_channels, decide_pending_failure
 from ..store import Storage
 from ..waits import Background
 from .call import Call
@@ -115,6 +115,7 @@ class Reconciler:
                 if call.cancel_requested and call.ext_channel and self.registry.get(call.call_id) is call:
                     self.hangup(call.call_id)
             else:
+                decide_pending_failure(call)   # an Originate failure already known is kept
                 self.registry.finish_unseen(call)
                 ended += 1
         self._finished_run()

@@ -32,7 +32,7 @@ _BUSY_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 
 # A device whose channels can be found by name: TECH/resource, its channels TECH/resource-<n>.
 # The resource's charset keeps CHANNELS()'s argument free of ( ) , | blanks and controls.
-_PLAIN_DEVICE = re.compile(r"(PJSIP|SIP|IAX2)/([A-Za-z0-9_.+-]+)")
+_PLAIN_DEVICE = re.compile(r"(PJSIP|SIP|IAX2)/([A-Za-z0-9_.+-]+)", re.IGNORECASE)   # dialing ignores case
 _REGEX_SPECIAL = re.compile(r"([.+])")      # the resource charset's only regex metacharacters
 
 # Where each channel driver keeps a channel's SIP Call-ID (no AMI event carries it).
@@ -157,7 +157,7 @@ def channels_pattern(device: str) -> str | None:
         return None
     tech, resource = plain.groups()
     escaped = _REGEX_SPECIAL.sub(r"\\\1", resource)
-    return f"^{tech}/{escaped}-"
+    return f"^{tech.upper()}/{escaped}-"        # channel names spell the driver's own way
 
 
 def _device_state(value: str) -> DeviceState:

@@ -16,6 +16,8 @@ What each transition is read from:
                     failure is decided once both are in: they come in either order)
   number leg        Newchannel of another channel with Linkedid = call_id (the trunk leg)
   number ringing    Newstate Ringing of the trunk leg, or DialState RINGING
+  alerted           DialState PROGRESS/PROCEEDING (a 183 without 180) of either leg: the far
+                    end is alive (decides cause 19 vs 18 at a timeout; no "ringing" step)
   number answered   DialEnd DialStatus=ANSWER for the trunk leg
   number failed     DialEnd with any other DialStatus (NOANSWER with no hangup from the
                     number's side first = the PBX's dial timeout ended it)
@@ -63,7 +65,7 @@ class CallLegs(Protocol):
     ext_channel: str | None
     ext_channel_seen: bool
     ext_hungup: bool
-    ext_rang: bool               # the phone said it rings (180/183): it is alive
+    ext_alerted: bool               # the phone said it rings (180/183): it is alive
     ext_failure_reason: str | None   # OriginateResponse's Reason, until the channel's Hangup
     hangup_cause: str | None     # the extension leg's
     trunk_uniqueid: str | None
@@ -73,11 +75,13 @@ class CallLegs(Protocol):
     def ext_leg_created(self, channel: str | None) -> None: ...
     def ext_leg_seen(self) -> None: ...
     def ext_ringing(self) -> None: ...
+    def ext_alerting(self) -> None: ...
     def ext_answered(self, at: float | None = None) -> None: ...
     def ext_failure_pending(self, reason: str) -> None: ...
     def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None: ...
     def number_leg_created(self, uniqueid: str | None, channel: str | None) -> None: ...
     def number_ringing(self) -> None: ...
+    def number_alerting(self) -> None: ...
     def number_answered(self, at: float | None = None) -> None: ...
     def number_failed(self, failure: NumberFailure) -> None: ...
     def hangup_requested(self, leg: Leg) -> None: ...
@@ -102,6 +106,8 @@ class LegActions(Protocol):
 _ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")
 _EXT_BUSY_CAUSES = {"17", "21"}   # user busy, call rejected
 _NO_RESPONSE_CAUSES = {"18"}      # no user responding: the INVITE timed out (SIP 408)
+_DECISIVE_REASONS = {"3", "5", "8"}   # OriginateResponse Reasons that tell why without a cause
+_ALERTING = {"RINGING", "PROGRESS", "PROCEEDING"}   # DialState: the called side is alive
 
 # DialEnd DialStatus of the trunk leg -> why the number was not reached.
 NUMBER_FAILURES: dict[str, NumberFailure] = {
@@ -129,11 +135,11 @@ def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
     Reason 0 means both "no such/unregistered endpoint" and "rejected while ringing"; the
     difference is whether the extension channel ever existed (or hung up busy)."""
     if reason == "3":
-        return (ExtLegFailure.NO_ANSWER if call.ext_rang else ExtLegFailure.NO_RESPONSE), ""
+        return (ExtLegFailure.NO_ANSWER if call.ext_alerted else ExtLegFailure.NO_RESPONSE), ""
+    if call.ext_channel_seen and not call.ext_alerted and call.hangup_cause in _NO_RESPONSE_CAUSES:
+        return ExtLegFailure.NO_RESPONSE, ""         # timer B: the INVITE got no answer at all
     if call.hangup_cause in _EXT_BUSY_CAUSES or reason in ("1", "5"):
         return ExtLegFailure.REJECTED, ""
-    if reason == "0" and call.ext_channel_seen and not call.ext_rang and call.hangup_cause in _NO_RESPONSE_CAUSES:
-        return ExtLegFailure.NO_RESPONSE, ""
     if reason == "0" and call.ext_channel_seen:
         return ExtLegFailure.REJECTED, ""
     if reason == "0":
@@ -213,8 +219,14 @@ class CallEvents:
             self.actions.fetch_sip_call_id_later(call.call_id)
 
     def _dial_state(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
-        if event.get("DestUniqueid") != call.call_id and event.get("DialStatus") == "RINGING":
+        status = event.get("DialStatus")
+        if event.get("DestUniqueid") == call.call_id:
+            if status in _ALERTING:
+                call.ext_alerting()                   # e.g. a phone's 183: alive, not ringing
+        elif status == "RINGING":
             call.number_ringing()
+        elif status in _ALERTING:
+            call.number_alerting()                    # 183 early media: alive, no 180
 
     def _dial_end(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") == call.call_id:
@@ -238,6 +250,14 @@ class CallEvents:
                 call.ext_failed(*ext_failure(call, call.ext_failure_reason))
 
 
+def decide_pending_failure(call: CallLegs) -> None:
+    """The extension's Originate failed but its channel's Hangup was never seen (a lost link,
+    a restart): Reasons 3 (no answer / no response), 5 (busy) and 8 (congestion) say why on
+    their own; Reason 0 needs the cause, so such a call stays without a failure (unobserved)."""
+    if call.ext_failure_reason in _DECISIVE_REASONS:
+        call.ext_failed(*ext_failure(call, call.ext_failure_reason))
+
+
 def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
     """What a CoreShowChannels snapshot says of one call that was out of sight (a lost link,
     a restart): legs that are up now, answered or not, and legs that are gone. A leg first
@@ -250,8 +270,7 @@ def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
             call.ext_answered()
     elif call.ext_channel_seen and not call.ext_hungup:
         call.leg_hung_up(Leg.EXTENSION, None, None)
-        if call.ext_failure_reason is not None:      # its Hangup was the event not seen
-            call.ext_failed(*ext_failure(call, call.ext_failure_reason))
+        decide_pending_failure(call)
     number = next((leg for leg in legs if leg.uniqueid != call.call_id), None)
     if number is not None:
         call.number_leg_created(number.uniqueid, number.name)

@@ -648,7 +648,7 @@ class FakeAmiServer:
         m = _CHANNELS.match(variable)
         if m:
             try:
-                pattern = re.compile(m.group(1), re.IGNORECASE)
+                pattern = re.compile(m.group(1))     # regcomp(REG_EXTENDED): case matters
             except re.error:
                 return ''                 # Asterisk logs the bad regex and answers empty
             return ' '.join(name for name in self.live_channels if pattern.search(name))
