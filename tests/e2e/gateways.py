@@ -33,7 +33,7 @@ def write_config(rig, tmp_path, http_port: int, storage_url: str, *, second_rig=
                    "per_extension_per_minute": 0},
         "webhooks": {"backoff_base": 0.05, "backoff_max": 0.5, "allow_networks": ["127.0.0.0/8"]},
         "tenants": [{"domain": "default", "tokens": [TOKEN], "extensions": "^[0-9]{3}$",
-                     "hotlines": dict(HOTLINES)}],
+                     "endpoint": f"{rig.tech}/{{ext}}", "hotlines": dict(HOTLINES)}],
     }
     if second_rig is None:
         config["ami"] = {**rig.ami, **fast}
@@ -41,7 +41,8 @@ def write_config(rig, tmp_path, http_port: int, storage_url: str, *, second_rig=
         config["pbxs"] = [{"name": "pbx-a", "ami": {**rig.ami, **fast}},
                           {"name": "pbx-b", "ami": {**second_rig.ami, **fast}}]
         config["tenants"].append({"domain": "other", "tokens": [OTHER_TOKEN], "extensions": "^2[0-9]{2}$",
-                                  "pbx": "pbx-b", "hotlines": dict(HOTLINES)})
+                                  "pbx": "pbx-b", "endpoint": f"{second_rig.tech}/{{ext}}",
+                                  "hotlines": dict(HOTLINES)})
     if lease is not None:
         config["cluster"] = {"lease_seconds": lease}
     path = tmp_path / name

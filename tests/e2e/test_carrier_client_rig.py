@@ -17,6 +17,12 @@ from aiohttp import web
 from .conftest import rig_config
 
 pytestmark = pytest.mark.rig
+
+
+@pytest.fixture
+def rig(driver_rig):
+    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
+    return driver_rig
 API_KEY = "carrier-client-api-key-0123456789"
 CALLBACK_KEY = "crm-receiver-key"
 TALK_3S = "0909000221"              # the trunk answers after ~1 s and hangs up ~3 s later
@@ -45,7 +51,7 @@ async def test_a_client_written_from_the_carriers_docs_works_end_to_end(rig, mak
                         auth={"signing_secret": "s" * 40},
                         webhooks={"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.5,
                                   "allow_networks": ["127.0.0.0/8"]},
-                        tenants=[{"domain": "crm.example", "api_keys": [API_KEY], "endpoint": "PJSIP/{ext}",
+                        tenants=[{"domain": "crm.example", "api_keys": [API_KEY], "endpoint": f"{rig.tech}/{{ext}}",
                                   "context": "c2c-outbound", "extensions": "^[0-9]{3}$",
                                   "hotlines": {"02873001234": "hotline-trunk"}}])
     client = await make_rig_gateway(config)

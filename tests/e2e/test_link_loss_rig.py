@@ -30,6 +30,12 @@ from .test_restarts_rig import (
 )
 
 pytestmark = pytest.mark.rig
+
+
+@pytest.fixture
+def rig(driver_rig):
+    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
+    return driver_rig
 NEVER_ANSWERS = "109"
 
 

@@ -24,6 +24,12 @@ from .gateways import GatewayProcess, free_port, write_config
 from .relay import Relay
 
 pytestmark = pytest.mark.rig
+
+
+@pytest.fixture
+def rig(driver_rig):
+    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
+    return driver_rig
 TALK_8S = "0909000800"      # the trunk answers after ~1 s and hangs up ~8 s later
 TALK_3S = "0909000221"      # ... ~3 s later
 
@@ -163,9 +169,9 @@ async def test_two_pbxs_each_tenant_on_its_own_and_one_down_hurts_only_its_own(
         "limits": {"duplicate_window": 1, "per_extension_per_minute": 0},
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "extensions": "^[0-9]{3}$", "pbx": "pbx-a",
-             "hotlines": dict(RIG_HOTLINES)},
+             "endpoint": f"{rig.tech}/{{ext}}", "hotlines": dict(RIG_HOTLINES)},
             {"domain": "other", "tokens": [OTHER_TOKEN], "extensions": "^2[0-9]{2}$", "pbx": "pbx-b",
-             "hotlines": dict(RIG_HOTLINES)},
+             "endpoint": f"{second.tech}/{{ext}}", "hotlines": dict(RIG_HOTLINES)},   # PJSIP (and chan_sip on A)
         ]}, {})
     client = await make_rig_gateway(config)
     amis, registry = client.app[AMIS], client.app[REGISTRY]
