@@ -267,28 +267,37 @@ async def test_auto_answer_phones_obey_their_header(both, token, answers):
     """The rig's auto-answer phones answer at once only when the INVITE carries the header
     each obeys (else they ring); the tenant's bundle decides which headers go."""
     headers = AUTH if token == "default" else {"Authorization": f"Bearer {CALL_INFO_TOKEN}"}
-    for d in both:
-        for ext, answers_at_once in answers.items():
-            t0 = now()
-            status, body = await click(d.client, ext=ext, phone="0909000111", auto_answer="true", headers=headers)
-            invite = await in_thread(d.rig.wait_for_invite, ext, after=t0)
-            if answers_at_once:                   # answered without ever ringing (no 180)
-                assert status == 200, (d.rig.driver, ext, status, body)
-                assert not d.steps.seen(body["call_id"], "ext_ringing"), (d.rig.driver, ext)
-            else:
-                assert (status, body["error"]) == (409, "NO_ANSWER"), (d.rig.driver, ext, body)
-            assert "answer-after=0" in (invite.header("Call-Info") or "")          # in both bundles
-            assert ("info=alert-autoanswer" in " ".join(invite.headers_all("Alert-Info"))) == (token == "default")
-            record = await record_when_ended(d, body["call_id"], headers=headers)
+
+    async def one(d: Driven, ext: str, answers_at_once: bool) -> str:
+        t0 = now()
+        status, body = await click(d.client, ext=ext, phone="0909000111", auto_answer="true", headers=headers)
+        invite = await in_thread(d.rig.wait_for_invite, ext, after=t0)
+        if answers_at_once:                       # answered without ever ringing (no 180)
+            assert status == 200, (d.rig.driver, ext, status, body)
+            assert not d.steps.seen(body["call_id"], "ext_ringing"), (d.rig.driver, ext)
+        else:
+            assert (status, body["error"]) == (409, "NO_ANSWER"), (d.rig.driver, ext, body)
+        assert "answer-after=0" in (invite.header("Call-Info") or "")              # in both bundles
+        assert ("info=alert-autoanswer" in " ".join(invite.headers_all("Alert-Info"))) == (token == "default")
+        return body["call_id"]
+
+    async def on(d: Driven) -> None:              # the three phones at once, then their records
+        call_ids = await asyncio.gather(*(one(d, ext, yes) for ext, yes in answers.items()))
+        assert await d.client.app[REGISTRY].wait_empty(15)
+        for (ext, answers_at_once), call_id in zip(answers.items(), call_ids, strict=True):
+            record = await record_when_ended(d, call_id, headers=headers)
             assert record["status"] == ("ANSWERED" if answers_at_once else "NO ANSWER"), (d.rig.driver, ext, record)
+
+    await asyncio.gather(*(on(d) for d in both))
 
 
 async def test_a_real_softphone_answers_by_itself_only_when_asked(both):
     """baresip 1.1 (Debian sid) registered as 115 with ``sip_autoanswer=yes``: with
     ``auto_answer=true`` (the standard bundle) it answers the click-to-call by itself; without,
-    it rings until the ring timeout. On both drivers."""
-    for d in both:
-        assert d.rig.device_state(SOFTPHONE) == "NOT_INUSE", f"{d.rig.driver}: baresip is not registered"
+    it rings until the ring timeout. On both drivers (at once)."""
+    async def on(d: Driven) -> None:
+        state = await in_thread(d.rig.device_state, SOFTPHONE)
+        assert state == "NOT_INUSE", f"{d.rig.driver}: baresip is not registered ({state})"
         status, body = await click(d.client, ext=SOFTPHONE, phone="0909000111", auto_answer="true")
         assert status == 200, (d.rig.driver, status, body)      # without the headers: NO_ANSWER below
         record = await record_when_ended(d, body["call_id"])
@@ -296,3 +305,5 @@ async def test_a_real_softphone_answers_by_itself_only_when_asked(both):
         status, body = await click(d.client, ext=SOFTPHONE, phone="0909000111")
         assert (status, body["error"]) == (409, "NO_ANSWER"), (d.rig.driver, body)
         await record_when_ended(d, body["call_id"])
+
+    await asyncio.gather(*(on(d) for d in both))
