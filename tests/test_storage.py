@@ -1,6 +1,7 @@
 """The store, on both backends (SQLite, and a private PostgreSQL): same schema, same answers."""
 import asyncio
 import sqlite3
+import time
 
 import asyncpg
 import pytest
@@ -744,3 +745,22 @@ async def test_postgresql_upgrade_from_v5_gives_existing_hooks_no_api_key(postgr
         assert [h["api_key"] for h in await pg.list_hooks("acme")] == [None, "rk"]
     finally:
         await pg.close()
+
+
+# ---- several instances ----------------------------------------------------------------------
+
+async def test_an_instance_restarted_under_its_id_adopts_the_calls_its_previous_process_left(store):
+    """A clean stop ends the lease; a restart under the same id renews it at once, maybe
+    before any other instance looked: its own calls are adopted at join, or nobody ever would
+    (seen as a lost call in the rolling-restart rig test)."""
+    now = time.time()
+    await store.heartbeat("gw1", now + 60)
+    await store.heartbeat("gw2", now + 60)
+    assert await store.claim_call("c-1", "acme", "default", "PJSIP/101", "gw1", {"call_id": "c-1"})
+    await store.leave("gw1")                                     # SIGTERM: the call is left live
+    await store.heartbeat("gw1", time.time() + 60)               # back before gw2's next look
+    assert await store.take_over("gw2") == []                    # gw1 is alive again: not gw2's
+    assert await store.take_over("gw1") == []                    # a running instance's own: no
+    adopted = await store.take_over("gw1", own=True)             # what join() asks
+    assert [row["call_id"] for row in adopted] == ["c-1"]
+    assert (await store.live_call("c-1"))["owner"] == "gw1"

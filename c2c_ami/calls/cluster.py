@@ -35,9 +35,11 @@ class Membership:
         self._task: asyncio.Task | None = None
 
     async def join(self) -> None:
-        """Take the lease, adopt what is ours to adopt, then keep the lease."""
+        """Take the lease, adopt what is ours to adopt — the calls of ended leases, and those
+        our own previous process left (a restart under the same id renews the lease at once:
+        no other instance would ever adopt them) — then keep the lease."""
         await self.store.heartbeat(self.instance_id, time.time() + self.lease_seconds)
-        stored = await self.store.take_over(self.instance_id, everything=self.sole_owner)
+        stored = await self.store.take_over(self.instance_id, everything=self.sole_owner, own=True)
         self.reconciler.adopt(stored)
         if not self.sole_owner:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-membership")

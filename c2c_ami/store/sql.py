@@ -299,10 +299,12 @@ class SqlStorage:
         async with self._session() as db:
             await db.execute("UPDATE instances SET lease_until = 0 WHERE id = ?", (instance_id,))
 
-    async def take_over(self, owner: str, *, everything: bool = False) -> list[dict[str, Any]]:
+    async def take_over(self, owner: str, *, everything: bool = False, own: bool = False) -> list[dict[str, Any]]:
         """Become the owner of the live calls of every instance whose lease has ended (and of
-        calls nobody owns); with ``everything``, of all live calls (one process owns the
-        store). Returns their facts; each call is taken by exactly one instance."""
+        calls nobody owns); with ``own``, also of those still under this instance's id (its
+        previous process's: a restart under the same id may renew the lease before any other
+        instance looked); with ``everything``, of all live calls (one process owns the store).
+        Returns their facts; each call is taken by exactly one instance."""
         now = time.time()
         async with self._transaction() as db:
             if everything:
@@ -311,10 +313,11 @@ class SqlStorage:
                 await db.execute("UPDATE outbox SET claimed_until = 0 WHERE claimed_by <> ?", (owner,))
             else:
                 rows = await db.fetch(
-                    "UPDATE live_calls SET owner = ? WHERE owner IS NULL OR owner IN "
+                    "UPDATE live_calls SET owner = ? WHERE owner IS NULL OR owner = ? OR owner IN "
                     "(SELECT id FROM instances WHERE lease_until < ? AND id <> ?) "
                     "OR (owner <> ? AND owner NOT IN (SELECT id FROM instances)) "
-                    "RETURNING facts, owner, cancel_requested, updated_at", (owner, now, owner, owner))
+                    "RETURNING facts, owner, cancel_requested, updated_at",
+                    (owner, owner if own else "", now, owner, owner))
                 # the dead instances' webhook deliveries are free for anyone at once
                 await db.execute("UPDATE outbox SET claimed_until = 0 WHERE state = 'pending' AND claimed_by IN "
                                  "(SELECT id FROM instances WHERE lease_until < ? AND id <> ?)", (now, owner))
