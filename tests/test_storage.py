@@ -1,5 +1,6 @@
 """The store, on both backends (SQLite, and a private PostgreSQL): same schema, same answers."""
 import asyncio
+import contextlib
 import sqlite3
 import time
 
@@ -564,8 +565,9 @@ async def _many_calls(store, n=3000):
         time_started=f"2024-05-{1 + i % 28:02d}T10:{i % 60:02d}:00.000+00:00")) for i in range(n)])
 
 
-@pytest.mark.parametrize("name", CDR_FILTERS)
-async def test_sqlite_cdr_queries_use_an_index_for_every_filter(tmp_path, name):
+@contextlib.asynccontextmanager
+async def _recorded_sqlite(tmp_path):
+    """A SQLite store with many CDRs, analysed, whose reads are written down as (sql, args)."""
     store = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
     try:
         await _many_calls(store)
@@ -573,39 +575,44 @@ async def test_sqlite_cdr_queries_use_an_index_for_every_filter(tmp_path, name):
         issued = []
         run = store._reader.run
         store._reader.run = lambda sql, args: issued.append((sql, args)) or run(sql, args)
-        filters, indexes = CDR_FILTERS[name]
-        rows, total, exact = await store.list_calls("acme", **filters)
-        assert rows and exact and len(issued) == 2            # the count, then the page
-        for sql, args in issued:
-            plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
-            assert "SCAN calls" not in plan, plan
-            assert all(f"INDEX {index} (tenant=?" in plan for index in indexes), plan
-            assert name == "tenant" or "(tenant=?)" not in plan, plan    # the filter is in the lookup
+        yield store, issued
     finally:
         await store.close()
 
 
+def _sqlite_plan(store, sql, args):
+    return " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+def _assert_indexed(store, issued, indexes):
+    """Every statement looks its rows up by the filter's indexes (tenant first), none scans."""
+    plans = [_sqlite_plan(store, sql, args) for sql, args in issued]
+    for plan in plans:
+        assert "SCAN calls" not in plan, plan
+        assert all(f"INDEX {index} (tenant=?" in plan for index in indexes), plan
+    return plans
+
+
+@pytest.mark.parametrize("name", CDR_FILTERS)
+async def test_sqlite_cdr_queries_use_an_index_for_every_filter(tmp_path, name):
+    async with _recorded_sqlite(tmp_path) as (store, issued):
+        filters, indexes = CDR_FILTERS[name]
+        rows, total, exact = await store.list_calls("acme", **filters)
+        assert rows and exact and len(issued) == 2            # the count, then the page
+        for plan in _assert_indexed(store, issued, indexes):
+            assert name == "tenant" or "(tenant=?)" not in plan, plan    # the filter is in the lookup
+
+
 @pytest.mark.parametrize("name", CDR_FILTERS)
 async def test_sqlite_cdr_scrolls_use_an_index_for_every_filter(tmp_path, name):
-    store = SqliteStorage(str(tmp_path / "c2c.sqlite3"))
-    try:
-        await _many_calls(store)
-        store._db.execute("ANALYZE")
-        issued = []
-        run = store._reader.run
-        store._reader.run = lambda sql, args: issued.append((sql, args)) or run(sql, args)
+    async with _recorded_sqlite(tmp_path) as (store, issued):
         filters, indexes = CDR_FILTERS[name]
         first = await store.scroll_calls("acme", limit=20, **filters)
         assert len(first) == 20
         assert await store.scroll_calls("acme", limit=20, after=(first[-1]["time_started"], first[-1]["call_id"]),
                                         **filters)
         assert len(issued) == 2
-        for sql, args in issued:
-            plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
-            assert "SCAN calls" not in plan, plan
-            assert all(f"INDEX {index} (tenant=?" in plan for index in indexes), plan
-    finally:
-        await store.close()
+        _assert_indexed(store, issued, indexes)
 
 
 async def test_sqlite_finds_a_cdr_by_sip_call_id_on_its_index(tmp_path):
@@ -618,8 +625,7 @@ async def test_sqlite_finds_a_cdr_by_sip_call_id_on_its_index(tmp_path):
         run = store._session
         store._session = lambda: _Recording(run(), issued)
         assert (await store.find_call("acme", "abc@host"))["call_id"] == "s1"
-        sql, args = issued[-1]
-        plan = " | ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        plan = _sqlite_plan(store, *issued[-1])
         assert "INDEX calls_tenant_sip_call_id (tenant=? AND sip_call_id=?)" in plan, plan
     finally:
         await store.close()

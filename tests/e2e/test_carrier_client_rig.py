@@ -15,14 +15,10 @@ import pytest
 from aiohttp import web
 
 from .conftest import rig_config
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 API_KEY = "carrier-client-api-key-0123456789"
 CALLBACK_KEY = "crm-receiver-key"
 TALK_3S = "0909000221"              # the trunk answers after ~1 s and hangs up ~3 s later

@@ -5,14 +5,10 @@ import statistics
 import pytest
 
 from .conftest import AUTH, RING_TIMEOUT, click, in_thread, now
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 HOTLINE, TRUNK = "02873001234", "hotline-trunk"
 HOTLINE2, TRUNK2 = "02873005678", "hotline-trunk-2"
 

@@ -7,14 +7,10 @@ from c2c_ami.api.keys import AMI, REGISTRY
 
 from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 TALK_8S = "0909000800"      # the trunk answers after ~1 s and hangs up ~8 s later
 
 

@@ -12,14 +12,10 @@ from c2c_ami.pbx.ami import AmiState
 from ..fixtures_gateway import stored
 from ..hostile_corpus import cases
 from .conftest import AUTH, DIAL_TIMEOUT, RING_TIMEOUT, click, in_thread, now
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 NO_ANSWER_PHONES = ["103", "107", "108", "109"]
 
 

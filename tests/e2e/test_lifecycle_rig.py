@@ -13,14 +13,10 @@ from c2c_ami.notify.webhooks import verify
 
 from ..fixtures_gateway import stored
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 
 
 async def register_hook(client, url, events=("*",)):

@@ -19,6 +19,7 @@ from c2c_rig import AmiWatch
 
 from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, click, rig_config
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 from .gateways import GatewayProcess, free_port, write_config
 from .relay import Relay
 from .test_restarts_rig import (
@@ -31,11 +32,6 @@ from .test_restarts_rig import (
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 NEVER_ANSWERS = "109"
 
 

@@ -20,16 +20,12 @@ from c2c_rig import AmiWatch
 
 from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, TOKEN, click, rig_config
+from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 from .gateways import GatewayProcess, free_port, write_config
 from .relay import Relay
 
 pytestmark = pytest.mark.rig
 
-
-@pytest.fixture
-def rig(driver_rig):
-    """Every test here runs on both channel drivers: Asterisk 22/PJSIP and Asterisk 16/chan_sip."""
-    return driver_rig
 TALK_8S = "0909000800"      # the trunk answers after ~1 s and hangs up ~8 s later
 TALK_3S = "0909000221"      # ... ~3 s later
 
