@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import error_middleware, setup_routes
-from .api.auth import TokenAuthority
 from .api.cors import cors_middleware
-from .api.keys import (
+from .app_keys import (
     AMI,
     AMIS,
     AUTH,
@@ -37,10 +36,9 @@ from .api.keys import (
     SUBSCRIPTIONS,
     WEBHOOKS,
 )
-from .api.scroll import ScrollCodec
+from .auth import TokenAuthority
 from .calls.cluster import Membership
 from .calls.guards import Limiter, RateLimiter, SingleFlight
-from .calls.reconcile import Reconciler
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
@@ -56,6 +54,8 @@ from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
 from .pbx.events import CallEvents
 from .pbx.journal import EventJournal
+from .pbx.reconcile import Reconciler
+from .scroll import ScrollCodec
 from .store import Storage, open_storage
 
 

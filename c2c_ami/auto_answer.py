@@ -2,8 +2,8 @@
 
 Phones differ in the header they obey, so a bundle is a named, ORDERED list of (header, value)
 pairs; the same header may appear twice (two ``Alert-Info`` lines), so nothing keys on the
-name. ``standard`` is what wazo-calld sends and covers the common vendors (README,
-"Auto-answer: which phones honour what"). The config may add bundles or override these;
+name. ``standard`` is what wazo-calld sends and covers the common vendors (docs/asterisk.md,
+"Auto-answer"). The config may add bundles or override these;
 each tenant's bundle is resolved once, at start (``config.Tenant.auto_answer_headers``).
 """
 from __future__ import annotations

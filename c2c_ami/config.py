@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ class ListenConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """What one HTTP client may hold of the gateway (README, "HTTP limits")."""
+    """What one HTTP client may hold of the gateway (docs/operations.md, "HTTP limits")."""
     max_connections: int = 10000    # open client connections at once (10,000 waiting sync requests); more closed
     backlog: int = 128              # connections the kernel queues before they are accepted
     header_timeout: float = 10.0    # a request's line and headers must arrive within this
@@ -52,7 +52,7 @@ class HttpConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    # browser pages on these origins (scheme://host[:port]) may call the API (README, "CORS")
+    # browser pages on these origins (scheme://host[:port]) may call the API (docs/api.md, "Browsers (CORS)")
     cors_origins: tuple[str, ...] = ()
     # the carrier's times ("YYYY-MM-DD HH:MM:SS" in CDRs, live calls) and date filters: an IANA zone
     timezone: str = "UTC"
@@ -67,7 +67,7 @@ class MetricsConfig:
 class AuthConfig:
     """Issued tokens (``POST /v1/auth/token``): lifetime, and the HMAC secrets that sign them."""
     token_ttl: float = 86400.0      # seconds an issued token is valid
-    signing_secret: str = field(default="", repr=False)   # "" (unset): random at start (see README)
+    signing_secret: str = field(default="", repr=False)   # "" (unset): random at start (docs/api.md, "Token format")
     signing_secrets_previous: tuple[str, ...] = field(default=(), repr=False)  # still verify, never sign
     failures_per_minute: float = 10.0   # failed token requests per client address, sustained...
     failure_burst: int = 20             # ...and at once; beyond: 429 before the key is even checked
@@ -101,7 +101,8 @@ class CallsConfig:
     sync_timeout: float = 45.0      # hard bound on a synchronous request
     max_call_seconds: float = 4 * 3600.0  # forget a call still "up" after this long
     auto_answer: str = DEFAULT_BUNDLE   # the bundle of a tenant that names none
-    # every bundle by name: the built-in ones, then calls.auto_answer_bundles (README, "Auto-answer")
+    # every bundle by name: the built-in ones, then calls.auto_answer_bundles
+    # (docs/asterisk.md, "Auto-answer: which phones honour what")
     auto_answer_bundles: Mapping[str, Bundle] = field(default_factory=lambda: dict(BUILT_IN))
 
 
@@ -110,7 +111,7 @@ class LimitsConfig:
     rate_per_minute: float = 3000.0  # per token, sustained (one CRM token may serve a whole call center)
     rate_burst: int = 200           # per token, at once
     per_extension_per_minute: int = 10  # clicks per tenant + ext (as many at once); 0 = off
-    remembered_per_tenant: int = 100_000  # request keys each guard keeps per tenant (see README)
+    remembered_per_tenant: int = 100_000  # request keys each guard keeps per tenant (docs/api.md, "Limits")
     duplicate_window: float = 5.0   # same tenant + ext + phone within this -> same call_id
     idempotency_ttl: float = 86400.0  # Idempotency-Key answers are replayed this long
     shutdown_grace: float = 10.0    # SIGTERM: in-flight sync requests may finish this long
@@ -152,7 +153,7 @@ class WebhooksConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Several gateway instances on one PostgreSQL (see README, "Several instances")."""
+    """Several gateway instances on one PostgreSQL (docs/operations.md, "Several instances")."""
     instance_id: str = ""           # unique per running instance; "" = this host's name + pid
     lease_seconds: float = 10.0     # an instance silent this long is dead: its calls are adopted
 
@@ -211,6 +212,50 @@ class Config:
         return self.pbxs[0].ami
 
 
+# The keys the parser accepts, once: ``parse_config`` checks against these and
+# ``accepted_keys`` (what docs/configuration.md must list) is built from them.
+# The sections whose keys are their dataclass's fields (see ``_section``):
+SECTIONS: Mapping[str, type] = {
+    "listen": ListenConfig, "ami": AmiConfig, "calls": CallsConfig, "limits": LimitsConfig,
+    "storage": StorageConfig, "webhooks": WebhooksConfig, "cluster": ClusterConfig, "http": HttpConfig,
+    "metrics": MetricsConfig, "log": LogConfig, "auth": AuthConfig, "api": ApiConfig,
+}
+# Keys a section accepts besides its fields (read and removed before the section is built):
+SECTION_EXTRA_KEYS: Mapping[str, frozenset[str]] = {
+    "calls": frozenset({"auto_answer_headers"}),   # deprecated: defines the bundle "custom"
+}
+ROOT_KEYS = frozenset(SECTIONS) | {"pbxs", "tenants"}
+PBX_KEYS = frozenset({"name", "ami"})             # pbxs[]: ami takes the keys of the ami section
+TENANT_KEYS = frozenset({"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines",
+                         "pbx", "auto_answer"})
+
+
+def section_keys(name: str) -> frozenset[str]:
+    """The keys one flat section accepts: its dataclass's fields and its extra keys."""
+    fields = {f.name for f in dataclasses.fields(SECTIONS[name])}
+    return frozenset(fields) | SECTION_EXTRA_KEYS.get(name, frozenset())
+
+
+def accepted_keys() -> frozenset[str]:
+    """Every key path the parser accepts, in the documentation's notation: ``listen.host``,
+    ``pbxs[].name``, ``pbxs[].ami.host``, ``tenants[].domain``, ``calls.auto_answer_bundles``..."""
+    keys: set[str] = set()
+    for root in ROOT_KEYS:
+        if root in SECTIONS:
+            keys |= {f"{root}.{key}" for key in section_keys(root)}
+        elif root == "pbxs":
+            for key in PBX_KEYS:
+                if key in SECTIONS:   # pbxs[].ami: the keys of the ami section
+                    keys |= {f"pbxs[].{key}.{sub}" for sub in section_keys(key)}
+                else:
+                    keys.add(f"pbxs[].{key}")
+        elif root == "tenants":
+            keys |= {f"tenants[].{key}" for key in TENANT_KEYS}
+        else:   # pragma: no cover - a new root key must say here what it holds
+            raise AssertionError(f"accepted_keys: root key {root!r} is not described")
+    return frozenset(keys)
+
+
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     """Read, expand ``${ENV}`` references in, and validate the YAML file at ``path``."""
     try:
@@ -227,8 +272,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     """Validate an already-parsed YAML document (tests build configs from dicts)."""
     raw = _expand_env(raw, environ, "")
     root = _mapping(raw, "")
-    _only(root, "", {"listen", "ami", "pbxs", "calls", "limits", "storage", "webhooks", "cluster", "tenants",
-                     "http", "metrics", "log", "auth", "api"})
+    _only(root, "", ROOT_KEYS)
     listen = _section(root, "listen", ListenConfig)
     pbxs = _pbxs(root)
     calls = _calls(root)
@@ -272,7 +316,7 @@ def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
     for i, item in enumerate(items):
         path = f"pbxs[{i}]"
         entry = _mapping(item, path)
-        _only(entry, path, {"name", "ami"})
+        _only(entry, path, PBX_KEYS)
         name = _name(entry.get("name"), f"{path}.name")
         if name in {p.name for p in pbxs}:
             raise ConfigError(f"{path}.name: {name!r} is used twice")
@@ -402,7 +446,7 @@ def _networks(value: Any, path: str) -> tuple[str, ...]:
 
 def _api(root: dict) -> ApiConfig:
     given = _mapping(root.get("api", {}) or {}, "api")
-    _only(given, "api", {f.name for f in dataclasses.fields(ApiConfig)})
+    _only(given, "api", section_keys("api"))
     origins = given.get("cors_origins", [])
     if not isinstance(origins, list):
         raise ConfigError("api.cors_origins: expected a list of origins (https://crm.example.com)")
@@ -473,7 +517,7 @@ def _mapping(value: Any, path: str) -> dict:
     return value
 
 
-def _only(mapping: dict, path: str, allowed: set[str]) -> None:
+def _only(mapping: dict, path: str, allowed: Collection[str]) -> None:
     unknown = sorted(str(k) for k in mapping if k not in allowed)
     if unknown:
         raise ConfigError(f"{_join(path, unknown[0])}: unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -537,8 +581,7 @@ def _check_calls(calls: CallsConfig) -> None:
 
 def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig) -> Tenant:
     t = _mapping(raw, path)
-    _only(t, path, {"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines", "pbx",
-                    "auto_answer"})
+    _only(t, path, TENANT_KEYS)
     pbx = t.get("pbx", pbx_names[0])
     if pbx not in pbx_names:
         raise ConfigError(f"{path}.pbx: no PBX named {pbx!r} (pbxs: {', '.join(pbx_names)})")

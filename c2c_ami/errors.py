@@ -1,96 +1,89 @@
-"""Domain errors: one class per failure code of the API, each carrying its HTTP status.
+"""Domain errors: one class per failure code of the API, each carrying its code and facts.
 
-Handlers and services raise these; a single middleware turns them into
-``{"status": "fail", "error": CODE, "message": ...}`` (plus ``call_id`` when a call was tried).
+Services raise these; what each code means over HTTP (status, headers, the failure body) is
+decided in one table, ``api/errors.py``. The facts an error carries: its message, the call it
+is about (``call_id``, when a call was tried) and when a retry may succeed (``retry_after``,
+seconds, when that is known).
 """
 from __future__ import annotations
 
 
 class C2CError(Exception):
     code = "CALL_FAILED"
-    http_status = 500
 
-    def __init__(self, message: str, *, call_id: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, call_id: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.call_id = call_id
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, str]:
-        body = {"status": "fail", "error": self.code, "message": self.message}
-        if self.call_id:
-            body["call_id"] = self.call_id
-        return body
+        self.retry_after = retry_after
 
 
 class InvalidParams(C2CError):
     """A parameter is missing, malformed or dangerous; the message names it."""
-    code, http_status = "INVALID_PARAMS", 400
+    code = "INVALID_PARAMS"
 
 
 class Unauthorized(C2CError):
-    code, http_status = "UNAUTHORIZED", 401
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="c2c-ami"'})
+    """No valid credential: the token or api key is missing, wrong, expired or tampered with."""
+    code = "UNAUTHORIZED"
 
 
 class Forbidden(C2CError):
     """The token is valid but the extension or hotline belongs to no tenant of it."""
-    code, http_status = "FORBIDDEN", 403
+    code = "FORBIDDEN"
 
 
 class UserNotRegistered(C2CError):
     """The extension is unknown or has no registered phone."""
-    code, http_status = "USER_NOT_REGISTERED", 404
+    code = "USER_NOT_REGISTERED"
 
 
 class UserBusy(C2CError):
     """The extension is on a call, ringing, or rejected this one."""
-    code, http_status = "USER_BUSY", 409
+    code = "USER_BUSY"
 
 
 class NoAnswer(C2CError):
     """The extension rang until the ring timeout (or the sync bound) and nobody picked up."""
-    code, http_status = "NO_ANSWER", 409
+    code = "NO_ANSWER"
 
 
 class CallCancelled(C2CError):
     """DELETE /v1/calls/{call_id} ended the call before the extension answered."""
-    code, http_status = "CALL_CANCELLED", 409
+    code = "CALL_CANCELLED"
 
 
 class CallNotFound(C2CError):
     """No live call or CDR with this call_id for this tenant."""
-    code, http_status = "CALL_NOT_FOUND", 404
+    code = "CALL_NOT_FOUND"
 
 
 class HookNotFound(C2CError):
     """No webhook with this id for this tenant."""
-    code, http_status = "HOOK_NOT_FOUND", 404
+    code = "HOOK_NOT_FOUND"
 
 
 class TooManyHooks(C2CError):
     """The tenant already has ``webhooks.max_hooks_per_tenant`` webhooks."""
-    code, http_status = "TOO_MANY_HOOKS", 409
+    code = "TOO_MANY_HOOKS"
 
 
 class RateLimited(C2CError):
-    code, http_status = "RATE_LIMITED", 429
+    """A limit was exceeded; ``retry_after`` says when the next request may pass."""
+    code = "RATE_LIMITED"
 
 
 class CallFailed(C2CError):
     """Anything else the PBX reported; the message carries the detail."""
-    code, http_status = "CALL_FAILED", 502
+    code = "CALL_FAILED"
 
 
 class PbxUnavailable(C2CError):
     """The AMI link is down or not logged in: nothing was (or will be) sent."""
-    code, http_status = "PBX_UNAVAILABLE", 503
+    code = "PBX_UNAVAILABLE"
 
-    def __init__(self, message: str, *, call_id: str | None = None) -> None:
-        super().__init__(message, call_id=call_id, headers={"Retry-After": "2"})
+    def __init__(self, message: str, *, call_id: str | None = None, retry_after: int | None = 2) -> None:
+        super().__init__(message, call_id=call_id, retry_after=retry_after)
 
 
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
@@ -100,11 +93,10 @@ ERROR_CLASSES: tuple[type[C2CError], ...] = (
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 
 
-def error_from(code: str, message: str, call_id: str | None = None) -> C2CError:
-    """The error an answer kept by code and message stands for (shared request keys)."""
+def error_from(code: str, message: str, call_id: str | None = None, retry_after: int | None = None) -> C2CError:
+    """The error an answer kept by code and facts stands for (replayed request keys); a
+    ``retry_after`` not kept is the code's own default."""
     cls = _BY_CODE.get(code, CallFailed)
-    if cls is Unauthorized:
-        return Unauthorized(message)
-    if cls is PbxUnavailable:
-        return PbxUnavailable(message, call_id=call_id)
-    return cls(message, call_id=call_id)
+    if retry_after is None:
+        return cls(message, call_id=call_id)
+    return cls(message, call_id=call_id, retry_after=retry_after)

@@ -2,6 +2,8 @@
 
 ``bind`` runs first, so a port already in use ends the process at once with one line
 naming it (not after the AMI login, nor never). ``serve`` is ``web.run_app`` on that socket,
+built from aiohttp's public API only (``AppRunner``, its low-level ``runner.server``, which
+is a protocol factory for ``loop.create_server``, as aiohttp's low-level server docs show),
 plus two limits aiohttp lacks: at most ``http.max_connections`` open connections (more
 are closed as they come), and a request head that must arrive within ``http.header_timeout``
 of the connection opening or of its first byte (a client trickling headers is cut off).
@@ -18,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web_runner import BaseRunner
 
 from .config import Config, HttpConfig
 
@@ -170,21 +171,6 @@ async def request_over(request: web.Request, response: web.StreamResponse) -> No
         guard.request_done()
 
 
-class GuardedSite(web.SockSite):
-    """A SockSite whose connections go through ``Connections``."""
-
-    def __init__(self, runner: BaseRunner, sock: socket.socket, connections: Connections, **kwargs: Any) -> None:
-        super().__init__(runner, sock, **kwargs)
-        self._connections = connections
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._connections.factory(server), sock=self._sock, backlog=self._backlog)
-
-
 class AccessLogger(AbstractAccessLogger):
     """``remote "METHOD /path HTTP/1.1" status bytes seconds``: no query string (it holds
     phone numbers)."""
@@ -207,16 +193,50 @@ def handler_args(http: HttpConfig) -> dict[str, Any]:
             "max_headers": http.max_headers, "keepalive_timeout": http.keepalive_timeout}
 
 
+class Listener:
+    """The app's runner and the servers accepting on its sockets; ``close`` stops accepting,
+    then lets the runner shut down (drain, app cleanup) as aiohttp's sites would."""
+
+    def __init__(self, runner: web.AppRunner, servers: list[asyncio.Server]) -> None:
+        self.runner = runner
+        self.servers = servers
+
+    @property
+    def names(self) -> list[str]:
+        """``http://host:port`` of each listening socket, as ``web.run_app`` announces them."""
+        out = []
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        return out
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.servers = []
+        await self.runner.cleanup()
+
+
 async def start(app: web.Application, socks: list[socket.socket], config: Config, shutdown_timeout: float,
-                *, handle_signals: bool = True) -> tuple[web.AppRunner, list[GuardedSite]]:
-    """Set the app up (store, AMI links) and serve it on ``socks``."""
+                *, handle_signals: bool = True) -> Listener:
+    """Set the app up (store, AMI links) and serve it on ``socks``, every connection through
+    ``Connections``."""
     runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
                            access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
     await runner.setup()
-    sites = [GuardedSite(runner, sock, app[CONNECTIONS], backlog=config.http.backlog) for sock in socks]
-    for site in sites:
-        await site.start()
-    return runner, sites
+    server = runner.server
+    assert server is not None          # set by setup()
+    loop = asyncio.get_running_loop()
+    factory = app[CONNECTIONS].factory(server)
+    servers = []
+    try:
+        for sock in socks:
+            servers.append(await loop.create_server(factory, sock=sock, backlog=config.http.backlog))
+    except BaseException:
+        await Listener(runner, servers).close()
+        raise
+    return Listener(runner, servers)
 
 
 def serve(app: web.Application, socks: list[socket.socket], config: Config, *, shutdown_timeout: float,
@@ -226,13 +246,13 @@ def serve(app: web.Application, socks: list[socket.socket], config: Config, *, s
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
-        runner, sites = await start(app, socks, config, shutdown_timeout)
+        listener = await start(app, socks, config, shutdown_timeout)
         try:
-            for site in sites:
-                announce(f"======== Running on {site.name} ========")
+            for name in listener.names:
+                announce(f"======== Running on {name} ========")
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            await listener.close()
 
     task = loop.create_task(main())
     try:

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REPORTER, STORAGE
 from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, REPORTER, STORAGE
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
 
@@ -77,13 +77,18 @@ class Steps:
         self._seen: set[tuple[str, str]] = set()
         self._changed = asyncio.Event()
         reporter = app[REPORTER]
-        original = reporter.call_event
+        changed, ended = reporter.call_changed, reporter.call_ended
 
-        def call_event(call, event):
-            original(call, event)
+        def call_changed(call, steps):
+            changed(call, steps)
+            self._seen.update((call.call_id, state.value) for _, state in steps)
+            self._changed.set()
+
+        def call_ended(call):
+            ended(call)
             self._seen.add((call.call_id, call.state.value))
             self._changed.set()
-        reporter.call_event = call_event
+        reporter.call_changed, reporter.call_ended = call_changed, call_ended
 
     def seen(self, call_id: str, state: str) -> bool:
         return (call_id, state) in self._seen

@@ -70,7 +70,7 @@ def cases() -> list[tuple[str, str]]:
     return out
 
 
-# Whole HTTP requests that once made the gateway answer 500 with a traceback (issue 12), or
+# Whole HTTP requests that once made the gateway answer 500 with a traceback, or
 # that must be refused: (name, raw request, status, start of the INVALID_PARAMS message).
 def _raw(method: str, target: str, headers: list[bytes], body: bytes = b"") -> bytes:
     head = [f"{method} {target} HTTP/1.1".encode(), b"Host: gateway", b"Connection: close",

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from c2c_ami.api.keys import AMI, RATE_LIMITER
 from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, RATE_LIMITER
 from c2c_ami.http_server import bind, start
 
 from .fixtures_gateway import AUTH, TOKEN, gateway_config
@@ -23,13 +23,13 @@ async def served(fake_ami):
         config = gateway_config(fake_ami.port, **sections)
         app = create_app(config)
         [sock] = bind("127.0.0.1", 0, 16)
-        runner, _ = await start(app, [sock], config, 1.0, handle_signals=False)
-        runners.append(runner)
+        listener = await start(app, [sock], config, 1.0, handle_signals=False)
+        runners.append(listener)
         assert await app[AMI].wait_ready(3)
         return app, sock.getsockname()[1]
     yield serve
-    for runner in runners:
-        await runner.cleanup()
+    for listener in runners:
+        await listener.close()
 
 
 def request(target="/healthz", *, method="GET", headers=(), body=b"", close=True, length=None) -> bytes:

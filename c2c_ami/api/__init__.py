@@ -2,7 +2,7 @@
 from aiohttp import web
 
 from . import calls, cdr, click2call, ops, token, webhooks
-from .common import error_middleware
+from .errors import error_middleware
 
 __all__ = ["error_middleware", "setup_routes"]
 

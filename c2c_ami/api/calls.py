@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..app_keys import SERVICE
 from ..calls.record import LIVE_CALL_KEYS
 from ..carrier import live_call
 from .common import call_id_of, principal_of, success, zone_of
-from .keys import SERVICE
 
 routes = web.RouteTableDef()
 

@@ -16,14 +16,14 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
+from ..app_keys import SCROLL, SERVICE
+from ..auth import Principal
 from ..calls.requests import CdrQuery
 from ..carrier import cdr_record
 from ..errors import Forbidden, InvalidParams
-from .auth import Principal
+from ..scroll import ScrollPosition
 from .common import principal_of, query_of, zone_of
-from .keys import SCROLL, SERVICE
 from .schemas import CDR_PARAMS, checked, is_paged, parse_cdr_query
-from .scroll import ScrollPosition
 
 routes = web.RouteTableDef()
 

@@ -12,11 +12,12 @@ from typing import TypeVar
 from aiohttp import web
 
 from .. import patterns
+from ..app_keys import CONFIG, METRICS, SERVICE
+from ..auth import Principal
 from ..calls.requests import ClickToCallRequest
 from ..errors import C2CError, CallFailed, Forbidden, InvalidParams
-from .auth import Principal
-from .common import ClientGone, body_of, principal_of, query_of, success
-from .keys import CONFIG, METRICS, SERVICE
+from .common import body_of, principal_of, query_of, success
+from .errors import ClientGone, failure_response
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
 
 log = logging.getLogger("c2c_ami.api")
@@ -57,7 +58,7 @@ async def click2call_v2(request: web.Request) -> web.Response:
 
 
 def _v2_failure(exc: C2CError, status: int | None = None) -> web.Response:
-    return web.json_response({"code": "1", **exc.body()}, status=status or exc.http_status, headers=exc.headers)
+    return failure_response(exc, extra={"code": "1"}, status=status)
 
 
 async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> T:

@@ -1,25 +1,20 @@
-"""What every resource handler shares: who is calling, path parameters, the answer's
-envelope, and the one middleware that turns errors into the API's failure body."""
+"""What every resource handler shares: who is calling, path parameters, the request body,
+the answer's envelope."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 from datetime import tzinfo
 from typing import Any
 
 from aiohttp import web
 
 from .. import patterns
+from ..app_keys import AUTH, CONFIG, RATE_LIMITER
+from ..auth import Principal
 from ..carrier import zone
-from ..errors import C2CError, CallFailed, InvalidParams
-from .auth import Principal
-from .keys import AUTH, CONFIG, RATE_LIMITER
+from ..errors import InvalidParams
+from .errors import ClientGone
 from .schemas import KNOWN_PARAMS, checked, parse_query
-
-log = logging.getLogger("c2c_ami.api")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def principal_of(request: web.Request) -> Principal:
@@ -53,10 +48,6 @@ def query_of(request: web.Request, known: tuple[str, ...] = KNOWN_PARAMS) -> dic
     return parse_query(request.rel_url.raw_query_string, known)
 
 
-class ClientGone(Exception):
-    """The client closed the connection before its request body was complete."""
-
-
 async def body_of(request: web.Request) -> bytes:
     """The request body, read within ``http.body_timeout`` (a client trickling it holds a
     connection, not the gateway), and ClientGone if the client hangs up halfway."""
@@ -73,20 +64,3 @@ async def body_of(request: web.Request) -> bytes:
 def success(**body: Any) -> web.Response:
     """``{"status": "success", ...}``: the envelope of every successful answer."""
     return web.json_response({"status": "success", **body})
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every C2CError (and any bug) into the API's failure body."""
-    try:
-        return await handler(request)
-    except C2CError as exc:
-        return web.json_response(exc.body(), status=exc.http_status, headers=exc.headers)
-    except web.HTTPException:
-        raise
-    except ClientGone:      # nobody to answer; nothing wrong on our side
-        log.info("%s %s: client closed the connection mid-body", request.method, request.path)
-        return web.json_response(InvalidParams("body: incomplete").body(), status=400)
-    except Exception:       # one line; the traceback at most once a minute (log_filters.py)
-        log.exception("unexpected error handling %s %s", request.method, request.path)
-        return web.json_response(CallFailed("internal error").body(), status=500)

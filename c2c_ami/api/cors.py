@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from .common import Handler
+from .errors import Handler
 
 ALLOW_METHODS = "GET, POST, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"

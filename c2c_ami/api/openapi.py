@@ -1,9 +1,9 @@
 """The OpenAPI 3 document of the whole HTTP API, served at ``/v1/openapi.json``.
 
 Written as data next to the code it describes; the call record's schema comes from
-``calls/record.py`` and parameter patterns from ``patterns.py``. ``tests/test_openapi.py``
+``calls/record.py`` and parameter patterns from ``patterns.py``. ``tests/api/test_openapi.py``
 keeps it in sync with the router (every route documented, nothing documented that is not
-routed) and with the error codes in ``errors.py``.
+routed) and with the error codes in ``errors.py`` and their statuses in ``api/errors.py``.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from ..calls.record import LIVE_CALL_KEYS, record_schema
 from ..carrier import DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
+from ..scroll import MAX_SCROLL_ID
 from ..store import COUNT_CAP
+from .errors import HTTP_STATUS
 from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, MAX_OFFSET, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
-from .scroll import MAX_SCROLL_ID
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -34,7 +35,7 @@ def _param(name: str, description: str, *, required: bool = False, pattern: str 
 def _failures(*statuses: int, schema: str = "Failure") -> dict:
     by_status: dict[int, list[str]] = {}
     for cls in ERROR_CLASSES:
-        by_status.setdefault(cls.http_status, []).append(cls.code)
+        by_status.setdefault(HTTP_STATUS[cls.code], []).append(cls.code)
     return {str(s): {"description": ", ".join(by_status.get(s, ["error"])),
                      "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
             for s in statuses}

@@ -4,9 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .auth import check_bearer
+from ..app_keys import CONFIG, METRICS, SERVICE
+from ..auth import check_bearer
 from .common import authorization_of
-from .keys import CONFIG, METRICS, SERVICE
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()

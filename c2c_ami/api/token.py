@@ -16,9 +16,9 @@ import ipaddress
 
 from aiohttp import web
 
+from ..app_keys import AUTH, AUTH_FAILURES, RATE_LIMITER
 from ..errors import Forbidden, Unauthorized
 from .common import body_of
-from .keys import AUTH, AUTH_FAILURES, RATE_LIMITER
 from .schemas import parse_token_request
 
 routes = web.RouteTableDef()

@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
+from ..app_keys import SUBSCRIPTIONS
 from ..config import Tenant
 from ..errors import Forbidden
 from ..notify.webhooks import ALL_EVENTS
 from .common import body_of, principal_of, query_of, success
-from .keys import SUBSCRIPTIONS
 from .schemas import HOOK_PAGE_PARAMS, HOOK_PARAMS, checked, parse_hook, parse_page
 
 routes = web.RouteTableDef()

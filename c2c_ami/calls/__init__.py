@@ -1,2 +1,3 @@
-"""Calls: the state machine, the registry of live calls, the rules (service), guards, and
-reconciliation after lost links and restarts."""
+"""Calls: the state machine and its vocabulary, the registry of live calls, the rules
+(service), guards, the cluster's ownership of calls, and the PBX as the service sees it
+(``pbx_port.py``, which ``pbx/`` implements)."""

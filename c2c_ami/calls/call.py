@@ -3,11 +3,12 @@
 A call moves forward only: originating -> ext_ringing -> ext_answered -> dialing ->
 number_ringing -> number_answered -> ended (events about one call can arrive out of order,
 so a late event never moves it back). Each method below is one thing that happened to the
-call, in the domain's words; the AMI event translator (``pbx/events.py``), the service and
-the registry call them and never write a field themselves.
+call, in the domain's words (``calls/legs.py``); the AMI event translator (``pbx/events.py``),
+the service and the registry call them and never write a field themselves.
 
-Every step forward is reported to the call's observer (webhooks, logs); the end is reported
-once, by ``end``, which only the registry calls when it lets the call go.
+Every step forward is noted in the call (``take_steps``); the registry, which settles the
+call after each change, reports the steps and the changed facts to the call's observer
+(webhooks, logs, the store) in one go, and the end once, when it lets the call go.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..errors import C2CError, CallCancelled, CallFailed, NoAnswer, UserBusy, UserNotRegistered
-from ..pbx.events import CallLegs, ExtLegFailure, Leg, NumberFailure
+from .legs import ExtLegFailure, Leg, NumberFailure
 
 __all__ = ["Call", "CallObserver", "CallState", "CdrStatus", "ExtFailure", "ExtLegFailure", "HangupBy",
            "Leg", "NumberFailure", "Step"]
@@ -38,12 +39,12 @@ class CallState(enum.Enum):
 _ORDER = {state: n for n, state in enumerate(CallState)}
 
 
-# The values a call record shows (README, "Call states" and the record's fields).
+# The values a call record shows (docs/api.md, "Call states" and "The call record").
 HangupBy = Literal["extension", "number", "api", "pbx"]
 ExtFailure = Literal["rejected", "no_answer", "unavailable"]
 CdrStatus = Literal["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CANCEL"]
-# What gets announced while a call is live; "ended" is announced once, at its end.
-Step = Literal["ringing", "answered", "dialing", "ended"]
+# What gets announced while a call is live (its end is announced once, apart: ``CallObserver``).
+Step = Literal["ringing", "answered", "dialing"]
 
 
 # ExtLegFailure -> (API error, its message, the record's ext_failure)
@@ -70,11 +71,13 @@ _PBX_TIMEOUTS = {ExtLegFailure.NO_ANSWER: NO_ANSWER_CAUSE, ExtLegFailure.NO_RESP
 class CallObserver(Protocol):
     """Whoever reports calls outward (webhooks, CDR store, logs)."""
 
-    def call_event(self, call: Call, event: Step) -> None:
-        """``ended`` comes once, after the call left the registry."""
+    def call_changed(self, call: Call, steps: list[tuple[Step, CallState]]) -> None:
+        """Something happened to the live call: the steps it took since it was last reported
+        (each with the state it reached, in order; often none), and its durable facts may
+        have changed."""
 
-    def call_changed(self, call: Call) -> None:
-        """Something happened to the live call (its durable facts may have changed)."""
+    def call_ended(self, call: Call) -> None:
+        """Once, after the call left the registry."""
 
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that ended and whose CDR is not stored yet, if any."""
@@ -90,7 +93,7 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
 
 
 @dataclass(eq=False, slots=True)
-class Call(CallLegs):
+class Call:
     """One click-to-call attempt, identified by ``call_id`` (= Originate ActionID = ChannelId
     = the extension channel's Uniqueid = Linkedid of every leg)."""
     tenant: str
@@ -102,7 +105,6 @@ class Call(CallLegs):
     call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     pbx: str = "default"
     customer_id: str | None = None       # the CRM's customer the call is about, when given
-    observer: CallObserver | None = field(default=None, repr=False)
     state: CallState = CallState.ORIGINATING
     ext_channel: str | None = None
     trunk_channel: str | None = None
@@ -135,6 +137,7 @@ class Call(CallLegs):
     wake_waiters: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)   # the registry's
     deadline: str | None = field(default=None, repr=False)               # the registry's
+    steps: list[tuple[Step, CallState]] = field(default_factory=list, repr=False)   # not yet reported
 
     # -- questions -----------------------------------------------------------------------------
     def leg_of(self, uniqueid: str | None) -> Leg | None:
@@ -272,12 +275,11 @@ class Call(CallLegs):
             self.trunk_cause, self.trunk_cause_txt = cause, cause_txt
 
     def end(self, error: C2CError | None = None, at: float | None = None) -> None:
-        """The registry let the call go: wake anyone waiting on its outcome, then report it.
-        ``error`` says why, if the outcome was still unknown."""
+        """The registry let the call go: wake anyone waiting on its outcome (the registry
+        reports the end). ``error`` says why, if the outcome was still unknown."""
         self._fail(error or CallFailed("the call ended before its outcome was known"))
         self.state = CallState.ENDED
         self.ended_at = at or time.time()
-        self._report("ended")
 
     def unobserved(self, since: float) -> None:
         """The gateway lost sight of the call (its PBX link dropped): nothing is known of it
@@ -299,7 +301,6 @@ class Call(CallLegs):
         self.state = CallState.ENDED
         self.ended_at = max(last_seen, self.number_answered_at or 0.0, self.ext_answered_at or 0.0,
                             self.started_at)
-        self._report("ended")
 
     # -- what the record shows -----------------------------------------------------------------
     @property
@@ -371,11 +372,16 @@ class Call(CallLegs):
         return call
 
     # -- internals -----------------------------------------------------------------------------
+    def take_steps(self) -> list[tuple[Step, CallState]]:
+        """The steps taken since last asked (the registry reports them), oldest first."""
+        steps, self.steps = self.steps, []
+        return steps
+
     def _advance(self, state: CallState, step: Step) -> None:
         if _ORDER[state] <= _ORDER[self.state]:
             return
         self.state = state
-        self._report(step)
+        self.steps.append((step, state))
 
     def _hung_up_by(self, party: HangupBy) -> None:
         """The first to hang up is the one the record names; later reports do not change it."""
@@ -388,7 +394,3 @@ class Call(CallLegs):
             self.error = error
             self.outcome_known.set()
             self.wake_waiters.set()
-
-    def _report(self, step: Step) -> None:
-        if self.observer is not None:
-            self.observer.call_event(self, step)

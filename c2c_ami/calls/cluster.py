@@ -4,7 +4,7 @@ Each instance holds a lease in the store (``instances``), renewed every third of
 ``cluster.lease_seconds``. A live call belongs to the instance that placed it (or adopted it).
 An instance whose lease has ended is dead: the first survivor to notice takes its live calls
 over (one statement: each call goes to exactly one instance) and adopts them
-(``calls/reconcile.py``): what its own AMI links saw of them meanwhile is replayed, then the
+(``pbx/reconcile.py``): what its own AMI links saw of them meanwhile is replayed, then the
 PBX is asked. A clean stop ends the lease at once, so survivors adopt without waiting.
 
 With SQLite one process owns the store: at start it takes every live call over, and has no
@@ -15,16 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, Protocol
 
 from ..store import Storage, StorageError
-from .reconcile import Reconciler
 from .registry import CallRegistry
 
 log = logging.getLogger(__name__)
 
 
+class Adopter(Protocol):
+    """Who tracks again the calls taken over (``pbx/reconcile.py``'s ``Reconciler``)."""
+
+    def adopt(self, stored: list[dict[str, Any]], whence: str = ...) -> int: ...
+
+
 class Membership:
-    def __init__(self, store: Storage, registry: CallRegistry, reconciler: Reconciler, instance_id: str,
+    def __init__(self, store: Storage, registry: CallRegistry, reconciler: Adopter, instance_id: str,
                  lease_seconds: float, *, sole_owner: bool) -> None:
         self.store = store
         self.registry = registry

@@ -51,7 +51,7 @@ class RateLimiter:
         tokens = min(self.burst, tokens + (self.clock() - last) * self.rate)
         if tokens < 1.0:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)
 
     def check(self, scope: str, key: str) -> None:
         buckets = self._scopes.setdefault(scope, OrderedDict())
@@ -61,7 +61,7 @@ class RateLimiter:
         if tokens < 1.0:
             buckets[key] = (tokens, now)
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)
         buckets[key] = (tokens - 1.0, now)
         self._forget(buckets, now)
 
@@ -85,16 +85,14 @@ class Failure:
     code: str
     message: str
     call_id: str | None
-    headers: tuple[tuple[str, str], ...]
+    retry_after: int | None
 
     @classmethod
     def of(cls, error: C2CError) -> Failure:
-        return cls(error.code, error.message, error.call_id, tuple(error.headers.items()))
+        return cls(error.code, error.message, error.call_id, error.retry_after)
 
     def error(self) -> C2CError:
-        error = error_from(self.code, self.message, self.call_id)
-        error.headers = dict(self.headers)
-        return error
+        return error_from(self.code, self.message, self.call_id, self.retry_after)
 
 
 Answer = str | Failure          # a call_id, or why not
@@ -202,7 +200,7 @@ class SingleFlight:
         oldest = next(iter(book.kept.values()), None)
         retry = max(1, math.ceil(oldest.expires - now)) if oldest is not None else 1
         return RateLimited(f"too many request keys still remembered for this tenant ({self.capacity}); "
-                           f"retry in {retry} s", headers={"Retry-After": str(retry)})
+                           f"retry in {retry} s", retry_after=retry)
 
 
 def _given(answer: Answer) -> str:

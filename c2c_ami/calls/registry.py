@@ -5,6 +5,9 @@ that after each event), when its Originate fails, when its deadline fires, or wh
 asked again after a lost link or a restart, no longer has it. So nothing survives its call,
 and two requests can never ring one device at once.
 
+The registry is also where a call is reported: after each change (``settle``) its observer
+gets the steps the call took and its facts, once; at the end, the ended call, once.
+
 Each live call has one deadline, chosen by its phase: waiting for the PBX's outcome
 (ring timeout plus a grace), talking (``max_call_seconds``), waiting for the number's leg
 to report its end after the extension's did, or unobserved (its PBX link is down:
@@ -46,6 +49,12 @@ class CallRegistry:
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
 
+    def find(self, pbx: str, call_id: str) -> Call | None:
+        """The live call ``call_id`` placed on ``pbx``, if any (events of one PBX never touch
+        another PBX's calls)."""
+        call = self._calls.get(call_id)
+        return call if call is not None and call.pbx == pbx else None
+
     def just_ended(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that has left the registry but whose CDR is still being
         written (so a read right after the end never misses it)."""
@@ -56,11 +65,9 @@ class CallRegistry:
                 if (tenant is None or c.tenant == tenant) and (pbx is None or c.pbx == pbx)]
 
     def claim(self, call: Call) -> bool:
-        """Register the call and its device; False if the device already has a live call.
-        A claimed call reports its steps to the registry's observer."""
+        """Register the call and its device; False if the device already has a live call."""
         if (call.pbx, call.device) in self._devices:
             return False
-        call.observer = self.observer
         self._devices[call.pbx, call.device] = call.call_id
         self._calls[call.call_id] = call
         self._empty.clear()
@@ -71,7 +78,6 @@ class CallRegistry:
         False if it is already tracked."""
         if call.call_id in self._calls:
             return False
-        call.observer = self.observer
         self._devices.setdefault((call.pbx, call.device), call.call_id)
         self._calls[call.call_id] = call
         self._empty.clear()
@@ -89,29 +95,17 @@ class CallRegistry:
     def suspend_call(self, call: Call) -> None:
         """An unobserved call keeps only the unobserved deadline (and its facts say since when)."""
         self._deadline(call, "unobserved", self.max_call_seconds)
-        if call.observer is not None:
-            call.observer.call_changed(call)
-
-    def update(self, pbx: str, call_id: str, change: Callable[[Call], None], at: float | None = None) -> bool:
-        """Apply ``change`` (something that happened on ``pbx``, at ``at``) to a live call of
-        that PBX, then settle it; False if it has no live call with this id."""
-        call = self._calls.get(call_id)
-        if call is None or call.pbx != pbx:
-            return False
-        change(call)
-        self.settle(call, at)
-        return True
+        self._report(call)
 
     def settle(self, call: Call, at: float | None = None) -> None:
         """After something happened to a live call (at ``at``): let it go if it is over, else
-        keep the deadline of its phase."""
+        report what changed and keep the deadline of its phase."""
         if call.call_id not in self._calls:
             return
         if call.over:
             self.finish(call, at=at)
             return
-        if call.observer is not None:
-            call.observer.call_changed(call)
+        self._report(call)
         if call.unobserved_since is not None:
             self._deadline(call, "unobserved", self.max_call_seconds)
         elif call.awaiting_number_hangup:
@@ -139,11 +133,13 @@ class CallRegistry:
         """Remove the call for good, wake anyone waiting on its outcome, report it."""
         if self.release(call):
             call.end(error, at)
+            self._report_end(call)
 
     def finish_unseen(self, call: Call) -> None:
         """The PBX no longer has the call and nobody saw it end."""
         if self.release(call):
             call.ended_unseen()
+            self._report_end(call)
 
     def finish_all(self, error_factory: Callable[[], C2CError]) -> int:
         """No event about these calls can arrive any more (the AMI link dropped, or the
@@ -156,6 +152,18 @@ class CallRegistry:
     async def wait_empty(self, timeout: float) -> bool:
         """Wait (bounded) until no call is live: for shutdown and for tests."""
         return await wait_set(self._empty, timeout)
+
+    def _report(self, call: Call) -> None:
+        if self.observer is not None:
+            self.observer.call_changed(call, call.take_steps())
+
+    def _report_end(self, call: Call) -> None:
+        if self.observer is None:
+            return
+        steps = call.take_steps()
+        if steps:                 # taken on the way out (rare): reported before the end
+            self.observer.call_changed(call, steps)
+        self.observer.call_ended(call)
 
     def _deadline(self, call: Call, phase: str, seconds: float) -> None:
         if call.deadline == phase:

@@ -9,8 +9,8 @@ the Originate releases the claim; after it, the call is never dropped on a guess
 
 Controlling and reading calls: a tenant sees only its own calls and CDRs (another tenant's
 call_id is "not found"), on any instance: a call another instance owns is read from the
-store, and cancelled by telling its owner. PBX failures (``AmiError``) become API errors
-here and nowhere else.
+store, and cancelled by telling its owner. PBX failures (``PbxError``, ``calls/pbx_port.py``)
+become the API's errors here and nowhere else.
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from typing import Any
 
 from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
-from ..pbx import AmiError, AmiLinkDown, AmiRefused, Availability, Originate, Pbx
 from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
+from .pbx_port import Availability, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
 from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
@@ -58,7 +58,7 @@ class Readiness:
 
 
 class CallService:
-    def __init__(self, pbxs: Mapping[str, Pbx], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
+    def __init__(self, pbxs: Mapping[str, PbxPort], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
                  shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None,
                  shared_claims: bool = True, clicks: Limiter | None = None) -> None:
@@ -92,13 +92,13 @@ class CallService:
         parameter, sync or async alike); a different one to the same extension meanwhile is
         USER_BUSY, as the extension is taken. The extension's click limit counts only
         requests that would start a call: a replay or a joiner gets the first answer."""
-        self._authorize(tenant, request)
+        hotline, trunk = self._authorize(tenant, request)
         printed = fingerprint(request, wait)
 
         async def start() -> str:
             if self.clicks is not None:
                 await self.clicks.admit(tenant.domain, request.ext)
-            return (await self._place(tenant, request, wait=wait)).call_id
+            return (await self._place(tenant, request, hotline, trunk, wait=wait)).call_id
 
         if idempotency_key is not None:
             shared = self.shared_idempotency
@@ -110,13 +110,13 @@ class CallService:
             shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone} {printed}", printed, start)
         return await self.duplicates.run(tenant.domain, (request.ext, request.phone, printed), printed, run)
 
-    async def _place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool) -> Call:
-        hotline, trunk = self._authorize(tenant, request)
+    async def _place(self, tenant: Tenant, request: ClickToCallRequest, hotline: str, trunk: str, *,
+                     wait: bool) -> Call:
         if not self.accepting:
             raise PbxUnavailable("the gateway is shutting down")
         pbx = self.pbxs[tenant.pbx]
         if not pbx.ready:
-            raise PbxUnavailable(f"PBX link is {pbx.state.value}")
+            raise PbxUnavailable(f"PBX link is {pbx.link_state}")
         call = Call(tenant=tenant.domain, ext=request.ext, device=tenant.device(request.ext),
                     phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name,
                     customer_id=request.customer_id)
@@ -169,7 +169,7 @@ class CallService:
             raise Forbidden("hotline: this hotline is not allowed for this token")
         return hotline, trunk
 
-    async def _check_device(self, pbx: Pbx, call: Call) -> None:
+    async def _check_device(self, pbx: PbxPort, call: Call) -> None:
         """Asterisk itself would happily send a second INVITE to a phone already on a call.
         Busy is known three ways: the gateway's own live call on the extension (its claim in
         the registry and store, ``_place``), the device's state, and any channel of the device
@@ -177,11 +177,11 @@ class CallService:
         ``Pbx.availability``)."""
         try:
             device = await pbx.availability(call.device)
-        except AmiLinkDown as exc:
+        except PbxLinkDown as exc:
             raise PbxUnavailable(str(exc)) from None
-        except AmiRefused as exc:
+        except PbxRefused as exc:
             raise CallFailed(f"device state check refused by the PBX: {exc}") from None
-        except AmiError as exc:
+        except PbxError as exc:
             raise CallFailed(f"device state check failed: {exc}") from None
         if device.availability is Availability.BUSY:
             raise UserBusy(f"the extension is busy ({device.detail})")
@@ -201,13 +201,13 @@ class CallService:
             auto_answer_headers=tenant.auto_answer_headers if request.auto_answer else (),
             customer_id=call.customer_id)
 
-    async def _originate(self, pbx: Pbx, call: Call, originate: Originate) -> None:
+    async def _originate(self, pbx: PbxPort, call: Call, originate: Originate) -> None:
         """Send the Originate exactly once; its ack only means "queued". Once it may have
         reached the PBX the call is never dropped on a guess: it stays tracked (events, or
         the PBX asked again after a lost link, tell what became of it)."""
         try:
             await pbx.originate(originate)
-        except AmiLinkDown as exc:
+        except PbxLinkDown as exc:
             if not exc.sent:
                 self.registry.release(call)   # nothing reached the PBX: no call to report
                 await self._release_in_store(call)
@@ -217,10 +217,10 @@ class CallService:
             raise PbxUnavailable(f"{exc}; the call may or may not have been placed: it is checked with the "
                                  f"PBX once the link is back (GET /v1/calls/{call.call_id})",
                                  call_id=call.call_id) from None
-        except AmiRefused as exc:
+        except PbxRefused as exc:
             self.registry.finish(call)
             raise CallFailed(f"Originate refused by the PBX: {exc}", call_id=call.call_id) from None
-        except AmiError as exc:           # no ack in time: Asterisk may still have queued it
+        except PbxError as exc:           # no ack in time: Asterisk may still have queued it
             self.registry.settle(call)
             raise CallFailed(f"Originate not acknowledged: {exc}; the call is tracked until the PBX reports "
                              f"an outcome (GET /v1/calls/{call.call_id})", call_id=call.call_id) from None
@@ -263,7 +263,7 @@ class CallService:
             return await self._cancel_elsewhere(tenant, call_id, ext)
         pbx = self.pbxs[call.pbx]
         if not pbx.ready or call.unobserved_since is not None:
-            raise PbxUnavailable(f"PBX link is {pbx.state.value}" if not pbx.ready else
+            raise PbxUnavailable(f"PBX link is {pbx.link_state}" if not pbx.ready else
                                  "the call is being checked with the PBX after a lost link; retry",
                                  call_id=call.call_id)
         call.cancel()
@@ -302,7 +302,7 @@ class CallService:
         if call.ext_channel and pbx is not None and pbx.ready:
             try:
                 await pbx.hangup(call.ext_channel)
-            except AmiError as exc:
+            except PbxError as exc:
                 log.warning("call %s: hangup failed: %s", call.call_id, exc)
 
     # -- asked by the AMI event translator, which must not await -------------------------------
@@ -319,7 +319,7 @@ class CallService:
     async def _fetch_sip_call_id(self, call: Call, channel: str) -> None:
         try:
             sip_call_id = await self.pbxs[call.pbx].sip_call_id(channel)
-        except AmiError as exc:
+        except PbxError as exc:
             log.info("call %s: SIP Call-ID not read: %s", call.call_id, exc)
             return
         if sip_call_id:
@@ -385,7 +385,7 @@ class CallService:
     def readiness(self) -> Readiness:
         """Ready = at least one PBX's AMI link is logged in and usable, and the gateway is not
         stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down)."""
-        pbxs = tuple(PbxReadiness(p.name, p.state.value, None if p.ready else p.last_error)
+        pbxs = tuple(PbxReadiness(p.name, p.link_state, None if p.ready else p.last_error)
                      for p in self.pbxs.values())
         return Readiness(self.accepting and any(p.ready for p in self.pbxs.values()), pbxs)
 

@@ -131,4 +131,4 @@ class SharedRateLimiter:
             raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
         if not allowed:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", headers={"Retry-After": str(retry)})
+            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)

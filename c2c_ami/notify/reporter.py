@@ -1,8 +1,9 @@
 """What goes out about a call: a log line per step, its durable facts while it is live, its
 CDR at the end, and the webhooks of each step.
 
-It is the calls' observer, so it runs inside the AMI event path and must not wait: it only
-decides what to write and queues it. One writer task stores the queue in order, in batches of
+It is the calls' observer (the registry tells it, once per change, the steps a call took and
+hands it the call; once at the end, the ended call), so it runs inside the AMI event path and
+must not wait: it only decides what to write and queues it. One writer task stores the queue in order, in batches of
 one transaction (whatever queued up meanwhile: a step's facts with its webhooks, a CDR with
 the last ones; facts a later write of the same call replaces are skipped), then wakes the
 webhook worker. ``flush`` waits until everything queued is stored.
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 # number (the payload's ``leg`` tells which: the call's state when the step was reported); an
 # ended call sends hangup, then cdr, once. The payload is the carrier's (``carrier.hook_payload``).
 RETRY_MIN, RETRY_MAX = 0.5, 5.0      # seconds between tries while the store is unavailable
-_WEBHOOK_EVENTS: dict[Step, tuple[str, ...]] = {"ringing": ("ringing",), "answered": ("answered",),
-                                                "ended": ("hangup", "cdr")}
+_WEBHOOK_EVENTS: dict[Step, str] = {"ringing": "ringing", "answered": "answered"}
+_END_EVENTS = ("hangup", "cdr")
 _LEGS: dict[CallState, str] = {CallState.EXT_RINGING: "extension", CallState.EXT_ANSWERED: "extension",
                                CallState.NUMBER_RINGING: "number", CallState.NUMBER_ANSWERED: "number"}
 
@@ -42,8 +43,8 @@ class _Write:
     pbx: str
     facts: dict[str, Any] | None         # a live call's facts; None once it ended
     record: dict[str, Any] | None        # the record (CDR at the end) for the webhooks
-    events: tuple[str, ...]
-    leg: str | None = None               # ringing/answered: "extension" or "number"
+    events: tuple[tuple[str, str | None], ...]   # (webhook event, its leg: ringing/answered's
+                                                 # "extension" or "number", else None)
 
 
 MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place: a few ms at most)
@@ -70,29 +71,33 @@ class CallReporter:
         self._writer: asyncio.Task | None = None
 
     # -- the observer (synchronous: the AMI event path) ------------------------------------------
-    def call_event(self, call: Call, event: Step) -> None:
-        record = call_record(call)  # built once: CDR row, webhook body and log line share it
-        log.info("call %s: %s (ext %s -> %s)%s", call.call_id, call.state.value, call.ext, call.phone,
-                 f" status={record['status']} cause={record['cause']}"
-                 f"{' unobserved' if call.ended_unobserved else ''}" if event == "ended" else "")
-        if event == "ended":
-            self._written.pop(call.call_id, None)
-            self._ending[call.call_id] = record
-            self._put(_Write(call.call_id, call.tenant, call.pbx, None, record, _WEBHOOK_EVENTS["ended"]))
-        else:
-            facts = call.facts()
-            self._written[call.call_id] = _digest(facts)
-            events = _WEBHOOK_EVENTS.get(event, ())
-            self._put(_Write(call.call_id, call.tenant, call.pbx, facts, record, events,
-                             _LEGS.get(call.state) if events else None))
-
-    def call_changed(self, call: Call) -> None:
-        """Store the call's facts if they changed since last queued."""
+    def call_changed(self, call: Call, steps: list[tuple[Step, CallState]]) -> None:
+        """Log each step; store the call's facts if they changed since last queued, with the
+        webhooks of its steps. Facts and record are each built once."""
+        events: list[tuple[str, str | None]] = []
+        for step, state in steps:
+            log.info("call %s: %s (ext %s -> %s)", call.call_id, state.value, call.ext, call.phone)
+            event = _WEBHOOK_EVENTS.get(step)
+            if event is not None:
+                events.append((event, _LEGS.get(state)))
         facts = call.facts()
         digest = _digest(facts)
-        if self._written.get(call.call_id) != digest:
-            self._written[call.call_id] = digest
-            self._put(_Write(call.call_id, call.tenant, call.pbx, facts, None, ()))
+        if self._written.get(call.call_id) == digest and not events:
+            return
+        self._written[call.call_id] = digest
+        record = call_record(call) if events else None
+        self._put(_Write(call.call_id, call.tenant, call.pbx, facts, record, tuple(events)))
+
+    def call_ended(self, call: Call) -> None:
+        """The end: its CDR (the record, built once: CDR row, webhook body and log line share
+        it), then hangup and cdr."""
+        record = call_record(call)
+        log.info("call %s: %s (ext %s -> %s) status=%s cause=%s%s", call.call_id, call.state.value, call.ext,
+                 call.phone, record["status"], record["cause"], " unobserved" if call.ended_unobserved else "")
+        self._written.pop(call.call_id, None)
+        self._ending[call.call_id] = record
+        self._put(_Write(call.call_id, call.tenant, call.pbx, None, record,
+                         tuple((event, None) for event in _END_EVENTS)))
 
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         return self._ending.get(call_id)
@@ -135,7 +140,7 @@ class CallReporter:
                     delay = min(delay * 2, RETRY_MAX)
                 except Exception:  # a bad batch: store what can be, one by one, and go on
                     if len(batch) == 1:
-                        log.exception("call %s: could not store %s", batch[0].call_id, batch[0].events or "facts")
+                        log.exception("call %s: could not store %s", batch[0].call_id, _what(batch[0]))
                         break
                     batch = await self._store_singly(batch)
                     if not batch:
@@ -154,7 +159,7 @@ class CallReporter:
             except StorageUnavailable:
                 left.append(write)
             except Exception:
-                log.exception("call %s: could not store %s", write.call_id, write.events or "facts")
+                log.exception("call %s: could not store %s", write.call_id, _what(write))
         return left
 
     async def _store(self, batch: list[_Write]) -> None:
@@ -165,8 +170,8 @@ class CallReporter:
                 continue                  # facts only, replaced by a later write of the call
             deliveries: list[Delivery] = []
             if write.record is not None:
-                for event in write.events:
-                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=write.leg)
+                for event, leg in write.events:
+                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=leg)
                     deliveries += await self.webhooks.deliveries(write.tenant, event, payload)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
                                     write.record if write.facts is None else None, tuple(deliveries)))
@@ -176,3 +181,7 @@ class CallReporter:
                 self._ending.pop(write.call_id, None)
         if any(w.deliveries for w in writes):
             self.webhooks.wake()
+
+
+def _what(write: _Write) -> str:
+    return ", ".join(event for event, _ in write.events) or "facts"

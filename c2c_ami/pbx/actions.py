@@ -2,29 +2,23 @@
 absent; place this Originate; hang up this channel; what is this leg's SIP Call-ID; which
 channels are up now (to reconcile after a lost link or a restart).
 
-Every method raises only ``AmiError`` (and its subclasses); Asterisk's vocabulary (device
-states, Getvar, ``CHANNELS()``, ``SIPCALLID``, ``Response: Success``) stays in this module.
-Both channel drivers are spoken: PJSIP (``PJSIP/...``) and chan_sip (``SIP/...``).
+``Pbx`` is the call service's PBX (``calls/pbx_port.py``) spoken over AMI. Every method
+raises only ``AmiError`` (and its subclasses), which are the port's ``PbxError`` and kin;
+Asterisk's vocabulary (device states, Getvar, ``CHANNELS()``, ``SIPCALLID``, ``Response:
+Success``) stays in this module. Both channel drivers are spoken: PJSIP (``PJSIP/...``) and
+chan_sip (``SIP/...``).
 """
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import re
-from dataclasses import dataclass
 
+from ..calls.pbx_port import Availability, Channel, DeviceState, Originate
 from .ami import AmiClient, AmiRefused, AmiState
-from .originate import Originate
+from .originate import originate_action
 
 log = logging.getLogger(__name__)
-
-
-class Availability(enum.Enum):
-    FREE = "free"         # registered, not on a call
-    BUSY = "busy"         # on a call, ringing or on hold
-    ABSENT = "absent"     # no registered phone, or no such endpoint
-
 
 _FREE_STATES = {"NOT_INUSE"}
 _BUSY_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
@@ -37,21 +31,6 @@ _REGEX_SPECIAL = re.compile(r"([.+])")      # the resource charset's only regex 
 
 # Where each channel driver keeps a channel's SIP Call-ID (no AMI event carries it).
 _SIP_CALL_ID_VARIABLE = {"PJSIP": "CHANNEL(pjsip,call-id)", "SIP": "SIPCALLID"}
-
-
-@dataclass(frozen=True)
-class DeviceState:
-    availability: Availability
-    detail: str           # Asterisk's words for it (INUSE; NOT_INUSE, channel SIP/101-0000000a up), for messages
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A channel Asterisk has up now."""
-    uniqueid: str
-    linkedid: str         # every leg of a click-to-call: its call_id
-    name: str             # e.g. PJSIP/101-00000001
-    up: bool              # answered
 
 
 class Pbx:
@@ -69,6 +48,10 @@ class Pbx:
     @property
     def state(self) -> AmiState:
         return self.ami.state
+
+    @property
+    def link_state(self) -> str:
+        return self.ami.state.value
 
     @property
     def last_error(self) -> str | None:
@@ -123,7 +106,7 @@ class Pbx:
 
     async def originate(self, originate: Originate) -> None:
         """Send the Originate exactly once (never retried); its ack only means "queued"."""
-        ack = await self.ami.send(originate.action())
+        ack = await self.ami.send(originate_action(originate))
         if ack.get("Response") != "Success":
             raise AmiRefused(ack.get("Message", ""))
 

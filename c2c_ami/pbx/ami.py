@@ -14,8 +14,9 @@ life, which panoramisk gets wrong:
 * nothing containing a control character is ever written to the socket (Asterisk splits
   headers on a bare LF, so one would let a caller add headers to an action).
 
-It raises only its own errors (``AmiError`` and subclasses); what they mean for an API
-request is the call service's business.
+It raises only its own errors (``AmiError`` and subclasses, which are the call service's
+``PbxError`` and kin: ``calls/pbx_port.py``); what they mean for an API request is the call
+service's business.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any
 from panoramisk.actions import Action
 from panoramisk.message import Message
 
+from ..calls.pbx_port import PbxError, PbxLinkDown, PbxRefused, PbxTimeout
 from ..config import AmiConfig
 from ..waits import wait_set
 from .parser import AmiEvent
@@ -53,25 +55,21 @@ class AmiState(enum.Enum):
     READY = "ready"
 
 
-class AmiError(Exception):
-    """An AMI action did not get a usable answer."""
+class AmiError(PbxError):
+    """An AMI action did not get a usable answer (the call service sees a ``PbxError``)."""
 
 
-class AmiLinkDown(AmiError):
+class AmiLinkDown(AmiError, PbxLinkDown):
     """The link is not logged in (``sent`` is False: nothing was written), or it dropped
     after the action was written and before its answer (``sent`` is True: Asterisk may or
     may not have acted on it)."""
 
-    def __init__(self, message: str, *, sent: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
 
-
-class AmiTimeout(AmiError):
+class AmiTimeout(AmiError, PbxTimeout):
     """The link is up but the action went unanswered within its deadline."""
 
 
-class AmiRefused(AmiError):
+class AmiRefused(AmiError, PbxRefused):
     """Asterisk answered the action with an error (the message is Asterisk's)."""
 
 

@@ -3,9 +3,9 @@
 Every event is routed in O(1) by one dictionary lookup: ``OriginateResponse`` by its
 ActionID, channel events by Linkedid (every leg of a click-to-call shares the extension
 channel's Uniqueid, which we chose to be the call_id). Events of other calls are ignored.
-Each handler only says, in the call's own words (``CallLegs``), what the event means; the
-call decides its state (``calls/call.py`` implements ``CallLegs``) and the registry of live
-calls whether it is over.
+Each handler only says, in the call's own words (``calls/call.py``, ``calls/legs.py``), what
+the event means; the call decides its state, and the registry of live calls, settling the
+call once the event is applied, whether it is over.
 
 What each transition is read from:
   ext leg created   Newchannel with Uniqueid = call_id
@@ -26,72 +26,24 @@ What each transition is read from:
 """
 from __future__ import annotations
 
-import enum
-import functools
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal, Protocol
+from typing import Protocol
 
-from .actions import Channel
+from ..calls.call import Call
+from ..calls.legs import ExtLegFailure, Leg, NumberFailure
+from ..calls.pbx_port import Channel
 from .journal import EventJournal, looks_like_call_id
 
 
-class Leg(enum.Enum):
-    """The two channels of a click-to-call."""
-    EXTENSION = "extension"   # the agent's phone, originated by the gateway
-    NUMBER = "number"         # the customer, dialed through the hotline trunk
-
-
-class ExtLegFailure(enum.Enum):
-    """Why the PBX could not connect the extension, as far as it said."""
-    REJECTED = "rejected"               # the phone refused (486/603) or is busy
-    NO_ANSWER = "no_answer"             # it rang for the whole ring timeout
-    NO_RESPONSE = "no_response"         # registered, but it never even rang (no 180/183): dead
-    NOT_REGISTERED = "not_registered"   # no phone to ring: no channel was ever created
-    CONGESTION = "congestion"
-    OTHER = "other"
-
-
-# Why the number was not reached (also the call record's ``number_failure``).
-NumberFailure = Literal["busy", "no_answer", "congestion", "unavailable", "cancelled"]
-
-
-class CallLegs(Protocol):
-    """What AMI events can tell a click-to-call, one method per thing that happened
-    (``calls/call.py``'s ``Call`` implements it)."""
-    __slots__ = ()
-    call_id: str
-    cancel_requested: bool       # the API asked to cancel before the channel existed
-    ext_channel: str | None
-    ext_channel_seen: bool
-    ext_hungup: bool
-    ext_alerted: bool               # the phone said it rings (180/183): it is alive
-    ext_failure_reason: str | None   # OriginateResponse's Reason, until the channel's Hangup
-    hangup_cause: str | None     # the extension leg's
-    trunk_uniqueid: str | None
-    trunk_hungup: bool
-
-    def leg_of(self, uniqueid: str | None) -> Leg | None: ...
-    def ext_leg_created(self, channel: str | None) -> None: ...
-    def ext_leg_seen(self) -> None: ...
-    def ext_ringing(self) -> None: ...
-    def ext_alerting(self) -> None: ...
-    def ext_answered(self, at: float | None = None) -> None: ...
-    def ext_failure_pending(self, reason: str) -> None: ...
-    def ext_failed(self, why: ExtLegFailure, detail: str = "") -> None: ...
-    def number_leg_created(self, uniqueid: str | None, channel: str | None) -> None: ...
-    def number_ringing(self) -> None: ...
-    def number_alerting(self) -> None: ...
-    def number_answered(self, at: float | None = None) -> None: ...
-    def number_failed(self, failure: NumberFailure) -> None: ...
-    def hangup_requested(self, leg: Leg) -> None: ...
-    def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None) -> None: ...
-
-
 class LiveCalls(Protocol):
-    def update(self, pbx: str, call_id: str, change: Callable[[CallLegs], None], at: float | None = None) -> bool:
-        """Apply ``change`` (which happened at ``at``) to the live call ``call_id`` of the PBX
-        ``pbx`` (then see whether it is over); False if it has no such call."""
+    """What the translator needs of the registry of live calls."""
+
+    def find(self, pbx: str, call_id: str) -> Call | None:
+        """The live call ``call_id`` of the PBX ``pbx``, if any."""
+
+    def settle(self, call: Call, at: float | None = None) -> None:
+        """Something happened to the call (at ``at``): see whether it is over, report it."""
 
 
 class LegActions(Protocol):
@@ -126,7 +78,7 @@ def correlation_id(event: Mapping[str, str]) -> str | None:
     return None
 
 
-def ext_failure(call: CallLegs, reason: str) -> tuple[ExtLegFailure, str]:
+def ext_failure(call: Call, reason: str) -> tuple[ExtLegFailure, str]:
     """OriginateResponse ``Reason`` (the last control frame seen) and the extension channel's
     Hangup cause, if it had one -> why, and a detail.  The drivers word the same outcome
     differently (a 486 is Reason 5 on chan_sip, Reason 0 + cause 17 on PJSIP; a dead phone
@@ -168,7 +120,10 @@ class CallEvents:
         if key is None:
             return
         at = time.time()
-        if self.calls.update(self.pbx, key, lambda call: handler(self, call, event, at), at):
+        call = self.calls.find(self.pbx, key)
+        if call is not None:
+            handler(self, call, event, at)
+            self.calls.settle(call, at)
             self.events_routed += 1
         elif self.journal is not None and looks_like_call_id(key):
             self.journal.add(key, at, event)
@@ -180,13 +135,14 @@ class CallEvents:
             return 0
         kept = self.journal.take(call_id)
         for at, event in kept:
-            self.calls.update(self.pbx, call_id, functools.partial(self._apply, event=event, at=at), at)
+            call = self.calls.find(self.pbx, call_id)
+            if call is None:
+                break             # it ended on the way
+            _HANDLERS[event["Event"]](self, call, event, at)
+            self.calls.settle(call, at)
         return len(kept)
 
-    def _apply(self, call: CallLegs, *, event: Mapping[str, str], at: float) -> None:
-        _HANDLERS[event["Event"]](self, call, event, at)
-
-    def _originate_response(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _originate_response(self, call: Call, event: Mapping[str, str], at: float) -> None:
         if event.get("Response") == "Success":
             call.ext_answered(at)
         elif call.ext_channel_seen and not call.ext_hungup:
@@ -194,7 +150,7 @@ class CallEvents:
         else:
             call.ext_failed(*ext_failure(call, event.get("Reason", "")))
 
-    def _new_channel(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _new_channel(self, call: Call, event: Mapping[str, str], at: float) -> None:
         if event.get("Uniqueid") == call.call_id:
             call.ext_leg_created(event.get("Channel"))
             if call.cancel_requested:
@@ -202,7 +158,7 @@ class CallEvents:
         else:
             call.number_leg_created(event.get("Uniqueid"), event.get("Channel"))
 
-    def _new_state(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _new_state(self, call: Call, event: Mapping[str, str], at: float) -> None:
         desc = event.get("ChannelStateDesc")
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is Leg.EXTENSION:
@@ -214,11 +170,11 @@ class CallEvents:
         elif leg is Leg.NUMBER and desc == "Ringing":
             call.number_ringing()
 
-    def _dial_begin(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _dial_begin(self, call: Call, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") not in (None, call.call_id):
             self.actions.fetch_sip_call_id_later(call.call_id)
 
-    def _dial_state(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _dial_state(self, call: Call, event: Mapping[str, str], at: float) -> None:
         status = event.get("DialStatus")
         if event.get("DestUniqueid") == call.call_id:
             if status in _ALERTING:
@@ -228,7 +184,7 @@ class CallEvents:
         elif status in _ALERTING:
             call.number_alerting()                    # 183 early media: alive, no 180
 
-    def _dial_end(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _dial_end(self, call: Call, event: Mapping[str, str], at: float) -> None:
         if event.get("DestUniqueid") == call.call_id:
             return  # the Originate's own dial of the extension
         status = event.get("DialStatus") or ""
@@ -237,12 +193,12 @@ class CallEvents:
         else:
             call.number_failed(NUMBER_FAILURES.get(status, "unavailable"))
 
-    def _hangup_request(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _hangup_request(self, call: Call, event: Mapping[str, str], at: float) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.hangup_requested(leg)
 
-    def _hangup(self, call: CallLegs, event: Mapping[str, str], at: float) -> None:
+    def _hangup(self, call: Call, event: Mapping[str, str], at: float) -> None:
         leg = call.leg_of(event.get("Uniqueid"))
         if leg is not None:
             call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
@@ -250,7 +206,7 @@ class CallEvents:
                 call.ext_failed(*ext_failure(call, call.ext_failure_reason))
 
 
-def decide_pending_failure(call: CallLegs) -> None:
+def decide_pending_failure(call: Call) -> None:
     """The extension's Originate failed but its channel's Hangup was never seen (a lost link,
     a restart): Reasons 3 (no answer / no response), 5 (busy) and 8 (congestion) say why on
     their own; Reason 0 needs the cause, so such a call stays without a failure (unobserved)."""
@@ -258,7 +214,7 @@ def decide_pending_failure(call: CallLegs) -> None:
         call.ext_failed(*ext_failure(call, call.ext_failure_reason))
 
 
-def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
+def apply_channels(call: Call, legs: list[Channel]) -> None:
     """What a CoreShowChannels snapshot says of one call that was out of sight (a lost link,
     a restart): legs that are up now, answered or not, and legs that are gone. A leg first
     seen answered here is taken as answered now (the moment itself was not seen)."""
@@ -281,7 +237,7 @@ def apply_channels(call: CallLegs, legs: list[Channel]) -> None:
         call.leg_hung_up(Leg.NUMBER, None, None)
 
 
-_HANDLERS: dict[str, Callable[[CallEvents, CallLegs, Mapping[str, str], float], None]] = {
+_HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str], float], None]] = {
     "OriginateResponse": CallEvents._originate_response,
     "Newchannel": CallEvents._new_channel,
     "Newstate": CallEvents._new_state,

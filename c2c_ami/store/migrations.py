@@ -1,8 +1,8 @@
 """The store's schema, as versioned migrations applied in order, the same on every backend.
 
 Each migration is one script per backend (SQLite's types, PostgreSQL's types, same tables and
-columns); ``tests/test_storage.py`` checks that both backends end with the same columns, and
-``tests/test_record.py`` that the calls table holds exactly the call record's fields
+columns); ``tests/store/test_storage.py`` checks that both backends end with the same columns, and
+``tests/calls/test_record.py`` that the calls table holds exactly the call record's fields
 (``calls/record.py``). Never edit a released migration: append a new one.
 """
 from __future__ import annotations

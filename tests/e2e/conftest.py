@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, SERVICE
 from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, REGISTRY, SERVICE
 from c2c_ami.calls.record import call_record
 from c2c_ami.config import parse_config
 from c2c_rig import HOTLINES

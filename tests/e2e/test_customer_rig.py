@@ -3,9 +3,9 @@ extension's channel (read back with Getvar while the call is up), and the CDR ca
 customer; a v1 call without a customer sets no such variable."""
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY
+from c2c_ami.app_keys import AMI, REGISTRY
+from tests.fixtures_gateway import Steps, stored
 
-from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH
 from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 

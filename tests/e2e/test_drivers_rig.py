@@ -1,6 +1,6 @@
 """One telephony truth on both channel drivers: every scenario runs at once on Asterisk 22
 with PJSIP and on Asterisk 16 with chan_sip (the same phones, trunks and dialplan contract),
-and the two call records must be identical — and what the README's cause table says.
+and the two call records must be identical — and what the cause table of docs/api.md says.
 
 What differs between the drivers is only what each Asterisk says (a 486 is OriginateResponse
 Reason 5 on chan_sip and Reason 0 + a cause-17 Hangup on PJSIP; a ring timeout ends with
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, REPORTER, SERVICE
 from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, REGISTRY, REPORTER, SERVICE
 from c2c_ami.calls.record import call_record
 from c2c_rig import SOFTPHONE
+from tests.fixtures_gateway import Steps
 
-from ..fixtures_gateway import Steps
 from .conftest import AUTH, click, in_thread, now, rig_config
 
 pytestmark = pytest.mark.rig

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY, SERVICE
+from c2c_ami.app_keys import AMI, RECONCILER, REGISTRY, SERVICE
 from c2c_ami.calls.record import iso
 from c2c_ami.pbx.ami import AmiState
+from tests.fixtures_gateway import stored
+from tests.hostile_corpus import cases
 
-from ..fixtures_gateway import stored
-from ..hostile_corpus import cases
 from .conftest import AUTH, DIAL_TIMEOUT, RING_TIMEOUT, click, in_thread, now
 from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 

@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 import pytest
 
-from c2c_ami.api.keys import AMI, REGISTRY, WEBHOOKS
 from c2c_ami.app import create_app
+from c2c_ami.app_keys import AMI, REGISTRY, WEBHOOKS
 from c2c_ami.notify.webhooks import verify
+from tests.fixtures_gateway import stored
 
-from ..fixtures_gateway import stored
 from .conftest import AUTH, OTHER, click, in_thread, now, rig_config
 from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 
@@ -69,7 +69,7 @@ async def test_answered_call_webhooks_in_order_with_real_durations(gw, rig, rece
 
 async def test_a_carrier_client_registering_one_url_per_event_gets_each_with_its_key(gw, rig, receiver):
     """The carrier's registration: one hook per event, each delivering only its event with the
-    receiver's own key as X-Api-Key and Authorization: Bearer (issue 13)."""
+    receiver's own key as X-Api-Key and Authorization: Bearer."""
     secrets = {}
     for event in ("ringing", "answered", "hangup", "cdr"):
         resp = await gw.post("/v1/event", json={"callback_url": receiver.hook_url, "event": event,

@@ -13,11 +13,11 @@ import logging
 import aiohttp
 import pytest
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
+from c2c_ami.app_keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.pbx.ami import AmiState
 from c2c_rig import AmiWatch
+from tests.fixtures_gateway import Steps, stored
 
-from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, click, rig_config
 from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 from .gateways import GatewayProcess, free_port, write_config

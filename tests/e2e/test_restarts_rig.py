@@ -14,11 +14,11 @@ import json
 import aiohttp
 import pytest
 
-from c2c_ami.api.keys import AMI, RECONCILER, REGISTRY
+from c2c_ami.app_keys import AMI, RECONCILER, REGISTRY
 from c2c_ami.pbx.ami import AmiState
 from c2c_rig import AmiWatch
+from tests.fixtures_gateway import Steps, stored
 
-from ..fixtures_gateway import Steps, stored
 from .conftest import AUTH, TOKEN, click, rig_config
 from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn)
 from .gateways import GatewayProcess, free_port, write_config
@@ -151,7 +151,7 @@ def _epoch(iso_time: str) -> float:
 
 async def test_two_pbxs_each_tenant_on_its_own_and_one_down_hurts_only_its_own(
         rig, rig_factory, make_rig_gateway, tmp_path):
-    from c2c_ami.api.keys import AMIS
+    from c2c_ami.app_keys import AMIS
     from c2c_ami.config import parse_config
     from c2c_rig import HOTLINES as RIG_HOTLINES
 

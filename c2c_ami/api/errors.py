@@ -1,0 +1,84 @@
+"""What each domain error means over HTTP: its status, its headers, and the failure body
+``{"status": "fail", "error": CODE, "message": ..., "call_id": ...}``. The one table of it;
+the OpenAPI document is built from it (``api/openapi.py``) and its test keeps them in step.
+The one middleware that turns errors (and any bug) into that body lives here too."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ERROR_CLASSES, C2CError, CallFailed, InvalidParams
+
+log = logging.getLogger("c2c_ami.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# code -> HTTP status
+HTTP_STATUS: dict[str, int] = {
+    "INVALID_PARAMS": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "USER_NOT_REGISTERED": 404,
+    "USER_BUSY": 409,
+    "NO_ANSWER": 409,
+    "CALL_CANCELLED": 409,
+    "CALL_NOT_FOUND": 404,
+    "HOOK_NOT_FOUND": 404,
+    "TOO_MANY_HOOKS": 409,
+    "RATE_LIMITED": 429,
+    "CALL_FAILED": 502,
+    "PBX_UNAVAILABLE": 503,
+}
+assert set(HTTP_STATUS) == {cls.code for cls in ERROR_CLASSES}, "every error code has its HTTP status"
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="c2c-ami"'}   # RFC 6750: a 401 names the scheme
+
+
+def status_of(error: C2CError) -> int:
+    return HTTP_STATUS.get(error.code, 500)
+
+
+def headers_of(error: C2CError) -> dict[str, str]:
+    headers = dict(_CHALLENGE) if error.code == "UNAUTHORIZED" else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return headers
+
+
+def failure_body(error: C2CError) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": "fail", "error": error.code, "message": error.message}
+    if error.call_id:
+        body["call_id"] = error.call_id
+    return body
+
+
+def failure_response(error: C2CError, *, extra: dict[str, Any] | None = None,
+                     status: int | None = None) -> web.Response:
+    """The answer to a request that failed with ``error`` (``extra`` keys first: the carrier's
+    v2 ``"code": "1"``); ``status`` overrides the table (aiohttp's own 413)."""
+    body = {**extra, **failure_body(error)} if extra else failure_body(error)
+    return web.json_response(body, status=status or status_of(error), headers=headers_of(error))
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every C2CError (and any bug) into the API's failure body."""
+    try:
+        return await handler(request)
+    except C2CError as exc:
+        return failure_response(exc)
+    except web.HTTPException:
+        raise
+    except ClientGone:      # nobody to answer; nothing wrong on our side
+        log.info("%s %s: client closed the connection mid-body", request.method, request.path)
+        return failure_response(InvalidParams("body: incomplete"))
+    except Exception:       # one line; the traceback at most once a minute (log_filters.py)
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return failure_response(CallFailed("internal error"), status=500)

@@ -1,0 +1,39 @@
+"""Typed application keys: what the app factory (``app.py``) puts in the app, for the
+handlers (``api/``) to take out. They live beside the factory, not in ``api/``: the app is
+wired here, the handlers only read it."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .auth import TokenAuthority
+from .calls.cluster import Membership
+from .calls.guards import Limiter, RateLimiter
+from .calls.registry import CallRegistry
+from .calls.service import CallService
+from .config import Config
+from .metrics import Metrics
+from .notify.reporter import CallReporter
+from .notify.subscriptions import Subscriptions
+from .notify.webhooks import WebhookNotifier
+from .pbx import AmiClient
+from .pbx.reconcile import Reconciler
+from .scroll import ScrollCodec
+from .store import Storage
+
+CONFIG = web.AppKey("config", Config)
+INSTANCE_ID = web.AppKey("instance_id", str)     # this gateway instance, among others on one store
+AUTH = web.AppKey("auth", TokenAuthority)
+SCROLL = web.AppKey("scroll", ScrollCodec)       # signs and checks GET /v1/cdr scroll ids
+METRICS = web.AppKey("metrics", Metrics)
+RATE_LIMITER = web.AppKey("rate_limiter", Limiter)
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)   # failed POST /v1/auth/token per client
+STORAGE = web.AppKey("storage", Storage)
+WEBHOOKS = web.AppKey("webhooks", WebhookNotifier)
+SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)
+REPORTER = web.AppKey("reporter", CallReporter)
+AMIS = web.AppKey("amis", dict[str, AmiClient])     # PBX name -> its AMI link
+AMI = web.AppKey("ami", AmiClient)                  # the first PBX's
+REGISTRY = web.AppKey("registry", CallRegistry)
+RECONCILER = web.AppKey("reconciler", Reconciler)
+MEMBERSHIP = web.AppKey("membership", Membership)
+SERVICE = web.AppKey("service", CallService)

@@ -1,0 +1,78 @@
+"""The guards shared by instances on one store: a request joining another instance's is
+checked like any request, and joins only an identical one."""
+import asyncio
+import dataclasses
+import time
+
+import pytest
+
+from c2c_ami.calls.guards import SingleFlight
+from c2c_ami.calls.registry import CallRegistry
+from c2c_ami.calls.service import CallService
+from c2c_ami.calls.shared_guards import SharedFlight, SharedRateLimiter
+from c2c_ami.config import CallsConfig, StorageConfig
+from c2c_ami.errors import Forbidden, RateLimited, UserBusy
+from c2c_ami.store import open_storage
+from c2c_ami.store.sql import BUCKET_IDLE_SECONDS
+
+from .test_service import REQUEST, TENANT, GatedPbx, Reported, bounded
+
+
+@pytest.fixture
+async def store(storage_url):
+    storage = await open_storage(StorageConfig(url=storage_url))
+    for name in ("a", "b"):                   # both instances alive: a joiner waits for the answer
+        await storage.heartbeat(name, time.time() + 600)
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+def instance(store, name, pbx):
+    """One gateway instance's call service on the shared store."""
+    return CallService({"default": pbx}, CallRegistry(Reported()), store, CallsConfig(), instance_id=name,
+                       duplicates=SingleFlight(5, remember_failures=False),
+                       idempotency=SingleFlight(60, remember_failures=True),
+                       shared_duplicates=SharedFlight(store, name, ttl=5, remember_failures=False, hold_seconds=10),
+                       shared_idempotency=SharedFlight(store, name, ttl=60, remember_failures=True, hold_seconds=10))
+
+
+@pytest.mark.parametrize("key", [None, "crm-7"])
+async def test_a_request_on_another_instance_is_checked_before_it_joins(store, key):
+    pbx_a, pbx_b = GatedPbx(), GatedPbx()
+    a, b = instance(store, "a", pbx_a), instance(store, "b", pbx_b)
+    first = asyncio.create_task(a.place(TENANT, REQUEST, wait=False, idempotency_key=key))
+    await pbx_a.sent.wait()
+    with pytest.raises(Forbidden, match="^hotline: "):           # it joined, and got 200, before
+        await bounded(b.place(TENANT, dataclasses.replace(REQUEST, hotline="02439990000"), wait=False,
+                              idempotency_key=key))
+    if key is None:
+        with pytest.raises(UserBusy):                             # sync never joins async
+            await bounded(b.place(TENANT, REQUEST, wait=True))
+        with pytest.raises(UserBusy):                             # nor other parameters
+            await bounded(b.place(TENANT, dataclasses.replace(REQUEST, auto_answer=True), wait=False))
+    identical = asyncio.create_task(b.place(TENANT, REQUEST, wait=False, idempotency_key=key))
+    pbx_a.gate.set()
+    assert await first == await identical == pbx_a.originated[0].call_id
+    assert len(pbx_a.originated) == 1 and pbx_b.originated == []
+
+
+async def test_the_click_limit_of_an_extension_is_shared_by_instances(store):
+    limiter = SharedRateLimiter(store, 2, 2, what="click limit", namespace="ext")
+    await limiter.admit("default", "101")
+    await limiter.admit("default", "101")
+    await limiter.admit("other", "101")                          # per tenant + ext
+    with pytest.raises(RateLimited) as info:
+        await SharedRateLimiter(store, 2, 2, what="click limit", namespace="ext").admit("default", "101")
+    assert info.value.retry_after == 30
+
+
+async def test_rate_buckets_idle_for_a_day_are_pruned_and_the_rest_kept(store):
+    """Per-extension buckets would otherwise pile up in the store; an idle one is full again."""
+    assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)
+    await store.prune(time.time())
+    assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is True
+    assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is False    # kept: still empty
+    await store.prune(time.time() + BUCKET_IDLE_SECONDS + 1)
+    assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)    # forgotten: full
