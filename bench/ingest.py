@@ -92,6 +92,12 @@ class _NoActions:
     def fetch_sip_call_id_later(self, call_id: str) -> None:
         pass
 
+    def record_later(self, call_id: str) -> None:
+        pass
+
+    def hangup_channel_later(self, call_id: str, channel: str) -> None:
+        pass
+
 
 class _PanoramiskProtocol(AmiProtocol):
     """The baseline: every block through panoramisk's ``Message.from_line``."""

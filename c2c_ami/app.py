@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -23,11 +24,13 @@ from .app_keys import (
     AUTH,
     AUTH_FAILURES,
     CONFIG,
+    CONTROL,
     INSTANCE_ID,
     MEMBERSHIP,
     METRICS,
     RATE_LIMITER,
     RECONCILER,
+    RECORDINGS,
     REGISTRY,
     REPORTER,
     SCROLL,
@@ -38,12 +41,14 @@ from .app_keys import (
 )
 from .auth import TokenAuthority
 from .calls.cluster import Membership
+from .calls.control import CallControl
 from .calls.guards import Limiter, RateLimiter, SingleFlight
+from .calls.recordings import RecordingLinks
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
 from .calls.shared_guards import SharedFlight, SharedRateLimiter
 from .carrier import zone
-from .config import Config, LimitsConfig
+from .config import Config, LimitsConfig, Tenant
 from .http_server import CONNECTIONS, Connections, handler_args, request_over
 from .log_filters import throttle_tracebacks
 from .metrics import Metrics
@@ -72,6 +77,7 @@ def create_app(config: Config) -> web.Application:
     app[INSTANCE_ID] = config.cluster.resolved_instance_id()
     app[AUTH] = TokenAuthority(config.tenants, config.auth)
     app[SCROLL] = ScrollCodec.for_config(config)
+    app[RECORDINGS] = RecordingLinks.for_config(config)
     app[METRICS] = Metrics()
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
                                     capacity=config.limits.remembered_per_tenant)
@@ -97,7 +103,9 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
                                concurrency=hooks.concurrency, per_tenant=hooks.per_tenant_concurrency,
                                per_hook=hooks.per_hook_concurrency, retention_days=hooks.retention_days,
                                egress=egress, owner=app[INSTANCE_ID])
-    reporter = CallReporter(storage, webhooks, zone=zone(config.api.timezone))
+    links, tenants = app[RECORDINGS], {t.domain: t for t in config.tenants}
+    reporter = CallReporter(storage, webhooks, zone=zone(config.api.timezone),
+                            recording_url=lambda record: recording_link(links, tenants, record))
     app[STORAGE], app[WEBHOOKS], app[REPORTER] = storage, webhooks, reporter
     app[SUBSCRIPTIONS] = Subscriptions(storage, max_hooks=hooks.max_hooks_per_tenant, egress=egress)
     app[METRICS].watch_webhooks(webhooks)
@@ -134,7 +142,10 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
         shared_idempotency=None if sole_owner else SharedFlight(
             app[STORAGE], instance_id, ttl=limits.idempotency_ttl, remember_failures=True, hold_seconds=hold))
     journal = EventJournal(keep_seconds=config.cluster.lease_seconds * 3)   # others' calls, and our own before adoption
-    events = {name: CallEvents(name, registry, service, journal) for name in amis}
+    control = CallControl(pbxs, registry, app[STORAGE], config.calls, {t.domain: t for t in config.tenants},
+                          instance_id=instance_id, hangup_later=service.hangup_later,
+                          fetch_sip_call_id_later=service.fetch_sip_call_id_later)
+    events = {name: CallEvents(name, registry, control, journal) for name in amis}
     reconciler = Reconciler(pbxs, registry, app[STORAGE], events, hangup=service.hangup_later)
     membership = Membership(app[STORAGE], registry, reconciler, instance_id, config.cluster.lease_seconds,
                             sole_owner=sole_owner)
@@ -145,16 +156,25 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch(name, ami, registry)
     app[AMIS], app[AMI], app[REGISTRY] = amis, amis[config.pbxs[0].name], registry
     app[SERVICE], app[RECONCILER], app[MEMBERSHIP] = service, reconciler, membership
+    app[CONTROL] = control
     for ami in amis.values():                       # events are journaled before anything is adopted
         ami.start()
     await membership.join()
     await service.listen()
+    await control.listen()
     yield
     await app[REPORTER].flush(5)                    # the facts of the calls left live, then...
     await membership.leave()                        # ...others may adopt them at once
     await reconciler.close()
+    await control.close()
     await service.close()
     await asyncio.gather(*(ami.close() for ami in amis.values()))
+
+
+def recording_link(links: RecordingLinks, tenants: dict[str, Tenant], record: dict[str, Any]) -> str:
+    """An ended call's recording link, by its tenant's recording settings ("" if none)."""
+    tenant = tenants.get(str(record.get("tenant")))
+    return links.url(record, tenant.recording) if tenant is not None else ""
 
 
 def click_limiter(limits: LimitsConfig, storage: Storage, sole_owner: bool) -> Limiter | None:

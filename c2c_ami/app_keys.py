@@ -7,7 +7,9 @@ from aiohttp import web
 
 from .auth import TokenAuthority
 from .calls.cluster import Membership
+from .calls.control import CallControl
 from .calls.guards import Limiter, RateLimiter
+from .calls.recordings import RecordingLinks
 from .calls.registry import CallRegistry
 from .calls.service import CallService
 from .config import Config
@@ -37,3 +39,5 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 MEMBERSHIP = web.AppKey("membership", Membership)
 SERVICE = web.AppKey("service", CallService)
+CONTROL = web.AppKey("control", CallControl)      # transfer, park, supervise, recording masks
+RECORDINGS = web.AppKey("recordings", RecordingLinks)   # signed recording links

@@ -127,11 +127,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def cdr_record(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
+def cdr_record(record: dict[str, Any], zone: tzinfo, *, recording_url: str = "") -> dict[str, Any]:
     """A call record (``calls/record.py``) as the carrier's CDR: its keys first, in its order
     and with its meanings (``cause`` a name, times in its format, ``""`` for what is not
     there), then the gateway's other fields as extra keys: ``cause_code`` (the number) and
-    every time's ISO-8601 UTC copy as ``<time>_utc``."""
+    every time's ISO-8601 UTC copy as ``<time>_utc``. ``recording_url``: the recording's link
+    (``calls/recordings.py``), "" when there is none."""
     call_id = record.get("call_id")
     carrier = {
         "id": call_id,
@@ -142,7 +143,7 @@ def cdr_record(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
         "duration": record.get("duration") or 0,
         "billsec": record.get("billsec") or 0,
         "direction": record.get("direction") or "outbound",
-        "recording_url": "",                      # no recordings (yet)
+        "recording_url": recording_url,
         "extension": _text(record.get("extension")),
         "from_number": _text(record.get("from_number")),
         "to_number": _text(record.get("to_number")),
@@ -166,7 +167,8 @@ HOOK_KEYS = ("call_id", "sip_call_id", "domain", "direction", "from_number", "to
 HOOK_LEGS = ("extension", "number")        # which leg a ringing or answered event is about
 
 
-def hook_payload(record: dict[str, Any], event: str, zone: tzinfo, *, leg: str | None = None) -> dict[str, Any]:
+def hook_payload(record: dict[str, Any], event: str, zone: tzinfo, *, leg: str | None = None,
+                 recording_url: str = "") -> dict[str, Any]:
     """A webhook's payload for ``event`` (ringing, answered, hangup, cdr) about the call
     ``record``: the carrier's keys first (``state`` is the event's name, ``domain`` the
     tenant, times in its format), ``leg`` for ringing and answered, then the carrier's CDR
@@ -174,7 +176,7 @@ def hook_payload(record: dict[str, Any], event: str, zone: tzinfo, *, leg: str |
     gateway's other fields as extras -- its own call state as ``call_state``, every time's
     ISO-8601 UTC copy as ``<time>_utc``. The same conventions for every event, so a ``cdr``
     payload holds the CDR ``GET /v1/cdr/{id}`` answers, plus the payload's keys."""
-    cdr = cdr_record(record, zone)
+    cdr = cdr_record(record, zone, recording_url=recording_url)
     payload: dict[str, Any] = {
         "call_id": cdr["call_id"],
         "sip_call_id": cdr["sip_call_id"],

@@ -56,6 +56,9 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     # the carrier's times ("YYYY-MM-DD HH:MM:SS" in CDRs, live calls) and date filters: an IANA zone
     timezone: str = "UTC"
+    # how clients reach the gateway (scheme://host[:port][/prefix]): absolute links it hands
+    # out (recording_url); "" (unset): http://listen.host:listen.port
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,23 @@ class CallsConfig:
     # every bundle by name: the built-in ones, then calls.auto_answer_bundles
     # (docs/asterisk.md, "Auto-answer: which phones honour what")
     auto_answer_bundles: Mapping[str, Bundle] = field(default_factory=lambda: dict(BUILT_IN))
+    park_timeout: float = 10.0      # a parked party waits this long for a transfer, then is hung up
+    park_context: str = "c2c-park"  # the dialplan context a parked party waits in (docs/asterisk.md)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """Call recordings (docs/api.md, "Recordings"): globally, and per tenant (``tenants[].recording``
+    takes the same keys and overrides these)."""
+    enabled: bool = False           # record every call (a request's record=true|false overrides)
+    dir: str = "/var/spool/asterisk/monitor"   # where Asterisk writes the WAV files
+    local_dir: str = ""             # the same directory as the gateway reads it; "" = dir
+    url_template: str = ""          # e.g. https://pbx1.example/rec/{call_id}.wav: hand this out instead
+    url_ttl: float = 86400.0        # seconds a signed recording link is valid
+
+    @property
+    def reads_from(self) -> str:
+        return self.local_dir or self.dir
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class Tenant:
     api_key_digests: tuple[bytes, ...] = field(default=(), repr=False)  # exchanged for issued tokens
     auto_answer: str = DEFAULT_BUNDLE   # the bundle's name...
     auto_answer_headers: Bundle = BUILT_IN[DEFAULT_BUNDLE]  # ...resolved
+    recording: RecordingConfig = RecordingConfig()   # recording.*, with this tenant's overrides
 
     @property
     def default_hotline(self) -> str:
@@ -205,6 +226,7 @@ class Config:
     log: LogConfig = LogConfig()
     auth: AuthConfig = AuthConfig()
     api: ApiConfig = ApiConfig()
+    recording: RecordingConfig = RecordingConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -218,7 +240,7 @@ class Config:
 SECTIONS: Mapping[str, type] = {
     "listen": ListenConfig, "ami": AmiConfig, "calls": CallsConfig, "limits": LimitsConfig,
     "storage": StorageConfig, "webhooks": WebhooksConfig, "cluster": ClusterConfig, "http": HttpConfig,
-    "metrics": MetricsConfig, "log": LogConfig, "auth": AuthConfig, "api": ApiConfig,
+    "metrics": MetricsConfig, "log": LogConfig, "auth": AuthConfig, "api": ApiConfig, "recording": RecordingConfig,
 }
 # Keys a section accepts besides its fields (read and removed before the section is built):
 SECTION_EXTRA_KEYS: Mapping[str, frozenset[str]] = {
@@ -227,7 +249,7 @@ SECTION_EXTRA_KEYS: Mapping[str, frozenset[str]] = {
 ROOT_KEYS = frozenset(SECTIONS) | {"pbxs", "tenants"}
 PBX_KEYS = frozenset({"name", "ami"})             # pbxs[]: ami takes the keys of the ami section
 TENANT_KEYS = frozenset({"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines",
-                         "pbx", "auto_answer"})
+                         "pbx", "auto_answer", "recording"})   # tenants[].recording: the recording section's keys
 
 
 def section_keys(name: str) -> frozenset[str]:
@@ -250,7 +272,11 @@ def accepted_keys() -> frozenset[str]:
                 else:
                     keys.add(f"pbxs[].{key}")
         elif root == "tenants":
-            keys |= {f"tenants[].{key}" for key in TENANT_KEYS}
+            for key in TENANT_KEYS:
+                if key in SECTIONS:   # tenants[].recording: the keys of the recording section
+                    keys |= {f"tenants[].{key}.{sub}" for sub in section_keys(key)}
+                else:
+                    keys.add(f"tenants[].{key}")
         else:   # pragma: no cover - a new root key must say here what it holds
             raise AssertionError(f"accepted_keys: root key {root!r} is not described")
     return frozenset(keys)
@@ -290,15 +316,16 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     log = _section(root, "log", LogConfig)
     auth = _auth(root)
     api = _api(root)
+    recording = _recording(root.get("recording"), "recording", RecordingConfig())
     tenants_raw = root.get("tenants")
     if not isinstance(tenants_raw, list) or not tenants_raw:
         raise ConfigError("tenants: a non-empty list of tenants is required")
     pbx_names = [p.name for p in pbxs]
-    tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names, calls) for i, t in enumerate(tenants_raw))
+    tenants = tuple(_tenant(t, f"tenants[{i}]", pbx_names, calls, recording) for i, t in enumerate(tenants_raw))
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
                   storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log,
-                  auth=auth, api=api)
+                  auth=auth, api=api, recording=recording)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:
@@ -450,8 +477,43 @@ def _api(root: dict) -> ApiConfig:
     origins = given.get("cors_origins", [])
     if not isinstance(origins, list):
         raise ConfigError("api.cors_origins: expected a list of origins (https://crm.example.com)")
+    public_url = given.get("public_url", "")
     return ApiConfig(cors_origins=tuple(_origin(o, f"api.cors_origins[{i}]") for i, o in enumerate(origins)),
-                     timezone=_timezone(given.get("timezone", "UTC"), "api.timezone"))
+                     timezone=_timezone(given.get("timezone", "UTC"), "api.timezone"),
+                     public_url=_public_url(public_url, "api.public_url") if public_url else "")
+
+
+_PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._~/-]*)?")
+_RECORDING_DIR = re.compile(r"/[A-Za-z0-9_./-]*")
+_URL_TEMPLATE = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%{}-]+")
+
+
+def _public_url(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _PUBLIC_URL.fullmatch(value) or len(value) > 200:
+        raise ConfigError(f"{path}: expected scheme://host[:port][/path] with scheme http or https "
+                          "(https://c2c.example.com, http://10.0.0.5:8080/c2c)")
+    return value.rstrip("/")
+
+
+def _recording(given: Any, path: str, base: RecordingConfig) -> RecordingConfig:
+    """The recording section (or a tenant's overrides of it): directories are absolute paths
+    of safe characters (the one Asterisk writes to reaches AMI), a URL template names
+    {call_id}."""
+    values = dict(_mapping(given or {}, path))
+    unset = {key for key in ("local_dir", "url_template") if values.get(key) == ""}   # "": back to none
+    section = _section({path: {k: v for k, v in values.items() if k not in unset}}, path, RecordingConfig)
+    changes: dict[str, Any] = {key: "" if key in unset else getattr(section, key) for key in values}
+    recording = dataclasses.replace(base, **changes)
+    for key in ("dir", "local_dir"):
+        value = getattr(recording, key)
+        if value and (not _RECORDING_DIR.fullmatch(value) or ".." in value.split("/")):
+            raise ConfigError(f"{path}.{key}: an absolute directory of letters, digits and _ . / - only")
+    if recording.url_template and (not _URL_TEMPLATE.fullmatch(recording.url_template)
+                                   or "{call_id}" not in recording.url_template
+                                   or recording.url_template.replace("{call_id}", "").count("{")):
+        raise ConfigError(f"{path}.url_template: an http(s) URL naming {{call_id}} (and no other {{...}}), "
+                          "e.g. https://pbx1.example/rec/{call_id}.wav")
+    return recording
 
 
 def _timezone(value: Any, path: str) -> str:
@@ -574,12 +636,14 @@ def _check_ami(ami: AmiConfig, path: str) -> None:
 
 
 def _check_calls(calls: CallsConfig) -> None:
+    if not patterns.CONFIG_NAME.fullmatch(calls.park_context):
+        raise ConfigError(f"calls.park_context: must be {patterns.CONFIG_NAME.rule}")
     if calls.sync_timeout <= calls.ring_timeout:
         raise ConfigError("calls.sync_timeout: must be longer than calls.ring_timeout, "
                           "or a synchronous request could give up while the phone still rings")
 
 
-def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig) -> Tenant:
+def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig, recording: RecordingConfig) -> Tenant:
     t = _mapping(raw, path)
     _only(t, path, TENANT_KEYS)
     pbx = t.get("pbx", pbx_names[0])
@@ -617,7 +681,8 @@ def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig) -> Te
     headers = _known_bundle(bundle, calls, f"{path}.auto_answer")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
                   extensions=extensions, hotlines=hotlines, pbx=pbx, api_key_digests=key_digests,
-                  auto_answer=bundle, auto_answer_headers=headers)
+                  auto_answer=bundle, auto_answer_headers=headers,
+                  recording=_recording(t.get("recording"), f"{path}.recording", recording))
 
 
 def _name(value: Any, path: str) -> str:

@@ -58,6 +58,22 @@ class CallNotFound(C2CError):
     code = "CALL_NOT_FOUND"
 
 
+class CallNotAnswered(C2CError):
+    """Call control needs the customer on the line: the number has not answered (yet)."""
+    code = "CALL_NOT_ANSWERED"
+
+
+class CallBusy(C2CError):
+    """The call is in the middle of another call-control action (a transfer rings, a party
+    waits in a park) that this one would clash with."""
+    code = "CALL_BUSY"
+
+
+class NotRecording(C2CError):
+    """The call has no recording to pause or resume."""
+    code = "NOT_RECORDING"
+
+
 class HookNotFound(C2CError):
     """No webhook with this id for this tenant."""
     code = "HOOK_NOT_FOUND"
@@ -88,7 +104,8 @@ class PbxUnavailable(C2CError):
 
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
-    CallCancelled, CallNotFound, HookNotFound, TooManyHooks, RateLimited, CallFailed, PbxUnavailable,
+    CallCancelled, CallNotFound, CallNotAnswered, CallBusy, NotRecording, HookNotFound, TooManyHooks, RateLimited,
+    CallFailed, PbxUnavailable,
 )
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 

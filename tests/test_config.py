@@ -1,6 +1,7 @@
 """Configuration: the documented keys load; bad values fail with their key path."""
 import copy
 import hashlib
+import re
 
 import pytest
 
@@ -249,3 +250,42 @@ def test_deprecated_auto_answer_headers_define_bundle_custom_the_default_unless_
     assert config.tenants[0].auto_answer == "legacy"
     assert config.calls.auto_answer_bundles["custom"] == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),
                                                           ("X-Auto", "1"))
+
+
+def test_recording_defaults_and_a_tenant_overrides_key_by_key():
+    config = parse_config(dict(BASE, recording={"enabled": True, "dir": "/var/rec", "url_ttl": 60},
+                               tenants=[dict(BASE["tenants"][0], recording={"local_dir": "/mnt/rec"}),
+                                        dict(BASE["tenants"][0], domain="b", tokens=["b-token"],
+                                             recording={"enabled": False})]), {})
+    recording = config.recording
+    assert (recording.enabled, recording.dir, recording.reads_from) == (True, "/var/rec", "/var/rec")
+    first, second = config.tenants
+    assert (first.recording.enabled, first.recording.dir, first.recording.reads_from, first.recording.url_ttl) == \
+        (True, "/var/rec", "/mnt/rec", 60.0)
+    assert (second.recording.enabled, second.recording.dir) == (False, "/var/rec")
+    assert parse_config(BASE, {}).recording.enabled is False
+    assert (config.calls.park_timeout, config.calls.park_context, config.api.public_url) == (10.0, "c2c-park", "")
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"recording": {"dir": "/var/rec,evil"}}, "recording.dir"),
+    ({"recording": {"dir": "relative/rec"}}, "recording.dir"),
+    ({"recording": {"local_dir": "/var/../etc"}}, "recording.local_dir"),
+    ({"recording": {"url_template": "https://pbx.example/rec.wav"}}, "recording.url_template"),
+    ({"recording": {"url_template": "https://pbx.example/{call_id}/{other}.wav"}}, "recording.url_template"),
+    ({"recording": {"enabled": "yes"}}, "recording.enabled"),
+    ({"recording": {"nope": 1}}, "recording.nope"),
+    ({"calls": {"park_context": "bad context"}}, "calls.park_context"),
+    ({"api": {"public_url": "ftp://x"}}, "api.public_url"),
+    ({"api": {"public_url": "https://c2c.example/ path"}}, "api.public_url"),
+])
+def test_bad_recording_and_call_control_config_names_the_key(change, where):
+    raw = copy.deepcopy(BASE)
+    for section, values in change.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    with pytest.raises(ConfigError, match=rf"^{re.escape(where)}"):
+        parse_config(raw, {})
+    tenant = dict(BASE["tenants"][0], recording=change.get("recording", {}))
+    if "recording" in change:
+        with pytest.raises(ConfigError, match=rf"^tenants\[0\]\.{re.escape(where)}"):
+            parse_config(dict(BASE, tenants=[tenant]), {})

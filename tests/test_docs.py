@@ -180,6 +180,14 @@ _VALUES: dict[str, Any] = {
     "tenants[].hotlines": {"02873001234": "hotline-trunk", "+842873005678": "hotline-trunk-2"},
     "tenants[].pbx": "default",
     "tenants[].auto_answer": "none",
+    "api.public_url": "https://c2c.example.com",
+    "recording.local_dir": "/srv/recordings",
+    "recording.url_template": "https://pbx1.example/rec/{call_id}.wav",
+    "tenants[].recording.enabled": True,
+    "tenants[].recording.dir": "/var/spool/asterisk/monitor",
+    "tenants[].recording.local_dir": "/srv/recordings",
+    "tenants[].recording.url_template": "https://pbx1.example/rec/{call_id}.wav",
+    "tenants[].recording.url_ttl": 3600,
 }
 # Keys that are valid only together with another one.
 _WITH: dict[str, dict[str, Any]] = {"auth.signing_secrets_previous": {"auth.signing_secret": "s" * 32}}
@@ -196,7 +204,12 @@ def _value(key: str) -> Any:
 
 def _set(raw: dict[str, Any], key: str, value: Any) -> None:
     if key.startswith("tenants[]."):
-        raw["tenants"][0][key.removeprefix("tenants[].")] = value
+        path = key.removeprefix("tenants[].").split(".")
+        tenant = raw["tenants"][0]
+        if len(path) == 1:
+            tenant[path[0]] = value
+        else:
+            tenant.setdefault(path[0], {})[path[1]] = value
     elif key.startswith("pbxs[]."):
         pbx = raw.setdefault("pbxs", [{"name": "pbx1"}])[0]
         path = key.removeprefix("pbxs[].").split(".")
@@ -225,7 +238,8 @@ def test_the_parser_accepts_every_documented_key():
 
 def test_accepted_keys_come_from_the_parsers_own_sets():
     keys = config.accepted_keys()
-    assert {f"tenants[].{k}" for k in config.TENANT_KEYS} <= keys
+    assert {f"tenants[].{k}" for k in config.TENANT_KEYS - set(config.SECTIONS)} <= keys
+    assert {f"tenants[].recording.{k}" for k in config.section_keys("recording")} <= keys
     for section in config.SECTIONS:
         assert section in config.ROOT_KEYS
         fields = {f.name for f in dataclasses.fields(config.SECTIONS[section])}

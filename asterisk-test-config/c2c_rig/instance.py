@@ -15,6 +15,7 @@ import time
 import wave
 
 from .ami import Ami
+from .audio import write_raw_ulaw, write_ulaw_wav
 from .errors import RigError
 from .plan import (
     AMI_SECRET,
@@ -199,6 +200,10 @@ class Rig:
         self.dir = os.path.join(instances_parent(self.asterisk), self.name)   # host path
         # the same directory as Asterisk sees it
         self.inner_dir = (f"{CHROOT_STATE}/{self.name}" if self.asterisk["kind"] == "chroot" else self.dir)
+        # call recordings: where Asterisk writes them (recording.dir) and the same directory as
+        # the host reads it (recording.local_dir): they differ when Asterisk runs in a chroot
+        self.recordings_dir = f"{self.inner_dir}/recordings"
+        self.recordings_local_dir = os.path.join(self.dir, "recordings")
         self.procs: dict[str, dict] = {}
         self._load_state()
 
@@ -342,8 +347,11 @@ class Rig:
 
     def _write_config(self):
         shutil.rmtree(self.dir, ignore_errors=True)                 # fresh astdb every time
-        for d in ("etc", "lib", "db", "keys", "data", "agi-bin", "spool", "run", "log", "sipp"):
+        for d in ("etc", "lib", "db", "keys", "data", "agi-bin", "spool", "run", "log", "sipp", "moh",
+                  "recordings"):
             os.makedirs(os.path.join(self.dir, d))
+        write_ulaw_wav(os.path.join(self.dir, "sipp", "talk.wav"))      # the talking trunk's voice
+        write_raw_ulaw(os.path.join(self.dir, "moh", "hold.ulaw"))      # music on hold
         p = self.ports
         trunk_dial = "PJSIP/${EXTEN}@${C2C_TRUNK}" if self.driver == "pjsip" else "SIP/${C2C_TRUNK}/${EXTEN}"
         values = {"STATE": self.inner_dir, "MODDIR": self.asterisk["moddir"], "SIP_BIND": "127.0.0.1",

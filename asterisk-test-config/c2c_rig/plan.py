@@ -62,6 +62,7 @@ TRUNK_RESULTS = {"486": "486 Busy Here (DialStatus BUSY)",
                  "183": "183 Session Progress with SDP, no 180, never answers (NOANSWER at C2C_DIAL_TIMEOUT)",
                  "999": "no response at all to the INVITE (NOANSWER at C2C_DIAL_TIMEOUT)",
                  "800": "180, 200 after ~1 s, trunk sends BYE ~8 s later (DialStatus ANSWER)",
+                 "700": "180, 200 after ~1 s, then talks (a tone as RTP) until BYE, ~60 s at most (ANSWER)",
                  "other": "180, 200 after ~1 s, trunk sends BYE ~3 s later (DialStatus ANSWER)"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..app_keys import SERVICE
+from ..app_keys import RECORDINGS, SERVICE
 from ..calls.record import LIVE_CALL_KEYS
 from ..carrier import live_call
 from .common import call_id_of, principal_of, success, zone_of
@@ -16,7 +16,8 @@ routes = web.RouteTableDef()
 async def get_call(request: web.Request) -> web.Response:
     """The live state, or the CDR once the call has ended."""
     principal = await principal_of(request)
-    return success(call=await request.app[SERVICE].call(principal.tenant, call_id_of(request), principal.ext))
+    record = await request.app[SERVICE].call(principal.tenant, call_id_of(request), principal.ext)
+    return success(call={**record, "recording_url": request.app[RECORDINGS].url(record, principal.tenant.recording)})
 
 
 @routes.delete("/v1/calls/{call_id}")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import SCROLL, SERVICE
+from ..app_keys import RECORDINGS, SCROLL, SERVICE
 from ..auth import Principal
 from ..calls.requests import CdrQuery
 from ..carrier import cdr_record
@@ -42,6 +42,7 @@ async def list_cdrs(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     params = query_of(request, CDR_PARAMS)
     zone = zone_of(request)
+    links, recording = request.app[RECORDINGS], principal.tenant.recording
     query = parse_cdr_query(params, zone)
     service, codec, tenant = request.app[SERVICE], request.app[SCROLL], principal.tenant.domain
     scroll_id = params.get("scroll_id", "")
@@ -50,9 +51,10 @@ async def list_cdrs(request: web.Request) -> web.Response:
         records, total, exact = await service.cdrs(principal.tenant, query)
         offset = (query.page - 1) * query.limit if query.offset is None else query.offset
         return web.json_response({
-            "data": [cdr_record(r, zone) for r in records], "total": total,
+            "data": [cdr_record(r, zone, recording_url=links.url(r, recording)) for r in records], "total": total,
             "page": offset // query.limit + 1, "limit": query.limit, "offset": offset,
-            "status": "success", "total_exact": exact, "cdrs": records})
+            "status": "success", "total_exact": exact,
+            "cdrs": [{**r, "recording_url": links.url(r, recording)} for r in records]})
     after: tuple[str, str] | None = None
     if scroll_id:
         query, after = _continued(query, params, codec.decode(tenant, scroll_id))
@@ -63,8 +65,9 @@ async def list_cdrs(request: web.Request) -> web.Response:
         last = records[-1]
         next_id = codec.encode(tenant, ScrollPosition(last["time_started"], last["call_id"],
                                                       query.filters(), query.limit))
-    return web.json_response({"data": [cdr_record(r, zone) for r in records], "scroll_id": next_id,
-                              "status": "success", "cdrs": records})
+    return web.json_response({"data": [cdr_record(r, zone, recording_url=links.url(r, recording)) for r in records],
+                              "scroll_id": next_id, "status": "success",
+                              "cdrs": [{**r, "recording_url": links.url(r, recording)} for r in records]})
 
 
 def _continued(query: CdrQuery, params: dict[str, str],
@@ -91,4 +94,6 @@ async def get_cdr(request: web.Request) -> web.Response:
     record = await request.app[SERVICE].cdr(principal.tenant, cdr_id, principal.ext,
                                             missing="no CDR with this call_id or sip_call_id",
                                             by_sip_call_id=True)
-    return web.json_response({**cdr_record(record, zone_of(request)), "call": record})
+    link = request.app[RECORDINGS].url(record, principal.tenant.recording)
+    return web.json_response({**cdr_record(record, zone_of(request), recording_url=link),
+                              "call": {**record, "recording_url": link}})

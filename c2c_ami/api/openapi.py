@@ -67,6 +67,8 @@ _CLICK2CALL_PARAMS = [
     _param("is_encode", "true/false/1/0/yes/no: phone is Base64-encoded."),
     _param("customer_id", "The CRM's customer the call is about: in the call record, CDRs, webhooks "
            "and the dialplan (C2C_CUSTOMER_ID).", pattern=patterns.CUSTOMER_ID.anchored),
+    _param("record", "true/false/1/0/yes/no: record this call (overrides the tenant's recording.enabled); "
+           "the recording's link is the CDR's recording_url."),
     _param("Idempotency-Key", "Replays the first answer for the same key (same parameters).",
            where="header", pattern=patterns.IDEMPOTENCY_KEY.anchored),
 ]
@@ -89,7 +91,7 @@ def _v2_body() -> dict:
     }
     for name in V2_OPTIONAL:
         properties[name] = field(name)
-        if name in ("auto_answer", "is_encode"):
+        if name in ("auto_answer", "is_encode", "record"):
             properties[name] = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
                                 "description": "true/false (or v1's strings)"}
     return {"type": "object", "required": ["id", "mobile", "agent"], "properties": properties}
@@ -118,7 +120,9 @@ def _carrier_cdr(record: dict[str, Any]) -> dict[str, Any]:
         "cause_code": {"type": "integer", "nullable": True, "description": "the Q.850 cause number"},
         "duration": fields["duration"], "billsec": fields["billsec"],
         "direction": {"type": "string", "enum": ["outbound"]},
-        "recording_url": {"type": "string", "description": "always \"\": no recordings"},
+        "recording_url": {"type": "string", "description": "the recording's link (a signed URL of "
+                                                           "/v1/recording/{call_id}, or recording.url_template); "
+                                                           "\"\" when the call has no recording"},
         "extension": text, "from_number": text, "to_number": text,
         "receive_dest": {"type": "string", "description": "always \"\" (no ring groups or queues)"},
         "hotline": text,
@@ -175,6 +179,52 @@ _LIVE_CALL: dict[str, Any] = {"type": "object", "properties": {
     "hotline": {"type": "string"}, "customer_id": {"type": "string", "nullable": True},
     "call_state": {"type": "string", "description": "the gateway's own state of the call"},
     "created_time_utc": {"type": "string", "format": "date-time"}}}
+
+def _control_paths() -> dict[str, Any]:
+    """POST /v1/call/{call_id}/transfer, park, listen, whisper, barge, recording/pause|resume."""
+    def action(summary: str, description: str, body: bool = True, failures: tuple[int, ...] = ()) -> dict:
+        operation: dict[str, Any] = {
+            "summary": summary, "description": description, "security": _BEARER, "parameters": [_CALL_ID_PATH],
+            "responses": {**_ok("ControlResult", "done"),
+                          **_failures(400, 401, 403, 404, 409, 429, 502, 503, *failures)}}
+        if body:
+            operation["requestBody"] = {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ControlRequest"}}}}
+        return {"post": operation}
+    refusals = ("Refused before anything reaches the PBX: ext not the tenant's (403 FORBIDDEN), not registered "
+                "(404 USER_NOT_REGISTERED), busy (409 USER_BUSY); the customer has not answered (409 "
+                "CALL_NOT_ANSWERED); another action clashes (409 CALL_BUSY); an ended or unknown call (404 "
+                "CALL_NOT_FOUND).")
+    supervise = ("ext rings (with the tenant's auto-answer headers if auto_answer) and, once it answers, "
+                 "{how}. The answer comes once the PBX took the request; the call record's supervisors "
+                 "shows when spying started and ended. " + refusals)
+    return {
+        "/v1/call/{call_id}/transfer": action(
+            "Transfer the customer (bleg, the default) or the agent (aleg) to another extension",
+            "Attended by the gateway: ext rings; once it answers, bleg: the customer talks with ext and the "
+            "agent's leg ends; aleg: the agent talks with ext and the customer's leg ends. A parked call: the "
+            "waiting party is connected. If ext does not answer within calls.ring_timeout nothing moves: 409 "
+            "NO_ANSWER (or 409 USER_BUSY if it refused). The call keeps its call_id; its record gains "
+            "transfers and final_ext. " + refusals),
+        "/v1/call/{call_id}/park": action(
+            "Park a party: it waits (music on hold) for a transfer; the other party's leg ends",
+            "legs (required): bleg parks the customer, aleg the agent. A transfer within calls.park_timeout "
+            "connects the waiting party; after it the waiting party is hung up (hangup_by pbx). Needs the "
+            "calls.park_context dialplan context (docs/asterisk.md). " + refusals),
+        "/v1/call/{call_id}/listen": action("A supervisor listens to the call", supervise.format(
+            how="hears the agent and the customer, silently")),
+        "/v1/call/{call_id}/whisper": action("A supervisor coaches the agent", supervise.format(
+            how="hears the call and speaks to the agent only")),
+        "/v1/call/{call_id}/barge": action("A supervisor joins the call", supervise.format(
+            how="hears the call and speaks to both parties")),
+        "/v1/call/{call_id}/recording/pause": action(
+            "Mask the recording from now (a card number is said): silence is recorded, the timeline kept",
+            "409 NOT_RECORDING when the call has no recording. The record lists recording_masked.", body=False),
+        "/v1/call/{call_id}/recording/resume": action(
+            "Record the call's audio again after a pause",
+            "409 NOT_RECORDING when the call has no recording.", body=False),
+    }
+
 
 def build_openapi() -> dict[str, Any]:
     codes = [cls.code for cls in ERROR_CLASSES]
@@ -292,6 +342,20 @@ def build_openapi() -> dict[str, Any]:
                     "page": {"type": "integer"}, "limit": {"type": "integer"},
                     "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+                "ControlRequest": {"type": "object", "properties": {
+                    "ext": {"type": "string", "pattern": patterns.EXTENSION.anchored,
+                            "description": "the extension that takes the call, or supervises it"},
+                    "legs": {"type": "string", "enum": ["bleg", "aleg"],
+                             "description": "bleg: the customer (the side that received the call); "
+                                            "aleg: the agent (the side that placed it)"},
+                    "auto_answer": {"type": "boolean", "description": "supervision: send the tenant's "
+                                                                      "auto-answer headers to ext"}}},
+                "ControlResult": {"type": "object", "required": ["status", "call_id"], "properties": {
+                    "status": {"type": "string", "enum": ["success"]},
+                    "call_id": {"type": "string"},
+                    "ext": {"type": "string"}, "legs": {"type": "string", "enum": ["bleg", "aleg"]},
+                    "mode": {"type": "string", "enum": ["listen", "whisper", "barge"]},
+                    "masked": {"type": "boolean", "description": "recording pause/resume: silent now"}}},
                 "Deleted": {"type": "object", "properties": {"status": {"type": "string", "enum": ["success"]},
                                                              "deleted": {"type": "boolean", "enum": [True]}}},
                 "TokenRequest": {"type": "object", "required": ["api_key"], "properties": {
@@ -355,6 +419,19 @@ def build_openapi() -> dict[str, Any]:
                            "security": _BEARER, "parameters": [_CALL_ID_PATH],
                            "responses": {**_ok("Success", "hangup requested"),
                                          **_failures(400, 401, 404, 429, 503)}}},
+            **_control_paths(),
+            "/v1/recording/{call_id}": {"get": {
+                "summary": "A call's recording (audio/wav; HTTP Range supported)",
+                "security": [{}, *_BEARER],
+                "description": "With the signed link of a CDR's recording_url (?exp&sig) no token is needed; "
+                               "an expired or altered link is 403 FORBIDDEN. Without them, a Bearer token of "
+                               "the call's tenant (an extension-scoped token: its own calls). No file: 404.",
+                "parameters": [_CALL_ID_PATH, _param("exp", "the link's expiry, unix seconds"),
+                               _param("sig", "the link's signature")],
+                "responses": {"200": {"description": "the WAV file",
+                                      "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                              "206": {"description": "the requested range of it"},
+                              **_failures(400, 401, 403, 404, 429)}}},
             "/v1/call": {"get": {"summary": "The tenant's live calls ({data, total})", "security": _BEARER,
                                  "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
             "/v1/cdr": {"get": {

@@ -28,13 +28,13 @@ from ..store import MAX_PAGE
 
 MAX_QUERY_LENGTH = 4096
 KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name",
-                "dest_cid_number", "auto_answer", "hotline", "is_encode", "customer_id")
+                "dest_cid_number", "auto_answer", "hotline", "is_encode", "customer_id", "record")
 # POST /v2/click2call: the carrier's body names -> the v1 parameter each stands for; the other
 # v1 parameters (V2_OPTIONAL) may be given in the body by their v1 names.
 V2_NAMES = {"id": "customer_id", "mobile": "phone", "agent": "ext"}
 V2_OPTIONAL = ("src_cid_name", "src_cid_number", "dest_cid_name", "dest_cid_number", "auto_answer",
-               "hotline", "is_encode")
-_V2_BOOLEANS = ("auto_answer", "is_encode")
+               "hotline", "is_encode", "record")
+_V2_BOOLEANS = ("auto_answer", "is_encode", "record")
 CDR_PARAMS = ("start_date", "end_date", "extension", "phone", "status", "customer_id", "direction", "limit",
               "page", "offset", "scroll_id")
 PAGE_PARAMS = ("page", "limit", "offset")    # any of them: a page; none: a scroll (the carrier's default)
@@ -88,6 +88,7 @@ def parse_click_to_call(params: dict[str, str]) -> ClickToCallRequest:
         auto_answer=parse_bool(params, "auto_answer"),
         hotline=optional_match(params, "hotline", patterns.HOTLINE),
         customer_id=optional_match(params, "customer_id", patterns.CUSTOMER_ID),
+        record=parse_bool(params, "record") if params.get("record", "") != "" else None,
     )
 
 
@@ -413,3 +414,51 @@ def _hook_events(events: object) -> list[str]:
             isinstance(e, str) and (e in EVENTS or e == ALL_EVENTS) for e in events):
         raise InvalidParams(f"events: a non-empty list of {', '.join(EVENTS)} or {ALL_EVENTS}")
     return sorted(set(events))
+
+
+# -- call control ------------------------------------------------------------------------------
+
+LEGS = ("bleg", "aleg")
+SUPERVISION_MODES = ("listen", "whisper", "barge")
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """A call-control body: ``{"ext", "legs", "auto_answer"}``, what each action takes of it."""
+    ext: str | None = None
+    legs: str | None = None
+    auto_answer: bool = False
+
+
+def parse_control(raw_body: bytes, *, ext: bool = False, legs: bool = False, legs_default: str | None = None,
+                  auto_answer: bool = False) -> ControlRequest:
+    """The JSON body of a call-control action, with what the action takes: ``ext`` (then
+    required), ``legs`` (``bleg`` or ``aleg``; ``legs_default`` when absent, None: required),
+    ``auto_answer`` (a JSON boolean or true/false/1/0/yes/no). An empty body is ``{}``, and a
+    null the same as absent. Keys the action does not take are refused, never ignored."""
+    body = json_object(raw_body) if raw_body.strip() else {}
+    body = {key: value for key, value in body.items() if value is not None}     # null: absent, as in v2
+    allowed = {name for name, taken in (("ext", ext), ("legs", legs), ("auto_answer", auto_answer)) if taken}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no parameter"
+        raise InvalidParams(f"{unknown[0]}: not a parameter of this action (it takes: {takes})")
+    request_ext = None
+    if ext:
+        value = body.get("ext")
+        if not isinstance(value, str) or not value:
+            raise InvalidParams("ext: required, a string")
+        request_ext = checked("ext", value, patterns.EXTENSION)
+    chosen = None
+    if legs:
+        chosen = body.get("legs", legs_default)
+        if chosen is None:
+            raise InvalidParams("legs: required, bleg (the customer) or aleg (the agent)")
+        if chosen not in LEGS:
+            raise InvalidParams("legs: must be bleg (the customer) or aleg (the agent)")
+    answer = body.get("auto_answer", False)
+    if isinstance(answer, str):
+        answer = parse_bool({"auto_answer": answer}, "auto_answer")
+    if not isinstance(answer, bool):
+        raise InvalidParams("auto_answer: must be true or false")
+    return ControlRequest(ext=request_ext, legs=chosen, auto_answer=answer)

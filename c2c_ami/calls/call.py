@@ -2,9 +2,12 @@
 
 A call moves forward only: originating -> ext_ringing -> ext_answered -> dialing ->
 number_ringing -> number_answered -> ended (events about one call can arrive out of order,
-so a late event never moves it back). Each method below is one thing that happened to the
-call, in the domain's words (``calls/legs.py``); the AMI event translator (``pbx/events.py``),
-the service and the registry call them and never write a field themselves.
+so a late event never moves it back). Once the customer talks, call control may change who
+is with them (a transfer, a park) and who listens (supervisors) without a new state: the call
+goes on under the same call_id until the customer's side has ended and nobody waits. Each
+method below is one thing that happened to the call, in the domain's words
+(``calls/legs.py``); the AMI event translator (``pbx/events.py``), the services and the
+registry call them and never write a field themselves.
 
 Every step forward is noted in the call (``take_steps``); the registry, which settles the
 call after each change, reports the steps and the changed facts to the call's observer
@@ -20,7 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..errors import C2CError, CallCancelled, CallFailed, NoAnswer, UserBusy, UserNotRegistered
-from .legs import ExtLegFailure, Leg, NumberFailure
+from .legs import (
+    ExtLegFailure,
+    Leg,
+    Mask,
+    NumberFailure,
+    Park,
+    Role,
+    Supervision,
+    Transfer,
+    from_facts,
+    to_facts,
+)
 
 __all__ = ["Call", "CallObserver", "CallState", "CdrStatus", "ExtFailure", "ExtLegFailure", "HangupBy",
            "Leg", "NumberFailure", "Step"]
@@ -89,7 +103,11 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "trunk_channel", "trunk_uniqueid", "sip_call_id", "ext_channel_seen", "ext_hungup", "trunk_hungup",
             "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
             "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
-            "unobserved_since", "customer_id", "ext_alerted", "number_alerted", "pbx_cause", "ext_failure_reason")
+            "unobserved_since", "customer_id", "ext_alerted", "number_alerted", "pbx_cause", "ext_failure_reason",
+    "agent_uniqueid", "agent_channel", "agent_released", "former_legs", "record", "recording_started_at")
+# List facts: call control's transfers, parks, supervisors and recording masks.
+_DURABLE_LISTS: dict[str, type] = {"transfers": Transfer, "parks": Park, "supervisors": Supervision,
+                                   "masks": Mask}
 
 
 @dataclass(eq=False, slots=True)
@@ -138,32 +156,114 @@ class Call:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)   # the registry's
     deadline: str | None = field(default=None, repr=False)               # the registry's
     steps: list[tuple[Step, CallState]] = field(default_factory=list, repr=False)   # not yet reported
+    # -- call control (``calls/control.py``) --
+    agent_uniqueid: str | None = None    # the agent leg with the customer, when not the extension's
+    agent_channel: str | None = None     # (a customer transfer put another extension there)
+    agent_released: bool = False         # the agent side left the call (a transfer took it away)
+    former_legs: dict[str, str] = field(default_factory=dict)    # uniqueid -> channel, still up
+    transfers: list[Transfer] = field(default_factory=list)
+    parks: list[Park] = field(default_factory=list)
+    supervisors: list[Supervision] = field(default_factory=list)
+    record: bool = False                 # recording asked for this call
+    recording_started_at: float | None = None
+    masks: list[Mask] = field(default_factory=list)
+    action_done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)   # a transfer resolved
 
     # -- questions -----------------------------------------------------------------------------
+    @property
+    def agent_id(self) -> str:
+        """The Uniqueid of the agent leg with the customer: the extension's (= call_id) until a
+        customer transfer put another extension's leg there."""
+        return self.agent_uniqueid or self.call_id
+
     def leg_of(self, uniqueid: str | None) -> Leg | None:
-        """Which of this call's channels a Uniqueid names, if any."""
+        """Which of this call's two legs a Uniqueid names, if any."""
         if uniqueid is None:
             return None
-        if uniqueid == self.call_id:
+        if uniqueid == self.agent_id:
             return Leg.EXTENSION
         if uniqueid == self.trunk_uniqueid:
             return Leg.NUMBER
         return None
 
+    def role_of(self, uniqueid: str | None) -> Role | None:
+        """What a Uniqueid is to this call: its agent or customer leg, a transfer target's or a
+        supervisor's leg, or an agent leg call control took out of the call."""
+        leg = self.leg_of(uniqueid)
+        if leg is not None:
+            return Role.AGENT if leg is Leg.EXTENSION else Role.CUSTOMER
+        if uniqueid is None:
+            return None
+        if any(t.uniqueid == uniqueid and t.answered is None for t in self.transfers):
+            return Role.TRANSFER
+        if any(s.uniqueid == uniqueid for s in self.supervisors):
+            return Role.SUPERVISOR
+        if uniqueid in self.former_legs:
+            return Role.FORMER_AGENT
+        return None
+
+    def leg_ids(self) -> list[str]:
+        """The Uniqueids, other than call_id, whose events belong to this call (the PBX links
+        a transfer target's or a supervisor's leg to the call only once bridged, or never)."""
+        return [t.uniqueid for t in self.transfers] + [s.uniqueid for s in self.supervisors]
+
+    @property
+    def pending_transfer(self) -> Transfer | None:
+        return next((t for t in self.transfers if t.answered is None), None)
+
+    @property
+    def park(self) -> Park | None:
+        """The park in progress: a party waits."""
+        return next((p for p in self.parks if p.outcome is None), None)
+
+    @property
+    def final_ext(self) -> str:
+        """Who the customer talked to last: the extension of the last customer transfer that
+        was answered, else the call's own."""
+        answered = [t for t in self.transfers if t.answered and t.legs == "bleg"]
+        return answered[-1].ext if answered else self.ext
+
+    @property
+    def customer_answered(self) -> bool:
+        return self.number_answered_at is not None
+
+    @property
+    def customer_up(self) -> bool:
+        return self.customer_answered and not self.trunk_hungup
+
+    @property
+    def current_agent_channel(self) -> str | None:
+        """The agent leg's channel now (the extension's, or a transfer target's)."""
+        return self.agent_channel or self.ext_channel
+
+    @property
+    def recording_masked(self) -> bool:
+        return bool(self.masks) and self.masks[-1].end is None
+
+    @property
+    def _agent_done(self) -> bool:
+        return self.ext_hungup or self.agent_released
+
     @property
     def over(self) -> bool:
-        """Nothing more can happen: the extension leg failed, or it ended after its outcome
-        was known and the number's leg (if there is one) ended too."""
+        """Nothing more can happen: the extension leg failed, or, its outcome known, the agent
+        side and the customer's leg (if there is one) have ended and no party waits in a park."""
         if self.error is not None:
             return True
-        return (self.ext_hungup and self.outcome_known.is_set()
+        return (self.outcome_known.is_set() and self._agent_done and self.park is None
                 and (self.trunk_uniqueid is None or self.trunk_hungup))
 
     @property
     def awaiting_number_hangup(self) -> bool:
-        """The extension leg ended; the number's leg has yet to report its own end."""
-        return (self.ext_hungup and self.outcome_known.is_set()
+        """The agent side ended; the number's leg has yet to report its own end (nothing else
+        keeps it: no park, no transfer ringing)."""
+        return (self._agent_done and self.outcome_known.is_set() and self.park is None
+                and self.pending_transfer is None
                 and self.trunk_uniqueid is not None and not self.trunk_hungup)
+
+    @property
+    def parked(self) -> bool:
+        return self.park is not None
 
     # -- the extension's leg -------------------------------------------------------------------
     def ext_leg_created(self, channel: str | None) -> None:
@@ -259,6 +359,9 @@ class Call:
     def hangup_requested(self, leg: Leg) -> None:
         """That side sent the first hangup (a BYE or CANCEL from its phone)."""
         self._hung_up_by("extension" if leg is Leg.EXTENSION else "number")
+        park = self.park
+        if park is not None and park.uniqueid == (self.agent_id if leg is Leg.EXTENSION else self.trunk_uniqueid):
+            park.outcome = "hung_up"          # the waiting party hung up itself
 
     def cancel(self) -> None:
         """``DELETE /v1/calls/{id}``: before the number answered this is a cancel (a waiting
@@ -266,13 +369,98 @@ class Call:
         self.cancel_requested = self.number_answered_at is None
         self._hung_up_by("api")
 
-    def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None) -> None:
+    def leg_hung_up(self, leg: Leg, cause: str | None, cause_txt: str | None, at: float | None = None) -> None:
+        uniqueid: str | None = self.agent_id
         if leg is Leg.EXTENSION:
+            self.former_legs.pop(self.agent_id, None)
             self.ext_hungup = True
             self.hangup_cause, self.hangup_cause_txt = cause, cause_txt
         else:
             self.trunk_hungup = True
             self.trunk_cause, self.trunk_cause_txt = cause, cause_txt
+            uniqueid = self.trunk_uniqueid
+            self._close_mask(at)
+        park = self.park
+        if park is not None and park.uniqueid == uniqueid:
+            if park.outcome is None:          # the waiting party did not hang up: the PBX did
+                park.outcome = "timed_out"
+                self._hung_up_by("pbx")
+            park.time_ended = at or time.time()
+
+    # -- call control: transfers, parks, supervisors, recording ---------------------------------
+    def transfer_asked(self, transfer: Transfer) -> None:
+        """A transfer to ``transfer.ext`` rings (the gateway originated its leg)."""
+        self.transfers.append(transfer)
+        self.action_done.clear()
+
+    def transfer_leg_created(self, uniqueid: str, channel: str | None) -> None:
+        for transfer in self.transfers:
+            if transfer.uniqueid == uniqueid:
+                transfer.channel = channel
+
+    def transfer_answered(self, uniqueid: str, at: float | None = None) -> None:
+        """The target answered: the PBX bridges it with the party that moves (bleg: the
+        customer, who now talks with the target; aleg: the agent, who leaves the call)."""
+        transfer = next((t for t in self.transfers if t.uniqueid == uniqueid and t.answered is None), None)
+        if transfer is None:
+            return
+        transfer.answered = True
+        park = self.park
+        moved = park.legs if transfer.from_park and park is not None else transfer.legs
+        if park is not None and transfer.from_park:
+            park.outcome, park.time_ended = "transferred", at or time.time()
+        if moved == "bleg":               # the customer goes to the target: it is the agent now
+            if not self.ext_hungup and self.current_agent_channel is not None:
+                self.former_legs[self.agent_id] = self.current_agent_channel
+            self.agent_uniqueid, self.agent_channel = transfer.uniqueid, transfer.channel
+            self.ext_hungup, self.hangup_cause, self.hangup_cause_txt = False, None, None
+        else:                             # the agent goes to the target: the agent side is done and
+            self.agent_released = True    # the customer's leg ends: the API's doing
+            self._hung_up_by("api")
+        self.action_done.set()
+
+    def transfer_failed(self, uniqueid: str, failure: str = "unavailable") -> None:
+        """The target did not answer (``failure``: rejected, no_answer, unavailable): nothing
+        moved."""
+        for transfer in self.transfers:
+            if transfer.uniqueid == uniqueid and transfer.answered is None:
+                transfer.answered, transfer.failure = False, failure
+                self.action_done.set()
+
+    def former_leg_hung_up(self, uniqueid: str) -> None:
+        self.former_legs.pop(uniqueid, None)
+
+    def parked_at(self, park: Park) -> None:
+        """``park.legs``' party waits (music on hold); the other party's leg ends."""
+        self.parks.append(park)
+
+    def supervisor_asked(self, supervision: Supervision) -> None:
+        self.supervisors.append(supervision)
+
+    def supervisor_started(self, uniqueid: str, at: float | None = None) -> None:
+        for supervision in self.supervisors:
+            if supervision.uniqueid == uniqueid and supervision.time_started is None:
+                supervision.time_started = at or time.time()
+
+    def supervisor_ended(self, uniqueid: str, at: float | None = None) -> None:
+        for supervision in self.supervisors:
+            if supervision.uniqueid == uniqueid and supervision.time_ended is None:
+                supervision.time_ended = at or time.time()
+
+    def recording_started(self, at: float | None = None) -> None:
+        if self.recording_started_at is None:
+            self.recording_started_at = at or time.time()
+
+    def recording_muted(self, muted: bool, at: float | None = None) -> None:
+        """Masking: the recording keeps its timeline, silent from now (``muted``) or not."""
+        if muted and not self.recording_masked:
+            self.masks.append(Mask(at or time.time()))
+        elif not muted:
+            self._close_mask(at)
+
+    def _close_mask(self, at: float | None) -> None:
+        if self.recording_masked:
+            self.masks[-1].end = at or time.time()
 
     def end(self, error: C2CError | None = None, at: float | None = None) -> None:
         """The registry let the call go: wake anyone waiting on its outcome (the registry
@@ -280,6 +468,7 @@ class Call:
         self._fail(error or CallFailed("the call ended before its outcome was known"))
         self.state = CallState.ENDED
         self.ended_at = at or time.time()
+        self._closed_at(self.ended_at)
 
     def unobserved(self, since: float) -> None:
         """The gateway lost sight of the call (its PBX link dropped): nothing is known of it
@@ -301,6 +490,21 @@ class Call:
         self.state = CallState.ENDED
         self.ended_at = max(last_seen, self.number_answered_at or 0.0, self.ext_answered_at or 0.0,
                             self.started_at)
+        self._closed_at(self.ended_at)
+
+    def _closed_at(self, ended_at: float) -> None:
+        """What call control left open ends with the call."""
+        self._close_mask(ended_at)
+        for supervision in self.supervisors:
+            if supervision.time_ended is None:
+                supervision.time_ended = ended_at
+        for transfer in self.transfers:
+            if transfer.answered is None:
+                transfer.answered = False
+        park = self.park
+        if park is not None:
+            park.outcome, park.time_ended = park.outcome or "hung_up", ended_at
+        self.action_done.set()
 
     # -- what the record shows -----------------------------------------------------------------
     @property
@@ -360,13 +564,21 @@ class Call:
         """What must outlive the process for the call to be tracked again after a restart."""
         facts = {name: getattr(self, name) for name in _DURABLE}
         facts["state"] = self.state.value
+        facts["former_legs"] = dict(self.former_legs)     # a copy: the write is stored later
+        for name in _DURABLE_LISTS:
+            items = getattr(self, name)
+            if items:                                 # most calls have none: no key at all
+                facts[name] = to_facts(items)
         return facts
 
     @classmethod
     def from_facts(cls, facts: dict[str, Any]) -> Call:
         """The call as ``facts`` left it; its outcome is known once the extension answered."""
-        call = cls(**{name: facts[name] for name in _DURABLE if name in facts},
-                   state=CallState(facts.get("state", CallState.ORIGINATING.value)))
+        values: dict[str, Any] = {name: facts[name] for name in _DURABLE if name in facts}
+        values["former_legs"] = dict(values.get("former_legs") or {})
+        for name, kind in _DURABLE_LISTS.items():
+            values[name] = from_facts(kind, facts.get(name))
+        call = cls(**values, state=CallState(facts.get("state", CallState.ORIGINATING.value)))
         if call.ext_answered_at is not None:
             call.outcome_known.set()
         return call

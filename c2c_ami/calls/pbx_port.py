@@ -1,7 +1,8 @@
 """What the call service asks of a PBX, in the calls' own words; ``pbx/`` answers it over AMI.
 
 A PBX here is: is this device free, busy or absent; place this Originate; hang up this
-channel; what is this leg's SIP Call-ID; which channels are up now. Its failures are
+channel; what is this leg's SIP Call-ID; which channels are up now; and, for call control,
+connect a new leg to a channel, let a supervisor spy on one, park one, record one. Its failures are
 ``PbxError`` and kin: the link is down (and whether the request had been written), the PBX
 refused, or it did not answer in time. What they mean for an API request is the service's
 business; how they are spoken on the wire, ``pbx/``'s.
@@ -80,6 +81,20 @@ class Originate:
     customer_id: str | None = None              # None: no C2C_CUSTOMER_ID
 
 
+@dataclass(frozen=True)
+class LegRequest:
+    """A leg call control adds to a call: ``device`` rings (``uniqueid`` is its channel's
+    Uniqueid) and, once it answers, the PBX joins it to ``channel``: bridged with it (a
+    transfer), or spying on it (a supervisor)."""
+    uniqueid: str
+    device: str
+    channel: str
+    ring_timeout: float
+    caller_id_name: str
+    caller_id_number: str
+    auto_answer_headers: Bundle = ()
+
+
 class PbxPort(Protocol):
     """One PBX as the call service sees it. Every method raises only ``PbxError`` and kin."""
     name: str
@@ -107,3 +122,21 @@ class PbxPort(Protocol):
         """Every channel up now."""
 
     async def sip_call_id(self, channel: str) -> str | None: ...
+
+    async def connect(self, leg: LegRequest) -> None:
+        """``leg.device`` rings; once it answers it is bridged with ``leg.channel``, which
+        leaves whatever bridge it was in (a transfer). Returns once the PBX queued it."""
+
+    async def spy(self, leg: LegRequest, mode: str) -> None:
+        """``leg.device`` rings; once it answers it hears ``leg.channel`` (listen), speaks to
+        it (whisper) or to both parties (barge)."""
+
+    async def park(self, channel: str, context: str, timeout: float) -> None:
+        """``channel`` leaves its bridge to wait in ``context`` (music on hold) for at most
+        ``timeout`` seconds; the party it was bridged with is left alone (and hung up)."""
+
+    async def start_recording(self, channel: str, file: str) -> None:
+        """Record ``channel``'s audio, both directions mixed, into ``file`` (as the PBX sees it)."""
+
+    async def mute_recording(self, channel: str, muted: bool) -> None:
+        """Write silence into ``channel``'s recording (``muted``), or its audio again."""

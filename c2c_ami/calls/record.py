@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from .call import Call, CallState, CdrStatus, ExtFailure, HangupBy, NumberFailure
+from .legs import ParkOutcome, SupervisionMode
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -25,15 +26,18 @@ def iso(timestamp: float | None) -> str | None:
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str                          # JSON type: string or integer
+    kind: str                          # JSON type: string, integer, boolean or array
     read: Callable[[Call], Any]
     description: str = ""
     values: tuple[str, ...] = ()       # the only values it takes (besides null, if nullable)
     nullable: bool = True
     format: str | None = None
+    items: dict[str, Any] | None = None   # an array's item schema
 
     def schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": self.kind}
+        if self.items is not None:
+            schema["items"] = self.items
         if self.format:
             schema["format"] = self.format
         if self.values:
@@ -43,6 +47,21 @@ class Field:
         if self.description:
             schema["description"] = self.description
         return schema
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def _list(name: str, read: Callable[[Call], list[dict[str, Any]]], description: str,
+          properties: dict[str, Any]) -> Field:
+    """A list of objects (call control's); empty when nothing was asked."""
+    return Field(name, "array", read, description, nullable=False,
+                 items={"type": "object", "properties": properties, "required": list(properties)})
 
 
 def _time(name: str, read: Callable[[Call], float | None], description: str, *,
@@ -86,6 +105,32 @@ FIELDS: tuple[Field, ...] = (
           nullable=False),
     Field("customer_id", "string", lambda c: c.customer_id,
           "the CRM's customer the call is about (v2 id, v1 customer_id), if given"),
+    Field("final_ext", "string", lambda c: c.final_ext,
+          "who the customer talked to last: the extension of the last answered customer (bleg) "
+          "transfer, else `extension`"),
+    _list("transfers", lambda c: [{"ext": t.ext, "legs": t.legs, "time": iso(t.time), "answered": t.answered}
+                                  for t in c.transfers],
+          "each transfer asked: `legs` bleg moves the customer to `ext`, aleg the agent; `answered` "
+          "null while `ext` rings", {"ext": _STR, "legs": _enum("aleg", "bleg"), "time": _TIME,
+                                     "answered": {"type": "boolean", "nullable": True}}),
+    _list("parks", lambda c: [{"legs": p.legs, "time": iso(p.time), "outcome": p.outcome,
+                               "time_ended": iso(p.time_ended)} for p in c.parks],
+          "each park: `legs` is the party that waited (bleg the customer, aleg the agent); `outcome` "
+          "null while it waits", {"legs": _enum("aleg", "bleg"), "time": _TIME,
+                                  "outcome": {**_enum(*get_args(ParkOutcome)), "nullable": True},
+                                  "time_ended": {**_TIME, "nullable": True}}),
+    _list("supervisors", lambda c: [{"ext": s.ext, "mode": s.mode, "time_started": iso(s.time_started),
+                                     "time_ended": iso(s.time_ended)} for s in c.supervisors],
+          "each supervisor asked: `time_started` when the PBX started spying on the agent (null if "
+          "the supervisor never answered)", {"ext": _STR, "mode": _enum(*get_args(SupervisionMode)),
+                                              "time_started": {**_TIME, "nullable": True},
+                                              "time_ended": {**_TIME, "nullable": True}}),
+    Field("recorded", "boolean", lambda c: c.recording_started_at is not None,
+          "a recording of the call was started when the customer answered (its link: "
+          "`recording_url` in CDRs and the cdr webhook)", nullable=False),
+    _list("recording_masked", lambda c: [{"start": iso(m.start), "end": iso(m.end)} for m in c.masks],
+          "spans of the recording kept silent (pause/resume); `end` null while paused",
+          {"start": _TIME, "end": {**_TIME, "nullable": True}}),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 

@@ -36,6 +36,7 @@ class CallRegistry:
         self.max_call_seconds = max_call_seconds
         self._calls: dict[str, Call] = {}
         self._devices: dict[tuple[str, str], str] = {}    # (pbx, device) -> call_id
+        self._legs: dict[str, str] = {}       # a call-control leg's Uniqueid -> its call_id
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -52,8 +53,14 @@ class CallRegistry:
     def find(self, pbx: str, call_id: str) -> Call | None:
         """The live call ``call_id`` placed on ``pbx``, if any (events of one PBX never touch
         another PBX's calls)."""
-        call = self._calls.get(call_id)
+        call = self._calls.get(call_id) or self._calls.get(self._legs.get(call_id, ""))
         return call if call is not None and call.pbx == pbx else None
+
+    def add_leg(self, call: Call, uniqueid: str) -> None:
+        """Events of ``uniqueid`` (a transfer target's, a supervisor's leg) belong to ``call``:
+        the PBX links such a leg to the call only once bridged with it, or never."""
+        if call.call_id in self._calls:
+            self._legs[uniqueid] = call.call_id
 
     def just_ended(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that has left the registry but whose CDR is still being
@@ -80,6 +87,8 @@ class CallRegistry:
             return False
         self._devices.setdefault((call.pbx, call.device), call.call_id)
         self._calls[call.call_id] = call
+        for uniqueid in call.leg_ids():
+            self._legs[uniqueid] = call.call_id
         self._empty.clear()
         return True
 
@@ -122,6 +131,9 @@ class CallRegistry:
             return False
         if self._devices.get((call.pbx, call.device)) == call.call_id:
             del self._devices[call.pbx, call.device]
+        for uniqueid in call.leg_ids():
+            if self._legs.get(uniqueid) == call.call_id:
+                del self._legs[uniqueid]
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None

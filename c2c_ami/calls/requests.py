@@ -16,6 +16,7 @@ class ClickToCallRequest:
     auto_answer: bool = False
     hotline: str | None = None           # default: the tenant's first hotline
     customer_id: str | None = None       # the CRM's customer: carried to the record and the dialplan
+    record: bool | None = None           # record this call; None: the tenant's recording.enabled
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ class CallService:
             raise PbxUnavailable(f"PBX link is {pbx.link_state}")
         call = Call(tenant=tenant.domain, ext=request.ext, device=tenant.device(request.ext),
                     phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name,
-                    customer_id=request.customer_id)
+                    customer_id=request.customer_id,
+                    record=tenant.recording.enabled if request.record is None else request.record)
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
@@ -298,10 +299,15 @@ class CallService:
             self.hangup_later(call.call_id)
 
     async def hangup_quietly(self, call: Call) -> None:
+        """Hang up the agent's leg (the extension's, or whoever took the customer in a
+        transfer), which ends the customer's too; with no agent leg left (the customer
+        parked), the customer's."""
         pbx = self.pbxs.get(call.pbx)
-        if call.ext_channel and pbx is not None and pbx.ready:
+        agent_gone = call.ext_hungup or call.agent_released
+        channel = (call.trunk_channel if call.customer_up else None) if agent_gone else call.current_agent_channel
+        if channel and pbx is not None and pbx.ready:
             try:
-                await pbx.hangup(call.ext_channel)
+                await pbx.hangup(channel)
             except PbxError as exc:
                 log.warning("call %s: hangup failed: %s", call.call_id, exc)
 

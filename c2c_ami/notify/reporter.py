@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
@@ -51,17 +52,18 @@ MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place:
 
 
 def _digest(facts: dict[str, Any]) -> int:
-    """Facts have a fixed key order and hashable values: a hash tells a change (kept per
-    live call instead of the facts themselves, to keep memory small)."""
-    return hash(tuple(facts.values()))
+    """Facts have a fixed key order and, but for call control's lists, hashable values: a hash
+    tells a change (kept per live call instead of the facts themselves, to keep memory small)."""
+    return hash(tuple(repr(v) if isinstance(v, (list, dict)) else v for v in facts.values()))
 
 
 class CallReporter:
     def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN,
-                 zone: tzinfo = UTC) -> None:
+                 zone: tzinfo = UTC, recording_url: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.storage = storage
         self.webhooks = webhooks
         self.zone = zone                 # api.timezone: the payloads' carrier times
+        self.recording_url = recording_url   # an ended call's recording link (calls/recordings.py)
         self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
@@ -170,8 +172,10 @@ class CallReporter:
                 continue                  # facts only, replaced by a later write of the call
             deliveries: list[Delivery] = []
             if write.record is not None:
+                link = self.recording_url(write.record) if self.recording_url and write.facts is None else ""
                 for event, leg in write.events:
-                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=leg)
+                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=leg,
+                                                recording_url=link)
                     deliveries += await self.webhooks.deliveries(write.tenant, event, payload)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
                                     write.record if write.facts is None else None, tuple(deliveries)))

@@ -14,9 +14,9 @@ import asyncio
 import logging
 import re
 
-from ..calls.pbx_port import Availability, Channel, DeviceState, Originate
+from ..calls.pbx_port import Availability, Channel, DeviceState, LegRequest, Originate
 from .ami import AmiClient, AmiRefused, AmiState
-from .originate import originate_action
+from .originate import UnsafeChannel, connect_action, originate_action, spy_action
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,47 @@ class Pbx:
         ack = await self.ami.send(originate_action(originate))
         if ack.get("Response") != "Success":
             raise AmiRefused(ack.get("Message", ""))
+
+    async def connect(self, leg: LegRequest) -> None:
+        """Originate the target into ``Bridge(channel,x)`` (an attended transfer: nothing
+        moves unless the target answers)."""
+        try:
+            action = connect_action(leg)
+        except UnsafeChannel as exc:
+            raise AmiRefused(str(exc)) from None
+        await self._acked(action)
+
+    async def spy(self, leg: LegRequest, mode: str) -> None:
+        """Originate the supervisor into ``ChanSpy(channel,qEu[w|B])``."""
+        try:
+            action = spy_action(leg, mode)
+        except UnsafeChannel as exc:
+            raise AmiRefused(str(exc)) from None
+        await self._acked(action)
+
+    async def park(self, channel: str, context: str, timeout: float) -> None:
+        """``Setvar C2C_PARK_TIMEOUT`` on the channel, then ``Redirect`` it to ``context,s,1``
+        (docs/asterisk.md, "Call control"): its bridge dissolves and the other party's leg ends."""
+        await self._acked({"Action": "Setvar", "Channel": channel, "Variable": "C2C_PARK_TIMEOUT",
+                           "Value": str(max(1, round(timeout)))})
+        await self._acked({"Action": "Redirect", "Channel": channel, "Context": context, "Exten": "s",
+                           "Priority": "1"})
+
+    async def start_recording(self, channel: str, file: str) -> None:
+        """``MixMonitor`` (needs ``write = system`` on the AMI user; never a ``Command``)."""
+        await self._acked({"Action": "MixMonitor", "Channel": channel, "File": file})
+
+    async def mute_recording(self, channel: str, muted: bool) -> None:
+        """``MixMonitorMute`` both directions: silence is written, the timeline kept. On
+        Asterisk 16 it has no MixMonitorID and mutes the channel's first MixMonitor (the
+        gateway starts only one)."""
+        await self._acked({"Action": "MixMonitorMute", "Channel": channel, "Direction": "both",
+                           "State": "1" if muted else "0"})
+
+    async def _acked(self, action: dict[str, object]) -> None:
+        reply = await self.ami.send(action)
+        if reply.get("Response") != "Success":
+            raise AmiRefused(reply.get("Message", "") or "refused")
 
     async def hangup(self, channel: str, cause: int = 16) -> None:
         """Hang up with a Q.850 cause (16, normal clearing, by default: Asterisk's own default

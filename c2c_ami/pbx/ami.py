@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # Every action we send is "forgetable": panoramisk must never replay one after a reconnect.
 _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
-                 "command", "coreshowchannels")
+                 "command", "coreshowchannels", "setvar", "redirect", "mixmonitor", "mixmonitormute")
 
 
 # A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..calls.call import Call
-from ..calls.legs import ExtLegFailure, Leg, NumberFailure
+from ..calls.legs import ExtLegFailure, Leg, NumberFailure, Role
 from ..calls.pbx_port import Channel
 from .journal import EventJournal, looks_like_call_id
 
@@ -54,8 +54,12 @@ class LegActions(Protocol):
 
     def fetch_sip_call_id_later(self, call_id: str) -> None: ...
 
+    def record_later(self, call_id: str) -> None: ...
 
-_ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")
+    def hangup_channel_later(self, call_id: str, channel: str) -> None: ...
+
+
+_ROUTING_KEYS = ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid", "SpyeeLinkedid")
 _EXT_BUSY_CAUSES = {"17", "21"}   # user busy, call rejected
 _NO_RESPONSE_CAUSES = {"18"}      # no user responding: the INVITE timed out (SIP 408)
 _DECISIVE_REASONS = {"3", "5", "8"}   # OriginateResponse Reasons that tell why without a cause
@@ -133,7 +137,10 @@ class CallEvents:
         times it was seen); returns how many events."""
         if self.journal is None:
             return 0
-        kept = self.journal.take(call_id)
+        call = self.calls.find(self.pbx, call_id)
+        legs = call.leg_ids() if call is not None else []
+        kept = sorted([*self.journal.take(call_id), *(e for leg in legs for e in self.journal.take(leg))],
+                      key=lambda kept_event: kept_event[0])
         for at, event in kept:
             call = self.calls.find(self.pbx, call_id)
             if call is None:
@@ -143,6 +150,21 @@ class CallEvents:
         return len(kept)
 
     def _originate_response(self, call: Call, event: Mapping[str, str], at: float) -> None:
+        leg_id = event.get("ActionID")
+        if leg_id != call.call_id:                # a call-control leg's own Originate
+            role = call.role_of(leg_id)
+            if role is Role.TRANSFER:
+                reason = event.get("Reason", "")
+                pending = call.pending_transfer
+                if event.get("Response") == "Success":
+                    call.transfer_answered(leg_id or "", at)
+                elif pending is not None and reason == "0" and pending.channel and pending.cause is None:
+                    pending.reason = reason       # a refusal or a dead phone: its Hangup's cause tells
+                else:
+                    call.transfer_failed(leg_id or "", _leg_failure(reason, pending.cause if pending else None))
+            elif role is Role.SUPERVISOR and event.get("Response") != "Success":
+                call.supervisor_ended(leg_id or "", at)       # never answered
+            return
         if event.get("Response") == "Success":
             call.ext_answered(at)
         elif call.ext_channel_seen and not call.ext_hungup:
@@ -151,45 +173,55 @@ class CallEvents:
             call.ext_failed(*ext_failure(call, event.get("Reason", "")))
 
     def _new_channel(self, call: Call, event: Mapping[str, str], at: float) -> None:
-        if event.get("Uniqueid") == call.call_id:
+        uniqueid = event.get("Uniqueid")
+        if uniqueid == call.call_id:
             call.ext_leg_created(event.get("Channel"))
             if call.cancel_requested:
                 self.actions.hangup_later(call.call_id)   # DELETE arrived before the channel existed
+        elif uniqueid in call.leg_ids():
+            call.transfer_leg_created(uniqueid or "", event.get("Channel"))
         else:
-            call.number_leg_created(event.get("Uniqueid"), event.get("Channel"))
+            call.number_leg_created(uniqueid, event.get("Channel"))
 
     def _new_state(self, call: Call, event: Mapping[str, str], at: float) -> None:
         desc = event.get("ChannelStateDesc")
-        leg = call.leg_of(event.get("Uniqueid"))
-        if leg is Leg.EXTENSION:
+        role = call.role_of(event.get("Uniqueid"))
+        if role is Role.AGENT and not call.transfers:
             call.ext_leg_seen()
             if desc == "Ringing":
                 call.ext_ringing()
             elif desc == "Up":
                 call.ext_answered(at)
-        elif leg is Leg.NUMBER and desc == "Ringing":
+        elif role is Role.CUSTOMER and desc == "Ringing":
             call.number_ringing()
+        elif role is Role.TRANSFER and desc == "Up":
+            call.transfer_answered(event.get("Uniqueid") or "", at)   # the PBX bridges it next
 
     def _dial_begin(self, call: Call, event: Mapping[str, str], at: float) -> None:
-        if event.get("DestUniqueid") not in (None, call.call_id):
+        if call.role_of(event.get("DestUniqueid")) is Role.CUSTOMER:
             self.actions.fetch_sip_call_id_later(call.call_id)
 
     def _dial_state(self, call: Call, event: Mapping[str, str], at: float) -> None:
         status = event.get("DialStatus")
-        if event.get("DestUniqueid") == call.call_id:
+        dest = event.get("DestUniqueid")
+        if dest == call.call_id:
             if status in _ALERTING:
                 call.ext_alerting()                   # e.g. a phone's 183: alive, not ringing
+        elif call.role_of(dest) is not Role.CUSTOMER:
+            return                                    # a transfer target or supervisor rings
         elif status == "RINGING":
             call.number_ringing()
         elif status in _ALERTING:
             call.number_alerting()                    # 183 early media: alive, no 180
 
     def _dial_end(self, call: Call, event: Mapping[str, str], at: float) -> None:
-        if event.get("DestUniqueid") == call.call_id:
-            return  # the Originate's own dial of the extension
+        if call.role_of(event.get("DestUniqueid")) is not Role.CUSTOMER:
+            return  # the Originate's own dial of the extension, a transfer target's, a supervisor's
         status = event.get("DialStatus") or ""
         if status == "ANSWER":
             call.number_answered(at)
+            if call.record and call.recording_started_at is None:
+                self.actions.record_later(call.call_id)
         else:
             call.number_failed(NUMBER_FAILURES.get(status, "unavailable"))
 
@@ -199,11 +231,57 @@ class CallEvents:
             call.hangup_requested(leg)
 
     def _hangup(self, call: Call, event: Mapping[str, str], at: float) -> None:
-        leg = call.leg_of(event.get("Uniqueid"))
-        if leg is not None:
-            call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"))
+        uniqueid = event.get("Uniqueid")
+        role = call.role_of(uniqueid)
+        if role is Role.AGENT or role is Role.CUSTOMER:
+            leg = Leg.EXTENSION if role is Role.AGENT else Leg.NUMBER
+            pending = call.pending_transfer if leg is Leg.NUMBER else None
+            call.leg_hung_up(leg, event.get("Cause"), event.get("Cause-txt"), at)
             if leg is Leg.EXTENSION and call.ext_failure_reason is not None:
                 call.ext_failed(*ext_failure(call, call.ext_failure_reason))
+            if pending is not None and pending.channel and not call.parked:
+                self.actions.hangup_channel_later(call.call_id, pending.channel)   # nobody left to connect
+        elif role is Role.TRANSFER:
+            pending, cause = call.pending_transfer, event.get("Cause")
+            if pending is not None and pending.reason is None and cause not in _EXT_BUSY_CAUSES | {"19"}:
+                pending.cause = cause or "0"   # the Originate's Reason tells (a ring-out on chan_sip: cause 0)
+            else:
+                call.transfer_failed(uniqueid or "", _leg_failure(pending.reason or "" if pending else "", cause))
+        elif role is Role.SUPERVISOR:
+            call.supervisor_ended(uniqueid or "", at)
+        elif role is Role.FORMER_AGENT:
+            call.former_leg_hung_up(uniqueid or "")
+
+    def _bridge_enter(self, call: Call, event: Mapping[str, str], at: float) -> None:
+        """A transfer's target joined its bridge, so the party that moved is out of its old
+        one: a leg left behind (the former agent after a customer transfer; the customer
+        after an agent transfer) ends if the dialplan did not end it already."""
+        uniqueid = event.get("Uniqueid")
+        transfer = next((t for t in call.transfers if t.uniqueid == uniqueid and t.answered), None)
+        if transfer is None:
+            return
+        for channel in list(call.former_legs.values()):
+            self.actions.hangup_channel_later(call.call_id, channel)
+        if call.agent_released and not call.trunk_hungup and call.trunk_channel:
+            self.actions.hangup_channel_later(call.call_id, call.trunk_channel)
+
+    def _chan_spy(self, call: Call, event: Mapping[str, str], at: float) -> None:
+        spyer = event.get("SpyerUniqueid")
+        if call.role_of(spyer) is Role.SUPERVISOR:
+            if event.get("Event") == "ChanSpyStart":
+                call.supervisor_started(spyer or "", at)
+            else:
+                call.supervisor_ended(spyer or "", at)
+
+
+def _leg_failure(reason: str, cause: str | None = None) -> str:
+    """Why a call-control leg was not answered, in the transfer's words: rejected (busy,
+    refused), no_answer (rang out), unavailable (anything else)."""
+    if reason in ("1", "5") or cause in _EXT_BUSY_CAUSES:
+        return "rejected"
+    if reason == "3" or cause in ("19",):
+        return "no_answer"
+    return "unavailable"
 
 
 def decide_pending_failure(call: Call) -> None:
@@ -216,28 +294,46 @@ def decide_pending_failure(call: Call) -> None:
 
 def apply_channels(call: Call, legs: list[Channel]) -> None:
     """What a CoreShowChannels snapshot says of one call that was out of sight (a lost link,
-    a restart): legs that are up now, answered or not, and legs that are gone. A leg first
-    seen answered here is taken as answered now (the moment itself was not seen)."""
-    ext = next((leg for leg in legs if leg.uniqueid == call.call_id), None)
-    if ext is not None:
+    a restart): legs that are up now, answered or not, and legs that are gone (``legs``: the
+    channels linked to the call, and its call-control legs). A leg first seen answered here
+    is taken as answered now (the moment itself was not seen)."""
+    present = {leg.uniqueid: leg for leg in legs}
+    for transfer in list(call.transfers):             # a transfer that rang meanwhile
+        if transfer.answered is None:
+            target = present.get(transfer.uniqueid)
+            if target is not None and target.up:
+                call.transfer_answered(transfer.uniqueid)
+            elif target is None:
+                call.transfer_failed(transfer.uniqueid, "unavailable")
+    for supervision in call.supervisors:
+        if supervision.time_ended is None and supervision.uniqueid not in present:
+            call.supervisor_ended(supervision.uniqueid)
+    for uniqueid in list(call.former_legs):
+        if uniqueid not in present:
+            call.former_leg_hung_up(uniqueid)
+    agent = present.get(call.agent_id)
+    if agent is not None:
         if call.ext_channel is None:
-            call.ext_leg_created(ext.name)
-        if ext.up:
+            call.ext_leg_created(agent.name)
+        if agent.up:
             call.ext_answered()
-    elif call.ext_channel_seen and not call.ext_hungup:
+    elif call.ext_channel_seen and not call.ext_hungup and not call.agent_released:
         call.leg_hung_up(Leg.EXTENSION, None, None)
         decide_pending_failure(call)
-    number = next((leg for leg in legs if leg.uniqueid != call.call_id), None)
+    others = {call.call_id, call.agent_id, *call.leg_ids(), *call.former_legs}
+    number = next((leg for leg in legs if leg.uniqueid not in others), None)
     if number is not None:
         call.number_leg_created(number.uniqueid, number.name)
         if number.up and call.leg_of(number.uniqueid) is Leg.NUMBER:
             call.number_answered()
-    if call.trunk_uniqueid is not None and not call.trunk_hungup and \
-            all(leg.uniqueid != call.trunk_uniqueid for leg in legs):
+    if call.trunk_uniqueid is not None and not call.trunk_hungup and call.trunk_uniqueid not in present:
         call.leg_hung_up(Leg.NUMBER, None, None)
 
 
 _HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str], float], None]] = {
+    "BridgeEnter": CallEvents._bridge_enter,
+    "ChanSpyStart": CallEvents._chan_spy,
+    "ChanSpyStop": CallEvents._chan_spy,
     "OriginateResponse": CallEvents._originate_response,
     "Newchannel": CallEvents._new_channel,
     "Newstate": CallEvents._new_state,

@@ -14,7 +14,7 @@ Event = dict[str, str]
 
 # Every header pbx/events.py reads.
 _KEEP = ("Event", "Uniqueid", "Linkedid", "Channel", "ChannelStateDesc", "DestUniqueid", "DestLinkedid",
-         "DialStatus", "Response", "Reason", "ActionID", "Cause", "Cause-txt")
+         "DialStatus", "Response", "Reason", "ActionID", "Cause", "Cause-txt", "SpyerUniqueid", "SpyeeLinkedid")
 
 
 def looks_like_call_id(key: str) -> bool:

@@ -103,15 +103,20 @@ class Reconciler:
             log.warning("PBX %s: cannot list channels to reconcile %d call(s): %s", pbx_name, len(calls), exc)
             return 0
         legs: dict[str, list[Channel]] = defaultdict(list)
+        by_uniqueid = {channel.uniqueid: channel for channel in channels}
         for channel in channels:
             legs[channel.linkedid].append(channel)
         ended = 0
         for call in calls:
             if self.registry.get(call.call_id) is not call:
                 continue                       # ended, observed, while we asked
-            if legs.get(call.call_id):
-                apply_channels(call, legs[call.call_id])
+            own = legs.get(call.call_id, [])   # and call control's legs not (yet) linked to it
+            own = own + [by_uniqueid[u] for u in call.leg_ids() if u in by_uniqueid and by_uniqueid[u] not in own]
+            if own:
+                apply_channels(call, own)
                 call.observed()
+                if call.record and call.customer_up and call.recording_started_at is None:
+                    self.events[pbx_name].actions.record_later(call.call_id)   # answered while away
                 self.registry.settle(call)
                 log.info("call %s: still up on PBX %s, tracked again", call.call_id, pbx_name)
                 if call.cancel_requested and call.ext_channel and self.registry.get(call.call_id) is call:

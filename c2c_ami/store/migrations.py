@@ -244,6 +244,25 @@ MIGRATIONS: list[Migration] = [
     """, postgresql="""
         CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
     """),
+    # Call control (transfers, parks, supervisors) and recordings: the record's new fields.
+    # Lists are JSON (jsonb on PostgreSQL), read back as lists.
+    Migration(9, sqlite="""
+        ALTER TABLE calls ADD COLUMN final_ext TEXT;
+        ALTER TABLE calls ADD COLUMN transfers JSON NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN parks JSON NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN supervisors JSON NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN recorded BOOLEAN NOT NULL DEFAULT 0;
+        ALTER TABLE calls ADD COLUMN recording_masked JSON NOT NULL DEFAULT '[]';
+        UPDATE calls SET final_ext = extension;
+    """, postgresql="""
+        ALTER TABLE calls ADD COLUMN final_ext TEXT;
+        ALTER TABLE calls ADD COLUMN transfers JSONB NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN parks JSONB NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN supervisors JSONB NOT NULL DEFAULT '[]';
+        ALTER TABLE calls ADD COLUMN recorded BOOLEAN NOT NULL DEFAULT FALSE;
+        ALTER TABLE calls ADD COLUMN recording_masked JSONB NOT NULL DEFAULT '[]';
+        UPDATE calls SET final_ext = extension;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -51,6 +51,7 @@ class SqlStorage:
         self.schema_version = 0
         self.call_columns: tuple[str, ...] = ()      # the calls table's, from the database
         self._boolean_columns: frozenset[str] = frozenset()
+        self._json_columns: frozenset[str] = frozenset()
         self._hooks_cache: dict[str, list[Row]] = {}  # tenant -> hooks, for the event path
 
     # ---- what a backend provides ---------------------------------------------------------
@@ -73,6 +74,7 @@ class SqlStorage:
         a record is kept in its JSON ``extra`` column."""
         self.call_columns = tuple(name for name, _ in columns if name != "extra")
         self._boolean_columns = frozenset(name for name, kind in columns if kind.lower() == "boolean")
+        self._json_columns = frozenset(name for name, kind in columns if kind.lower() in ("json", "jsonb"))
 
     # ---- calls ------------------------------------------------------------------------
     async def save_call(self, record: dict[str, Any]) -> None:
@@ -96,6 +98,8 @@ class SqlStorage:
         columns = {k: merged.get(k) for k in self.call_columns}
         for name in self._boolean_columns:
             columns[name] = bool(columns[name])
+        for name in self._json_columns:
+            columns[name] = _json(columns[name] or [])
         extra = {k: v for k, v in merged.items() if k not in columns}
         names = [*self.call_columns, "extra"]
         values = [*columns.values(), _json(extra)]
@@ -203,6 +207,8 @@ class SqlStorage:
         record = {k: row[k] for k in self.call_columns}
         for name in self._boolean_columns:
             record[name] = bool(record[name])
+        for name in self._json_columns:
+            record[name] = json.loads(record[name]) if isinstance(record[name], str) else record[name] or []
         extra = json.loads(row["extra"] or "{}")
         return {**extra, **record}
 

@@ -80,8 +80,10 @@ async def test_webhook_body_and_live_summary_derive_from_the_record():
                        "state": "ended", "created_time": call_record(call)["time_started"], "hotline": "028"}
 
 
-async def test_the_customer_id_is_the_last_field_and_outlives_the_process_in_the_facts():
-    assert NAMES[-1] == "customer_id"       # the migration that added it appended the column
+async def test_the_customer_id_outlives_the_process_in_the_facts():
+    # each migration appends its columns: customer_id's (6), then call control's (9)
+    assert NAMES[NAMES.index("customer_id"):] == ("customer_id", "final_ext", "transfers", "parks", "supervisors",
+                                                  "recorded", "recording_masked")
     call = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk",
                 customer_id="KH1")
     facts = call.facts()

@@ -11,13 +11,19 @@ class Actions:
     """What the translator asks of the service, recorded."""
 
     def __init__(self):
-        self.hangups, self.sip_call_id_reads = [], []
+        self.hangups, self.sip_call_id_reads, self.recordings, self.channel_hangups = [], [], [], []
 
     def hangup_later(self, call_id):
         self.hangups.append(call_id)
 
     def fetch_sip_call_id_later(self, call_id):
         self.sip_call_id_reads.append(call_id)
+
+    def record_later(self, call_id):
+        self.recordings.append(call_id)
+
+    def hangup_channel_later(self, call_id, channel):
+        self.channel_hangups.append(channel)
 
 
 def new_call(ext="101"):
@@ -200,3 +206,138 @@ async def test_a_failure_whose_hangup_was_never_seen_keeps_what_the_reason_says(
     decide_pending_failure(call)
     registry.finish_unseen(call)
     assert call.ended_unobserved and call.ext_failure == ext_failure and len(registry) == 0
+
+
+# -- call control: the sequences Asterisk 22 and 16 sent on the rig ---------------------------------
+
+TARGET = "5f0d2c9e-0000-4000-8000-0000000000aa"      # a transfer target's leg (its ChannelId)
+
+
+def talking(**timers):
+    """A call whose customer answered."""
+    registry, route, call = setup(**timers)
+    route(ext(call, "Newchannel", ChannelStateDesc="Down"))
+    route(response(call, "Success", "4"))
+    route(trunk(call, "Newchannel", ChannelStateDesc="Down"))
+    route({"Event": "DialEnd", "DialStatus": "ANSWER", "Linkedid": call.call_id, "Uniqueid": call.call_id,
+           "DestUniqueid": "1700000000.2", "DestLinkedid": call.call_id})
+    assert call.state is CallState.NUMBER_ANSWERED
+    return registry, route, call
+
+
+def target(event, linkedid=TARGET, **kw):
+    return {"Event": event, "Channel": "PJSIP/212-00000003", "Uniqueid": TARGET, "Linkedid": linkedid, **kw}
+
+
+def transferring(call, registry, legs="bleg"):
+    from c2c_ami.calls.legs import Transfer
+    call.transfer_asked(Transfer(ext="212", legs=legs, time=1.0, uniqueid=TARGET, device="PJSIP/212"))
+    registry.add_leg(call, TARGET)
+
+
+async def test_a_customer_transfer_answered_makes_the_target_the_agent_and_the_call_goes_on():
+    registry, route, call = talking()
+    transferring(call, registry)
+    route(target("Newchannel", ChannelStateDesc="Down"))                       # its own Linkedid: by alias
+    route({"Event": "DialBegin", "DestUniqueid": TARGET, "DestLinkedid": TARGET})
+    route(target("Newstate", ChannelStateDesc="Ringing"))
+    route({"Event": "DialEnd", "DialStatus": "ANSWER", "DestUniqueid": TARGET, "DestLinkedid": TARGET})
+    assert call.number_failure is None                                          # not the number's dial
+    route(target("Newstate", ChannelStateDesc="Up"))
+    assert call.transfers[0].answered and call.final_ext == "212" and call.agent_id == TARGET
+    route({"Event": "OriginateResponse", "ActionID": TARGET, "Response": "Success", "Reason": "4",
+           "Uniqueid": TARGET})
+    route(target("BridgeEnter", linkedid=call.call_id))
+    assert "PJSIP/101-00000001" in route.actions.channel_hangups                # the former agent, if still up
+    route(ext(call, "SoftHangupRequest", Cause="16"))
+    route(ext(call, "Hangup", Cause="16"))                                      # the former agent's leg
+    assert registry.get(call.call_id) is call and call.hangup_by is None and not call.ext_hungup
+    route(trunk(call, "HangupRequest"))
+    route(trunk(call, "Hangup", Cause="16"))
+    route(target("Hangup", linkedid=call.call_id, Cause="16"))
+    assert registry.get(call.call_id) is None and call.hangup_by == "number" and call.status == "ANSWERED"
+    assert registry.find("default", TARGET) is None                             # the alias went with it
+
+
+@pytest.mark.parametrize("first", ["hangup", "response"])
+async def test_a_transfer_target_that_refuses_is_rejected_whichever_event_comes_first(first):
+    registry, route, call = talking()
+    transferring(call, registry)
+    route(target("Newchannel", ChannelStateDesc="Down"))
+    events = [target("Hangup", Cause="17", **{"Cause-txt": "User busy"}),
+              {"Event": "OriginateResponse", "ActionID": TARGET, "Response": "Failure", "Reason": "0"}]
+    for event in events if first == "hangup" else events[::-1]:
+        route(event)
+    assert (call.transfers[0].answered, call.transfers[0].failure) == (False, "rejected")
+    assert call.action_done.is_set() and call.agent_id == call.call_id and registry.get(call.call_id) is call
+
+
+async def test_an_agent_transfer_releases_the_agent_and_the_customers_end_ends_the_call():
+    registry, route, call = talking()
+    transferring(call, registry, legs="aleg")
+    route(target("Newstate", ChannelStateDesc="Up"))
+    assert call.agent_released and call.final_ext == "101"
+    route(target("BridgeEnter", linkedid=call.call_id))
+    assert "PJSIP/hotline-trunk-00000002" in route.actions.channel_hangups     # the customer left alone
+    route(trunk(call, "Hangup", Cause="16"))
+    assert registry.get(call.call_id) is None and call.status == "ANSWERED"
+
+
+async def test_a_parked_customer_waits_after_the_agent_left_and_its_end_is_the_pbxs():
+    from c2c_ami.calls.legs import Park
+    registry, route, call = talking()
+    call.parked_at(Park(legs="bleg", time=1.0, channel="PJSIP/hotline-trunk-00000002", uniqueid="1700000000.2"))
+    route(ext(call, "SoftHangupRequest", Cause="16"))
+    route(ext(call, "Hangup", Cause="16"))                                      # the agent's leg ends
+    assert registry.get(call.call_id) is call and call.deadline != "number_hangup"
+    route(trunk(call, "SoftHangupRequest", Cause="16"))
+    route(trunk(call, "Hangup", Cause="16"))                                    # the park timed out
+    assert registry.get(call.call_id) is None
+    assert (call.hangup_by, call.parks[0].outcome) == ("pbx", "timed_out")
+
+
+async def test_chanspy_events_start_and_end_a_supervision():
+    from c2c_ami.calls.legs import Supervision
+    registry, route, call = talking()
+    spy = "5f0d2c9e-0000-4000-8000-0000000000bb"
+    call.supervisor_asked(Supervision(ext="221", mode="listen", uniqueid=spy, device="PJSIP/221", time=1.0))
+    registry.add_leg(call, spy)
+    start = {"Event": "ChanSpyStart", "SpyerChannel": "PJSIP/221-00000004", "SpyerUniqueid": spy,
+             "SpyerLinkedid": spy, "SpyeeChannel": "PJSIP/101-00000001", "SpyeeUniqueid": call.call_id,
+             "SpyeeLinkedid": call.call_id}
+    assert correlation_id(start) == call.call_id
+    route(start)
+    assert call.supervisors[0].time_started is not None and call.supervisors[0].time_ended is None
+    route({**start, "Event": "ChanSpyStop"})
+    assert call.supervisors[0].time_ended is not None
+
+
+async def test_a_recorded_call_asks_for_its_recording_when_the_customer_answers():
+    registry, route, call = setup()
+    call.record = True
+    route(ext(call, "Newchannel", ChannelStateDesc="Down"))
+    route(response(call, "Success", "4"))
+    route(trunk(call, "Newchannel", ChannelStateDesc="Down"))
+    assert route.actions.recordings == []
+    route({"Event": "DialEnd", "DialStatus": "ANSWER", "Linkedid": call.call_id, "DestUniqueid": "1700000000.2"})
+    assert route.actions.recordings == [call.call_id]
+
+
+@pytest.mark.parametrize("events, failure", [
+    # Asterisk 22: the ring-out's Hangup says cause 19; 16 says cause 0, and the Reason (3) tells
+    ([("hangup", "19"), ("response", "3")], "no_answer"),
+    ([("hangup", "0"), ("response", "3")], "no_answer"),
+    ([("response", "3"), ("hangup", "0")], "no_answer"),
+    ([("hangup", "0"), ("response", "0")], "unavailable"),
+    ([("response", "0"), ("hangup", "21")], "rejected"),
+])
+async def test_a_transfer_target_that_rings_out_or_fails_says_why_on_both_drivers(events, failure):
+    registry, route, call = talking()
+    transferring(call, registry)
+    route(target("Newchannel", ChannelStateDesc="Down"))
+    for kind, value in events:
+        if kind == "hangup":
+            route(target("Hangup", Cause=value))
+        else:
+            route({"Event": "OriginateResponse", "ActionID": TARGET, "Response": "Failure", "Reason": value})
+    assert (call.transfers[0].answered, call.transfers[0].failure) == (False, failure)
