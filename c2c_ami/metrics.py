@@ -24,6 +24,9 @@ class Metrics:
         self.latency = Histogram("c2c_request_seconds", "Click-to-call request latency",
                                  ["endpoint"], registry=self.registry,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.refusals = Counter("c2c_click_refusals_total", "Click-to-calls refused by a guard rail before "
+                                "any INVITE, per tenant and code (PHONE_BLACKLISTED, CALLER_ID_NOT_ALLOWED)",
+                                ["tenant", "code"], registry=self.registry)
         self.calls_in_flight = Gauge("c2c_calls_in_flight", "Calls the gateway is tracking, per PBX", ["pbx"],
                                      registry=self.registry)
         self.ami_up = Gauge("c2c_ami_up", "1 when the PBX's AMI link is logged in and usable", ["pbx"],

@@ -86,6 +86,9 @@ FIELDS: tuple[Field, ...] = (
           nullable=False),
     Field("customer_id", "string", lambda c: c.customer_id,
           "the CRM's customer the call is about (v2 id, v1 customer_id), if given"),
+    Field("auto_answer_honoured", "boolean", lambda c: c.auto_answer_honoured(),
+          "auto-answer was asked: true if the agent's phone answered by itself (within a second of "
+          "its INVITE), false if it rang instead; null when not asked or when nothing tells"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 

@@ -1,6 +1,7 @@
 """The call service: the rules between a validated request and the PBX.
 
-Placing a call: the tenant owns the ext and hotline -> the extension's click limit -> join
+Placing a call: the tenant owns the ext and hotline -> its caller IDs are allowed and the
+number is not on a do-not-call list (``calls/policy.py``) -> the extension's click limit -> join
 an identical request still in flight (a double click, or a replayed ``Idempotency-Key``; on
 every instance when several share the store) -> claim the device (one call per extension,
 in the registry and, shared, in the store) -> ask the PBX whether it is free -> Originate
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..auto_answer import BY_USER_AGENT, Bundle
 from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
 from ..store import Storage, StorageError, StorageUnavailable
@@ -30,6 +32,8 @@ from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
 from .pbx_port import Availability, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
+from .phones import PhoneBook
+from .policy import DialPolicy
 from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
@@ -61,8 +65,11 @@ class CallService:
     def __init__(self, pbxs: Mapping[str, PbxPort], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
                  shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None,
-                 shared_claims: bool = True, clicks: Limiter | None = None) -> None:
+                 shared_claims: bool = True, clicks: Limiter | None = None,
+                 policy: DialPolicy | None = None, phones: PhoneBook | None = None) -> None:
         self.pbxs = pbxs
+        self.phones = phones or PhoneBook()              # registered phones: User-Agents for auto-answer
+        self.policy = policy or DialPolicy(store)        # the do-not-call and caller-ID rules
         self.clicks = clicks                             # per tenant + ext; None: no such limit
         self.registry = registry
         self.instance_id = instance_id
@@ -93,6 +100,8 @@ class CallService:
         USER_BUSY, as the extension is taken. The extension's click limit counts only
         requests that would start a call: a replay or a joiner gets the first answer."""
         hotline, trunk = self._authorize(tenant, request)
+        self.policy.check_caller_ids(tenant, request.ext, request.src_cid_number, request.dest_cid_number)
+        await self.policy.check_number(tenant, request.phone)
         printed = fingerprint(request, wait)
 
         async def start() -> str:
@@ -192,14 +201,27 @@ class CallService:
         """The defaults: the extension sees itself as the number, the called number sees the
         hotline."""
         dest_number = request.dest_cid_number or call.hotline
+        headers = self._auto_answer(call, tenant) if request.auto_answer else ()
         return Originate(
             call_id=call.call_id, device=call.device, context=tenant.context, ext=call.ext,
             phone=call.phone, hotline=call.hotline, trunk=call.trunk,
             caller_id_name=request.src_cid_name, caller_id_number=request.src_cid_number or call.ext,
             dest_cid_name=request.dest_cid_name or dest_number, dest_cid_number=dest_number,
             ring_timeout=self.calls.ring_timeout, dial_timeout=self.calls.dial_timeout,
-            auto_answer_headers=tenant.auto_answer_headers if request.auto_answer else (),
+            auto_answer_headers=headers,
             customer_id=call.customer_id)
+
+    def _auto_answer(self, call: Call, tenant: Tenant) -> Bundle:
+        """The tenant's bundle, or with ``by_user_agent`` the one its phone's User-Agent picks
+        (the user-agent table; ``standard`` for a phone none names, or not known yet). The
+        call notes that it was asked and the User-Agent (auto_answer_honoured, /metrics)."""
+        user_agent = self.phones.user_agent(call.pbx, call.device)
+        headers = tenant.auto_answer_headers
+        if tenant.auto_answer == BY_USER_AGENT:
+            headers = self.calls.auto_answer_bundles[self.calls.auto_answer_user_agents.bundle_for(user_agent)]
+        call.auto_answer_asked = bool(headers)
+        call.auto_answer_user_agent = user_agent
+        return headers
 
     async def _originate(self, pbx: PbxPort, call: Call, originate: Originate) -> None:
         """Send the Originate exactly once; its ack only means "queued". Once it may have

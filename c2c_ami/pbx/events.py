@@ -152,7 +152,7 @@ class CallEvents:
 
     def _new_channel(self, call: Call, event: Mapping[str, str], at: float) -> None:
         if event.get("Uniqueid") == call.call_id:
-            call.ext_leg_created(event.get("Channel"))
+            call.ext_leg_created(event.get("Channel"), at)
             if call.cancel_requested:
                 self.actions.hangup_later(call.call_id)   # DELETE arrived before the channel existed
         else:

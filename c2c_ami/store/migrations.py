@@ -244,6 +244,40 @@ MIGRATIONS: list[Migration] = [
     """, postgresql="""
         CREATE INDEX calls_tenant_sip_call_id ON calls (tenant, sip_call_id) WHERE sip_call_id IS NOT NULL;
     """),
+    # ---- issue 22 (guard rails): two entries of their own (renumber freely at a merge) ----
+    # The do-not-call list (GET/POST/DELETE /v1/blacklist), per tenant: ``phone`` is the number
+    # as compared (E.164 by the tenant's region, or its digits), ``phone_number`` as given.
+    # One row per tenant and number; a click looks its number up on the unique index.
+    Migration(9, sqlite="""
+        CREATE TABLE blacklist (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            phone_number TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, created_at, id);
+    """, postgresql="""
+        CREATE TABLE blacklist (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            phone_number TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, created_at, id);
+    """),
+    # A call record field: whether the agent's phone answered by itself when auto-answer was
+    # asked (NULL: not asked, or nothing tells).
+    Migration(10, sqlite="""
+        ALTER TABLE calls ADD COLUMN auto_answer_honoured BOOLEAN;
+    """, postgresql="""
+        ALTER TABLE calls ADD COLUMN auto_answer_honoured BOOLEAN;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
