@@ -8,6 +8,8 @@ from aiohttp import web
 from .auth import TokenAuthority
 from .calls.cluster import Membership
 from .calls.guards import Limiter, RateLimiter
+from .calls.monitor import AgentMonitor
+from .calls.phones import PhoneBook
 from .calls.registry import CallRegistry
 from .calls.service import CallService
 from .config import Config
@@ -37,3 +39,5 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 MEMBERSHIP = web.AppKey("membership", Membership)
 SERVICE = web.AppKey("service", CallService)
+PHONES = web.AppKey("phones", PhoneBook)            # every PBX's registered phones, kept from AMI events
+MONITOR = web.AppKey("monitor", AgentMonitor)        # GET /v1/monitor/agent

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .calls.phones import AutoAnswerTally
 from .calls.registry import CallRegistry
 from .pbx import AmiClient, AmiState
 
@@ -47,6 +48,10 @@ class Metrics:
         for state in AmiState:
             self.ami_state.labels(pbx, state.value).set_function(is_current(state))
 
+    def watch_auto_answer(self, tally: AutoAnswerTally) -> None:
+        """Auto-answer asked, per phone User-Agent: answered by itself, or rang instead."""
+        self.registry.register(_AutoAnswerCollector(tally))
+
     def watch_webhooks(self, notifier: WebhookNotifier) -> None:
         """Webhook deliveries per tenant: outcomes of this instance's attempts, and the
         outbox's pending rows (all instances, as of the notifier's last housekeeping)."""
@@ -77,3 +82,21 @@ class _WebhookCollector:
         for tenant, count in sorted(self.notifier.pending_by_tenant.items()):
             pending.add_metric([tenant], count)
         yield pending
+
+
+class _AutoAnswerCollector:
+    """Reads the registry's auto-answer tally at scrape time."""
+
+    def __init__(self, tally: AutoAnswerTally) -> None:
+        self.tally = tally
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily(
+            "c2c_auto_answer", "Calls that asked the agent's phone to answer by itself, per phone User-Agent: "
+            "honoured=true it did (within a second), false it rang instead", labels=["user_agent", "honoured"])
+        for (user_agent, honoured), count in sorted(self.tally.counts.items()):
+            family.add_metric([user_agent, "true" if honoured else "false"], count)
+        yield family

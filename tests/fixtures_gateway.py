@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from c2c_ami.app import create_app
-from c2c_ami.app_keys import AMI, REPORTER, STORAGE
+from c2c_ami.app_keys import AMI, PHONES, REPORTER, SERVICE, STORAGE
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
 
@@ -61,8 +61,22 @@ def make_gateway(aiohttp_client, fake_ami):
         app = create_app(gateway_config(fake_ami.port, **sections))
         client = await aiohttp_client(app)
         assert await app[AMI].wait_ready(3), "gateway did not log in to the fake AMI"
+        await started(app)
+        fake_ami.forget_received()          # what a test's requests send is recorded from here
         return client
     return make
+
+
+async def started(app, timeout: float = 5.0) -> None:
+    """Until the gateway's start-up work on each ready PBX is done: the check of the Asterisk
+    side and the phones' snapshot."""
+    service, phones = app[SERVICE], app[PHONES]
+
+    async def done():
+        while not all(p.last_check is not None and p.name in phones.synced
+                      for p in service.pbxs.values() if p.ready):
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(done(), timeout)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
-from .pbx_port import Availability, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
+from .pbx_port import Availability, CheckResult, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
 from .phones import PhoneBook
 from .policy import DialPolicy
 from .record import call_record
@@ -53,6 +53,8 @@ class PbxReadiness:
     name: str
     ami: str                    # the AMI link's state
     detail: str | None = None   # why not ready, when not
+    findings: tuple[str, ...] = ()   # the last check of its Asterisk side (pbx/check.py)
+    usable: bool = True         # the link is ready and no finding blocks every call
 
 
 @dataclass(frozen=True)
@@ -406,10 +408,27 @@ class CallService:
     # -- the service's own life ----------------------------------------------------------------
     def readiness(self) -> Readiness:
         """Ready = at least one PBX's AMI link is logged in and usable, and the gateway is not
-        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down)."""
-        pbxs = tuple(PbxReadiness(p.name, p.link_state, None if p.ready else p.last_error)
-                     for p in self.pbxs.values())
-        return Readiness(self.accepting and any(p.ready for p in self.pbxs.values()), pbxs)
+        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down),
+        with what the last check of its Asterisk side found. A PBX whose check found something
+        that stops every call (the AMI user may not Originate or Getvar, or reads no call
+        events) is not usable; other findings (a tenant's context, a trunk, a module) are shown
+        but leave it ready: other tenants' calls still work there."""
+        pbxs = []
+        for p in self.pbxs.values():
+            check = p.last_check
+            blocked = p.ready and check is not None and check.blocking
+            detail = None if p.ready else p.last_error
+            if blocked:
+                detail = "; ".join(f.what for f in check.findings if f.blocking) if check else None
+            pbxs.append(PbxReadiness(p.name, p.link_state, detail,
+                                     tuple(f.line() for f in check.findings) if check is not None else (),
+                                     p.ready and not blocked))
+        return Readiness(self.accepting and any(p.usable for p in pbxs), tuple(pbxs))
+
+    async def check_pbxs(self) -> dict[str, CheckResult]:
+        """Check the Asterisk side of every PBX now (GET /v1/pbx/check)."""
+        results = await asyncio.gather(*(p.check() for p in self.pbxs.values()))
+        return dict(zip(self.pbxs, results, strict=True))
 
     async def drain(self, grace: float) -> None:
         """Shutdown: refuse new calls, give waiting sync requests ``grace`` seconds, then

@@ -247,3 +247,4 @@ _HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str], float], None
     "HangupRequest": CallEvents._hangup_request,
     "Hangup": CallEvents._hangup,
 }
+CALL_EVENTS = tuple(_HANDLERS)     # the events CallEvents reads (AmiClient.subscribe)

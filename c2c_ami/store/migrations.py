@@ -247,10 +247,12 @@ MIGRATIONS: list[Migration] = [
     # ---- issue 22 (guard rails): two entries of their own (renumber freely at a merge) ----
     # The do-not-call list (GET/POST/DELETE /v1/blacklist), per tenant: ``phone`` is the number
     # as compared (E.164 by the tenant's region, or its digits), ``phone_number`` as given.
-    # One row per tenant and number; a click looks its number up on the unique index.
+    # One row per tenant and number; a click looks its number up on the unique index; listings
+    # go in the order numbers were listed (seq).
     Migration(9, sqlite="""
         CREATE TABLE blacklist (
-            id TEXT PRIMARY KEY,
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
             tenant TEXT NOT NULL,
             phone TEXT NOT NULL,
             phone_number TEXT NOT NULL,
@@ -258,10 +260,11 @@ MIGRATIONS: list[Migration] = [
             created_at TEXT NOT NULL
         );
         CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
-        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, created_at, id);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, seq);
     """, postgresql="""
         CREATE TABLE blacklist (
-            id TEXT PRIMARY KEY,
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
             tenant TEXT NOT NULL,
             phone TEXT NOT NULL,
             phone_number TEXT NOT NULL,
@@ -269,7 +272,7 @@ MIGRATIONS: list[Migration] = [
             created_at TEXT NOT NULL
         );
         CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
-        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, created_at, id);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, seq);
     """),
     # A call record field: whether the agent's phone answered by itself when auto-answer was
     # asked (NULL: not asked, or nothing tells).

@@ -428,7 +428,7 @@ class SqlStorage:
         async with self._read_session() as db:
             total = (await db.fetch("SELECT COUNT(*) AS n FROM blacklist WHERE tenant = ?", (tenant,)))[0]["n"]
             rows = await db.fetch("SELECT id, phone, phone_number, description, created_at FROM blacklist "
-                                  "WHERE tenant = ? ORDER BY created_at, id LIMIT ? OFFSET ?",
+                                  "WHERE tenant = ? ORDER BY seq LIMIT ? OFFSET ?",
                                   (tenant, int(limit), int(offset)))
         return rows, int(total)
 

@@ -150,7 +150,8 @@ async def test_ping_and_unknown_action(server):
     assert (await client.read()).pairs == [('Response', 'Success'), ('ActionID', 'p1'),
                                            ('Ping', 'Pong'), ('Timestamp', '1700000000.000000')]
     client.send({'Action': 'NoSuchThing', 'ActionID': 'n'})
-    assert (await client.read())['Message'] == 'Invalid/unknown command'
+    assert (await client.read())['Message'] == ('Invalid/unknown command: NoSuchThing. '
+                                                'Use Action: ListCommands to show available commands.')
     await client.close()
 
 
