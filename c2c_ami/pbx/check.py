@@ -102,8 +102,8 @@ class PbxCheck:
         self.pbx = pbx
         self.ami = ami
         self.tenants = [t for t in tenants if t.pbx == pbx]
+        self._config_index = {t.domain: i for i, t in enumerate(tenants)}   # tenants[i] in the findings
         self.features = tuple(features)
-        self.devices = DeviceMap(self.tenants)
         self._probe: asyncio.Future[str] | None = None
         if subscribe:
             ami.subscribe(self._on_event, ("DeviceStateChange",))
@@ -210,9 +210,9 @@ class PbxCheck:
         if isinstance(first, str):
             if first.startswith("Did not find context"):
                 return [Finding("context_missing", f"the dialplan has no context {context!r} (tenant "
-                                f"{tenant.domain}'s context)", where,
+                                f"{tenant.domain}'s context)", f"{where}; tenants[{self._index(tenant)}].context",
                                 f"[{context}] with exten => _X.,1,NoOp() then same => n,{dial}, "
-                                "or set tenants[].context to the context that has it")], set()
+                                "or the tenant's context set to the one that has them")], set()
             return [Finding("context_no_match", f"the context {context!r} has no extension matching a dialled "
                             f"number such as {number}", where, f"exten => _X.,1,NoOp() ... same => n,{dial}")], set()
         seen: dict[str, _Context] = {context: first}
@@ -287,17 +287,19 @@ class PbxCheck:
         devices = [str(e.get("Device") or "") for e in events]
         found = []
         for tenant in self.tenants:
-            if not any((owner := self.devices.extension_of(self.pbx, d)) and owner[0] is tenant for d in devices):
-                conf = "pjsip.conf" if _tech_of(tenant) == "PJSIP" else "sip.conf"
+            own = DeviceMap([tenant])
+            if not any(own.wanted(self.pbx, d) for d in devices):
+                conf, example = (("pjsip.conf", "[101] type=endpoint") if _tech_of(tenant) == "PJSIP"
+                                 else ("sip.conf", "[101] type=friend"))
                 found.append(Finding(
                     "endpoint_missing", f"no device of the PBX matches tenant {tenant.domain}'s endpoint "
                     f"{tenant.endpoint!r} with an extension matching {tenant.extensions.pattern!r}",
                     f"{conf}; tenants[{self._index(tenant)}].endpoint",
-                    "an endpoint per extension (e.g. [101] type=endpoint), or endpoint/extensions set to match them"))
+                    f"one per extension (e.g. {example}), or the tenant's endpoint and extensions set to match them"))
         return found
 
-    def _index(self, tenant: Tenant) -> str:
-        return str(self.tenants.index(tenant)) if len(self.tenants) > 1 else "…"
+    def _index(self, tenant: Tenant) -> int:
+        return self._config_index[tenant.domain]
 
     # -- modules -----------------------------------------------------------------------------
     async def _modules(self, apps: set[str]) -> list[Finding]:
@@ -334,3 +336,19 @@ def _dial_line(tenant: Tenant) -> str:
     if _tech_of(tenant) == "SIP":
         return "Dial(SIP/${C2C_TRUNK}/${EXTEN},${C2C_DIAL_TIMEOUT})"
     return "Dial(PJSIP/${EXTEN}@${C2C_TRUNK},${C2C_DIAL_TIMEOUT})"
+
+
+async def check_config(config: Config) -> dict[str, CheckResult]:
+    """``c2c-ami check``: log in to every PBX of the config as the gateway would, check each
+    one, log off."""
+    async def one(name: str, ami: AmiClient) -> CheckResult:
+        checker = PbxCheck(name, ami, config.tenants, enabled_features(config))
+        ami.start()
+        try:
+            await ami.wait_ready(ami.config.connect_timeout + ami.config.boot_wait + 1)
+            return await checker.run()
+        finally:
+            await ami.close()
+    amis = {pbx.name: AmiClient(pbx.ami, name=pbx.name) for pbx in config.pbxs}
+    results = await asyncio.gather(*(one(name, ami) for name, ami in amis.items()))
+    return dict(zip(amis, results, strict=True))
