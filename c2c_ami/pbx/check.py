@@ -126,12 +126,12 @@ class PbxCheck:
             allowed = await self._allowed_actions()
             findings += self._rights(allowed)
             findings += await self._read_classes(allowed, skipped)
-            apps: set[str] = set()
+            apps: dict[str, str] = {}
             if "ShowDialPlan" in allowed:
                 for context, tenants in self._contexts().items():
                     found, used = await self._dialplan(context, tenants)
                     findings += found
-                    apps |= used
+                    apps.update(used)
             else:
                 skipped.append("dialplan: not checked (ShowDialPlan needs write = reporting)")
             if "Getvar" in allowed:
@@ -201,7 +201,7 @@ class PbxCheck:
             contexts.setdefault(tenant.context, []).append(tenant)
         return contexts
 
-    async def _dialplan(self, context: str, tenants: list[Tenant]) -> tuple[list[Finding], set[str]]:
+    async def _dialplan(self, context: str, tenants: list[Tenant]) -> tuple[list[Finding], dict[str, str]]:
         tenant = tenants[0]
         number = example_number(tenant.default_region)
         where = f"extensions.conf [{context}]"
@@ -212,9 +212,9 @@ class PbxCheck:
                 return [Finding("context_missing", f"the dialplan has no context {context!r} (tenant "
                                 f"{tenant.domain}'s context)", f"{where}; tenants[{self._index(tenant)}].context",
                                 f"[{context}] with exten => _X.,1,NoOp() then same => n,{dial}, "
-                                "or the tenant's context set to the one that has them")], set()
+                                "or the tenant's context set to the one that has them")], {}
             return [Finding("context_no_match", f"the context {context!r} has no extension matching a dialled "
-                            f"number such as {number}", where, f"exten => _X.,1,NoOp() ... same => n,{dial}")], set()
+                            f"number such as {number}", where, f"exten => _X.,1,NoOp() ... same => n,{dial}")], {}
         seen: dict[str, _Context] = {context: first}
         queue = [first]
         depth = 0
@@ -233,7 +233,7 @@ class PbxCheck:
                         seen[target] = shown
                         queue.append(shown)
         lines = [line for ctx in seen.values() for line in ctx.lines]
-        apps = {app.lower() for app, _ in lines}
+        apps = {app.lower(): app for app, _ in lines}      # ShowDialPlan's spelling, by lower case
         if any(app.lower() == "dial" and "${C2C_TRUNK}" in data for app, data in lines):
             return [], apps
         dials = [data for app, data in lines if app.lower() == "dial"]
@@ -302,17 +302,17 @@ class PbxCheck:
         return self._config_index[tenant.domain]
 
     # -- modules -----------------------------------------------------------------------------
-    async def _modules(self, apps: set[str]) -> list[Finding]:
+    async def _modules(self, apps: dict[str, str]) -> list[Finding]:
         wanted: dict[str, str] = dict(REQUIRED_MODULES)
         for tech in {_tech_of(t) for t in self.tenants}:
             wanted.update(TECH_MODULES.get(tech, ()))
         for feature in self.features:
             for module in FEATURE_MODULES.get(feature, ()):
                 wanted.setdefault(module, feature)
-        for app in sorted(apps):
+        for app, spelled in sorted(apps.items()):
             provider = APP_MODULES.get(app)
             if provider is not None:
-                wanted.setdefault(provider, f"the dialplan runs {app.capitalize()}()")
+                wanted.setdefault(provider, f"{spelled}() in the dialplan")
         replies = await asyncio.gather(*(self.ami.send({"Action": "ModuleCheck", "Module": m}) for m in wanted))
         return [_module_missing(module, why) for (module, why), reply in zip(wanted.items(), replies, strict=True)
                 if reply.get("Response") != "Success"]
