@@ -180,6 +180,11 @@ _VALUES: dict[str, Any] = {
     "tenants[].hotlines": {"02873001234": "hotline-trunk", "+842873005678": "hotline-trunk-2"},
     "tenants[].pbx": "default",
     "tenants[].auto_answer": "none",
+    "calls.auto_answer_user_agents": {"^Acme": "answer-mode"},
+    "calls.blacklist": ["0899990988"],
+    "tenants[].default_region": "VN",
+    "tenants[].caller_ids": ["02873009999", "^1900[0-9]{4}$"],
+    "tenants[].agents": {"101": "Nguyễn Văn A"},
 }
 # Keys that are valid only together with another one.
 _WITH: dict[str, dict[str, Any]] = {"auth.signing_secrets_previous": {"auth.signing_secret": "s" * 32}}
