@@ -71,12 +71,10 @@ async def started(app, timeout: float = 5.0) -> None:
     """Until the gateway's start-up work on each ready PBX is done: the check of the Asterisk
     side and the phones' snapshot."""
     service, phones = app[SERVICE], app[PHONES]
-
-    async def done():
-        while not all(p.last_check is not None and p.name in phones.synced
-                      for p in service.pbxs.values() if p.ready):
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(done(), timeout)
+    for pbx in service.pbxs.values():
+        if pbx.ready:
+            assert await phones.wait_synced(pbx.name, timeout), f"no phone snapshot of PBX {pbx.name}"
+            await asyncio.wait_for(pbx.checked.wait(), timeout)
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ kept (the book is as large as the PBXs' phone lists, no larger).
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..config import Tenant
+from ..waits import wait_set
 
 # Device states that mean no phone is there to ring (not registered, unreachable, no such device).
 ABSENT_STATES = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN"})
@@ -43,6 +45,7 @@ class PhoneBook:
         self.wanted = wanted
         self._phones: dict[tuple[str, str], Phone] = {}
         self.synced: dict[str, float] = {}        # PBX -> when its last snapshot completed
+        self._synced_events: dict[str, asyncio.Event] = {}
 
     def get(self, pbx: str, device: str) -> Phone | None:
         return self._phones.get((pbx, _canonical(device)))
@@ -85,6 +88,14 @@ class PhoneBook:
             if self.wanted(pbx, phone.device):
                 self._phones[pbx, _canonical(phone.device)] = phone
         self.synced[pbx] = at or time.time()
+        self._synced_event(pbx).set()
+
+    async def wait_synced(self, pbx: str, timeout: float) -> bool:
+        """Until the PBX's first snapshot is in (bounded); whether it is."""
+        return await wait_set(self._synced_event(pbx), timeout)
+
+    def _synced_event(self, pbx: str) -> asyncio.Event:
+        return self._synced_events.setdefault(pbx, asyncio.Event())
 
 
 def _canonical(device: str) -> str:

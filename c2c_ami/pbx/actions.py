@@ -44,6 +44,7 @@ class Pbx:
         self.probes_channels = True   # False once this PBX refused CHANNELS(): not asked again
         self.checker = checker        # the check of the Asterisk side (pbx/check.py)
         self.last_check: CheckResult | None = None
+        self.checked = asyncio.Event()    # set after each check (tests and tools await the first)
         self._background = Background()
 
     @property
@@ -80,6 +81,7 @@ class Pbx:
         if not result.findings:
             log.info("PBX %s: the Asterisk side provides what the gateway needs%s", self.name,
                      f" ({'; '.join(result.skipped)})" if result.skipped else "")
+        self.checked.set()
         return result
 
     def check_later(self) -> None:

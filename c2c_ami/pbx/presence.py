@@ -83,6 +83,7 @@ class PhoneWatch:
         except AmiError as exc:
             log.warning("PBX %s: DeviceStateList failed (%s): the agent monitor knows only the devices whose "
                         "state changes from now on", self.pbx, exc)
+            self.book.replace(self.pbx, self.book.of_pbx(self.pbx))     # what is known stands
             return
         now = time.time()
         known = {p.device: p for p in self.book.of_pbx(self.pbx)}
