@@ -3,7 +3,7 @@
   python -m bench            items 1-3 + the fake-AMI latency proxy of item 4 (~2 min)
   python -m bench --rig      also item 4 against the real Asterisk rig (skipped if absent)
   python -m bench --smoke    tiny counts, a few seconds; checks the harness, not the speed
-  --only async,stores,sync,ingest,latency   run a subset;  --out PATH  (default bench/results/latest.json)
+  --only async,stores,sync,ingest,latency,blacklist   run a subset;  --out PATH  (default bench/results/latest.json)
 """
 from __future__ import annotations
 
@@ -113,6 +113,19 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
             row(f"1b stores {name} req/s", f"{r['rps']:,.1f}" + (f" ({each})" if r["instances"] > 1 else ""))
             row(f"1b stores {name} p50 / p99 ms, non-200", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}, {r['non_200']}")
             row(f"1b stores {name} CPU %", ", ".join(f"{k} {v}" for k, v in r["cpu_percent"].items()))
+    bl = results.get("blacklist")
+    if bl and "stores" in bl:
+        for store, r in bl["stores"].items():
+            for name in ("none", "listed"):
+                c = r["clicks"][name]["http_to_originate"]
+                label = "empty list" if name == "none" else f"{bl['listed']:,} listed"
+                row(f"5 do-not-call {store}, {label}: HTTP->Originate p50 / p99 ms", f"{c['p50_ms']} / {c['p99_ms']}")
+            refusal = r["clicks"]["listed"]["refusal_response"]
+            if refusal:
+                row(f"5 do-not-call {store}, {bl['listed']:,} listed: refusal p50 / p99 ms",
+                    f"{refusal['p50_ms']} / {refusal['p99_ms']}")
+            row(f"5 do-not-call {store}: lookup alone p50 us (empty / listed)",
+                f"{r['lookup']['none']['p50_us']} / {r['lookup']['listed']['p50_us']}")
     for part, r in results.items():
         if isinstance(r, dict) and "error" in r:
             row(f"{part}", "ERROR: " + r["error"][:80], "", False)
@@ -136,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny counts: check the harness works")
     parser.add_argument("--rig", action="store_true", help="also item 4 on the real Asterisk rig")
-    parser.add_argument("--only", default="async,stores,sync,ingest,latency")
+    parser.add_argument("--only", default="async,stores,sync,ingest,latency,blacklist")
     parser.add_argument("--out", default=None, help="JSON output (default bench/results/latest.json, "
                                                       "smoke: bench/results/smoke.json)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -150,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke,
                      "machine": machine()}
     failed = False
-    from . import async_bench, ingest, latency_bench, sync_bench
+    from . import async_bench, blacklist_bench, ingest, latency_bench, sync_bench
     with workdir() as wd:
         for part in parts:
             started = time.monotonic()
@@ -172,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                 elif part == "latency":
                     results[part] = latency_bench.run(wd, samples=10 if args.smoke else 200,
                                                       rig=args.rig, rig_samples=30)
+                elif part == "blacklist":
+                    results[part] = (blacklist_bench.run(wd, listed=2000, samples=10, postgres=False) if args.smoke
+                                     else blacklist_bench.run(wd))
                 else:
                     raise ValueError(f"unknown part {part!r}")
             except Exception as exc:

@@ -28,6 +28,8 @@ from .app_keys import (
     INSTANCE_ID,
     MEMBERSHIP,
     METRICS,
+    MONITOR,
+    PHONES,
     RATE_LIMITER,
     RECONCILER,
     RECORDINGS,
@@ -43,6 +45,8 @@ from .auth import TokenAuthority
 from .calls.cluster import Membership
 from .calls.control import CallControl
 from .calls.guards import Limiter, RateLimiter, SingleFlight
+from .calls.monitor import AgentMonitor
+from .calls.phones import DeviceMap, PhoneBook
 from .calls.recordings import RecordingLinks
 from .calls.registry import CallRegistry
 from .calls.service import OUTCOME_GRACE_SECONDS, CallService
@@ -57,8 +61,10 @@ from .notify.reporter import CallReporter
 from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
-from .pbx.events import CallEvents
+from .pbx.check import PbxCheck, enabled_features
+from .pbx.events import CALL_EVENTS, CallEvents
 from .pbx.journal import EventJournal
+from .pbx.presence import PRESENCE_EVENTS, PhoneWatch
 from .pbx.reconcile import Reconciler
 from .scroll import ScrollCodec
 from .store import Storage, open_storage
@@ -125,8 +131,11 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     config, limits = app[CONFIG], app[CONFIG].limits
     registry = CallRegistry(app[REPORTER], outcome_wait=config.calls.ring_timeout + OUTCOME_GRACE_SECONDS,
                             max_call_seconds=config.calls.max_call_seconds)
+    devices = DeviceMap(config.tenants)
+    phones = PhoneBook(devices.wanted)
     amis = {pbx.name: AmiClient(pbx.ami, name=pbx.name) for pbx in config.pbxs}
-    pbxs = {name: Pbx(ami, name) for name, ami in amis.items()}
+    features = enabled_features(config)
+    pbxs = {name: Pbx(ami, name, PbxCheck(name, ami, config.tenants, features)) for name, ami in amis.items()}
     instance_id = app[INSTANCE_ID]
     sole_owner = app[STORAGE].backend == "sqlite"        # one process owns a SQLite file
     hold = config.calls.sync_timeout + OUTCOME_GRACE_SECONDS
@@ -140,7 +149,8 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
         shared_duplicates=None if sole_owner else SharedFlight(
             app[STORAGE], instance_id, ttl=limits.duplicate_window, remember_failures=False, hold_seconds=hold),
         shared_idempotency=None if sole_owner else SharedFlight(
-            app[STORAGE], instance_id, ttl=limits.idempotency_ttl, remember_failures=True, hold_seconds=hold))
+            app[STORAGE], instance_id, ttl=limits.idempotency_ttl, remember_failures=True, hold_seconds=hold),
+        phones=phones)
     journal = EventJournal(keep_seconds=config.cluster.lease_seconds * 3)   # others' calls, and our own before adoption
     control = CallControl(pbxs, registry, app[STORAGE], config.calls, {t.domain: t for t in config.tenants},
                           instance_id=instance_id, hangup_later=service.hangup_later,
@@ -149,11 +159,20 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     reconciler = Reconciler(pbxs, registry, app[STORAGE], events, hangup=service.hangup_later)
     membership = Membership(app[STORAGE], registry, reconciler, instance_id, config.cluster.lease_seconds,
                             sole_owner=sole_owner)
+    watches = {name: PhoneWatch(name, ami, phones) for name, ami in amis.items()}
     for name, ami in amis.items():
-        ami.subscribe(events[name])
+        ami.subscribe(events[name], CALL_EVENTS)
+        ami.subscribe(watches[name], PRESENCE_EVENTS)
         ami.on_down(functools.partial(reconciler.link_lost, name))
         ami.on_ready(functools.partial(reconciler.link_ready, name))
+        ami.on_ready(watches[name].link_ready)
+        ami.on_ready(pbxs[name].check_later)           # the Asterisk side, at start and each reconnect
         app[METRICS].watch(name, ami, registry)
+    app[METRICS].watch_auto_answer(registry.auto_answer)
+    app[PHONES] = phones
+    app[MONITOR] = AgentMonitor(phones, devices, registry, app[STORAGE],
+                                {pbx.name: pbx.ami.host for pbx in config.pbxs}, zone(config.api.timezone),
+                                shared_store=not sole_owner)
     app[AMIS], app[AMI], app[REGISTRY] = amis, amis[config.pbxs[0].name], registry
     app[SERVICE], app[RECONCILER], app[MEMBERSHIP] = service, reconciler, membership
     app[CONTROL] = control
@@ -168,6 +187,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     await reconciler.close()
     await control.close()
     await service.close()
+    await asyncio.gather(*(watch.close() for watch in watches.values()), *(pbx.close() for pbx in pbxs.values()))
     await asyncio.gather(*(ami.close() for ami in amis.values()))
 
 

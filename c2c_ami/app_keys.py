@@ -9,6 +9,8 @@ from .auth import TokenAuthority
 from .calls.cluster import Membership
 from .calls.control import CallControl
 from .calls.guards import Limiter, RateLimiter
+from .calls.monitor import AgentMonitor
+from .calls.phones import PhoneBook
 from .calls.recordings import RecordingLinks
 from .calls.registry import CallRegistry
 from .calls.service import CallService
@@ -41,3 +43,5 @@ MEMBERSHIP = web.AppKey("membership", Membership)
 SERVICE = web.AppKey("service", CallService)
 CONTROL = web.AppKey("control", CallControl)      # transfer, park, supervise, recording masks
 RECORDINGS = web.AppKey("recordings", RecordingLinks)   # signed recording links
+PHONES = web.AppKey("phones", PhoneBook)            # every PBX's registered phones, kept from AMI events
+MONITOR = web.AppKey("monitor", AgentMonitor)        # GET /v1/monitor/agent

@@ -5,9 +5,16 @@ pairs; the same header may appear twice (two ``Alert-Info`` lines), so nothing k
 name. ``standard`` is what wazo-calld sends and covers the common vendors (docs/asterisk.md,
 "Auto-answer"). The config may add bundles or override these;
 each tenant's bundle is resolved once, at start (``config.Tenant.auto_answer_headers``).
+
+``by_user_agent`` is not a bundle but a choice made per call: the bundle of the first row of
+the user-agent table (``calls.auto_answer_user_agents``, then ``USER_AGENT_BUNDLES``) whose
+pattern is found in the User-Agent the agent's phone registered with, else ``standard``.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 Bundle = tuple[tuple[str, str], ...]
@@ -31,6 +38,47 @@ BUILT_IN: dict[str, Bundle] = {
     "legacy": (CALL_INFO, ALERT_INFO),
     "none": (),
 }
+
+
+BY_USER_AGENT = "by_user_agent"   # tenants[].auto_answer / calls.auto_answer: choose per phone
+FALLBACK_BUNDLE = DEFAULT_BUNDLE  # a phone whose User-Agent no row names (or that is unknown)
+
+# User-Agent (a case-insensitive regular expression, searched) -> the bundle its phones obey,
+# from the vendors' documentation (docs/asterisk.md, "Auto-answer: which phones honour what").
+# calls.auto_answer_user_agents rows are tried first, so any row here can be overridden.
+USER_AGENT_BUNDLES: tuple[tuple[str, str], ...] = (
+    ("yealink", "call-info"),
+    ("grandstream", "call-info"),
+    (r"polycom|\bpoly(edge)?\b", "polycom"),
+    ("snom", "alert-info"),
+    ("cisco|linksys", "call-info"),
+    ("fanvil", "call-info"),
+    ("gigaset", "call-info"),
+    ("microsip", "call-info"),
+    ("zoiper", "call-info"),
+    ("baresip", "call-info"),
+    ("aastra|mitel", "alert-info"),
+    ("openstage|unify", "alert-info"),
+    ("linphone", "standard"),
+)
+
+
+@dataclass(frozen=True)
+class UserAgentTable:
+    """The rows, in order: (pattern, compiled, bundle name)."""
+    rows: tuple[tuple[str, re.Pattern[str], str], ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[str, str]]) -> UserAgentTable:
+        return cls(tuple((pattern, re.compile(pattern, re.IGNORECASE), bundle) for pattern, bundle in rows))
+
+    def bundle_for(self, user_agent: str | None) -> str:
+        """The bundle name for a phone's User-Agent (``standard`` when none matches)."""
+        if user_agent:
+            for _, compiled, bundle in self.rows:
+                if compiled.search(user_agent):
+                    return bundle
+        return FALLBACK_BUNDLE
 
 
 def is_chan_sip(device: str) -> bool:

@@ -20,8 +20,18 @@ from typing import Any
 import yaml
 
 from . import patterns
-from .auto_answer import BUILT_IN, CUSTOM_BUNDLE, DEFAULT_BUNDLE, MAX_HEADERS, Bundle
+from .auto_answer import (
+    BUILT_IN,
+    BY_USER_AGENT,
+    CUSTOM_BUNDLE,
+    DEFAULT_BUNDLE,
+    MAX_HEADERS,
+    USER_AGENT_BUNDLES,
+    Bundle,
+    UserAgentTable,
+)
 from .carrier import zone
+from .numbers import is_possible, known_region, number_key
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -107,6 +117,11 @@ class CallsConfig:
     # every bundle by name: the built-in ones, then calls.auto_answer_bundles
     # (docs/asterisk.md, "Auto-answer: which phones honour what")
     auto_answer_bundles: Mapping[str, Bundle] = field(default_factory=lambda: dict(BUILT_IN))
+    # auto_answer: by_user_agent: the User-Agent -> bundle rows (calls.auto_answer_user_agents
+    # first, then the built-in ones: auto_answer.USER_AGENT_BUNDLES)
+    auto_answer_user_agents: UserAgentTable = field(default_factory=lambda: UserAgentTable.of(USER_AGENT_BUNDLES))
+    # numbers no tenant may call (a global do-not-call list), each read in the tenant's region
+    blacklist: tuple[str, ...] = ()
     park_timeout: float = 10.0      # a parked party waits this long for a transfer, then is hung up
     park_context: str = "c2c-park"  # the dialplan context a parked party waits in (docs/asterisk.md)
 
@@ -189,6 +204,15 @@ class PbxConfig:
 
 
 @dataclass(frozen=True)
+class CallerIds:
+    """``tenants[].caller_ids``: the numbers (compared in E.164 by the tenant's region) and
+    the patterns (regular expressions, full match on the number as given) a tenant may
+    present as caller ID."""
+    numbers: frozenset[str] = frozenset()
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Tenant:
     domain: str
     token_digests: tuple[bytes, ...] = field(repr=False)
@@ -199,8 +223,12 @@ class Tenant:
     pbx: str = "default"            # the PBX its extensions and trunks live on
     api_key_digests: tuple[bytes, ...] = field(default=(), repr=False)  # exchanged for issued tokens
     auto_answer: str = DEFAULT_BUNDLE   # the bundle's name...
-    auto_answer_headers: Bundle = BUILT_IN[DEFAULT_BUNDLE]  # ...resolved
+    auto_answer_headers: Bundle = BUILT_IN[DEFAULT_BUNDLE]  # ...resolved (by_user_agent: the fallback)
     recording: RecordingConfig = RecordingConfig()   # recording.*, with this tenant's overrides
+    default_region: str | None = None   # ISO 3166 alpha-2: how numbers without a country code are read
+    caller_ids: CallerIds | None = None  # None: any caller ID may be presented
+    agents: Mapping[str, str] = field(default_factory=dict)   # extension -> the agent's name
+    blacklist: frozenset[str] = frozenset()   # calls.blacklist, as this tenant compares numbers
 
     @property
     def default_hotline(self) -> str:
@@ -249,7 +277,8 @@ SECTION_EXTRA_KEYS: Mapping[str, frozenset[str]] = {
 ROOT_KEYS = frozenset(SECTIONS) | {"pbxs", "tenants"}
 PBX_KEYS = frozenset({"name", "ami"})             # pbxs[]: ami takes the keys of the ami section
 TENANT_KEYS = frozenset({"domain", "tokens", "api_keys", "endpoint", "context", "extensions", "hotlines",
-                         "pbx", "auto_answer", "recording"})   # tenants[].recording: the recording section's keys
+                         "pbx", "auto_answer", "default_region", "caller_ids", "agents",
+                         "recording"})   # tenants[].recording: the recording section's keys
 
 
 def section_keys(name: str) -> frozenset[str]:
@@ -363,6 +392,8 @@ def _calls(root: dict) -> CallsConfig:
         path = "calls.auto_answer_bundles"
         for name, value in _mapping(given.pop("auto_answer_bundles"), path).items():
             bundles[_bundle_name(name, f"{path}.{name}")] = _bundle(value, f"{path}.{name}")
+    user_agents = _user_agents(given.pop("auto_answer_user_agents", {}), bundles)
+    blacklist = _numbers(given.pop("blacklist", []), "calls.blacklist")
     default = DEFAULT_BUNDLE
     if "auto_answer_headers" in given:
         path = "calls.auto_answer_headers"
@@ -372,7 +403,8 @@ def _calls(root: dict) -> CallsConfig:
         bundles[CUSTOM_BUNDLE] = _bundle(_mapping(given.pop("auto_answer_headers"), path), path)
         default = CUSTOM_BUNDLE
     calls = dataclasses.replace(_section({"calls": given}, "calls", CallsConfig),
-                                auto_answer_bundles=bundles)
+                                auto_answer_bundles=bundles, auto_answer_user_agents=user_agents,
+                                blacklist=blacklist)
     if "auto_answer" not in given:
         calls = dataclasses.replace(calls, auto_answer=default)
     _known_bundle(calls.auto_answer, calls, "calls.auto_answer")
@@ -411,7 +443,40 @@ def _bundle(value: Any, path: str) -> Bundle:
     return tuple(out)
 
 
+def _user_agents(value: Any, bundles: Mapping[str, Bundle]) -> UserAgentTable:
+    """``{pattern: bundle}`` in order, tried before the built-in rows."""
+    path = "calls.auto_answer_user_agents"
+    rows = []
+    for pattern, bundle in _mapping(value or {}, path).items():
+        where = f"{path}.{pattern}"
+        try:
+            re.compile(str(pattern), re.IGNORECASE)
+        except re.error as exc:
+            raise ConfigError(f"{where}: not a regular expression: {exc}") from None
+        if not isinstance(bundle, str) or bundle not in bundles:
+            raise ConfigError(f"{where}: no auto-answer bundle named {bundle!r} "
+                              f"(bundles: {', '.join(sorted(bundles))})")
+        rows.append((str(pattern), bundle))
+    return UserAgentTable.of([*rows, *USER_AGENT_BUNDLES])
+
+
+def _numbers(value: Any, path: str) -> tuple[str, ...]:
+    """A list of phone numbers (3-20 digits, optional leading +, formatting allowed)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list of phone numbers")
+    out = []
+    for i, item in enumerate(value):
+        number = str(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
+        if not is_possible(number, None):
+            raise ConfigError(f"{path}[{i}]: a phone number is 3-20 digits with an optional leading + "
+                              "(quote it in YAML to keep leading zeros)")
+        out.append(number)
+    return tuple(out)
+
+
 def _known_bundle(name: Any, calls: CallsConfig, path: str) -> Bundle:
+    if name == BY_USER_AGENT:       # chosen per call; a phone no row names gets the fallback
+        return calls.auto_answer_bundles[DEFAULT_BUNDLE]
     if not isinstance(name, str) or name not in calls.auto_answer_bundles:
         raise ConfigError(f"{path}: no auto-answer bundle named {name!r} "
                           f"(bundles: {', '.join(sorted(calls.auto_answer_bundles))})")
@@ -679,10 +744,54 @@ def _tenant(raw: Any, path: str, pbx_names: list[str], calls: CallsConfig, recor
         hotlines[number] = _name(trunk, f"{path}.hotlines.{number}")
     bundle = t.get("auto_answer", calls.auto_answer)
     headers = _known_bundle(bundle, calls, f"{path}.auto_answer")
+    region = _region(t.get("default_region"), f"{path}.default_region")
     return Tenant(domain=domain, token_digests=digests, endpoint=endpoint, context=context,
                   extensions=extensions, hotlines=hotlines, pbx=pbx, api_key_digests=key_digests,
-                  auto_answer=bundle, auto_answer_headers=headers,
+                  auto_answer=bundle, auto_answer_headers=headers, default_region=region,
+                  caller_ids=_caller_ids(t.get("caller_ids"), f"{path}.caller_ids", region),
+                  agents=_agents(t.get("agents", {}), f"{path}.agents"),
+                  blacklist=frozenset(number_key(n, region) for n in calls.blacklist),
                   recording=_recording(t.get("recording"), f"{path}.recording", recording))
+
+
+def _region(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not known_region(value):
+        raise ConfigError(f"{path}: an ISO 3166 region code phone numbers are read in (VN, US, GB...)")
+    return value
+
+
+def _caller_ids(value: Any, path: str, region: str | None) -> CallerIds | None:
+    """Numbers (``"02873001234"``, ``"+842873001234"``) or regular expressions starting
+    with ``^`` (``"^1900[0-9]{4}$"``)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{path}: a non-empty list of numbers or patterns (^...) is expected")
+    numbers, regexes = set(), []
+    for i, item in enumerate(value):
+        text = str(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
+        if text.startswith("^"):
+            try:
+                regexes.append(re.compile(text))
+            except re.error as exc:
+                raise ConfigError(f"{path}[{i}]: not a regular expression: {exc}") from None
+        elif is_possible(text, None):
+            numbers.add(number_key(text, region))
+        else:
+            raise ConfigError(f"{path}[{i}]: a number (3-20 digits, optional +; quote it in YAML) or a "
+                              "regular expression starting with ^")
+    return CallerIds(frozenset(numbers), tuple(regexes))
+
+
+def _agents(value: Any, path: str) -> dict[str, str]:
+    agents = {}
+    for ext, name in _mapping(value, path).items():
+        if not isinstance(name, str) or not 0 < len(name) <= 80 or not name.isprintable():
+            raise ConfigError(f"{path}.{ext}: an agent's name is 1-80 printable characters")
+        agents[str(ext)] = name
+    return agents
 
 
 def _name(value: Any, path: str) -> str:

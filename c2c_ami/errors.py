@@ -33,6 +33,21 @@ class Forbidden(C2CError):
     code = "FORBIDDEN"
 
 
+class PhoneBlacklisted(C2CError):
+    """The number is on the tenant's do-not-call list (or the global one): nothing was dialed."""
+    code = "PHONE_BLACKLISTED"
+
+
+class CallerIdNotAllowed(C2CError):
+    """A caller-ID number outside the tenant's ``caller_ids`` (carriers refuse spoofed ones)."""
+    code = "CALLER_ID_NOT_ALLOWED"
+
+
+class BlacklistEntryNotFound(C2CError):
+    """No do-not-call entry with this id or number for this tenant."""
+    code = "BLACKLIST_NOT_FOUND"
+
+
 class UserNotRegistered(C2CError):
     """The extension is unknown or has no registered phone."""
     code = "USER_NOT_REGISTERED"
@@ -105,7 +120,7 @@ class PbxUnavailable(C2CError):
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
     CallCancelled, CallNotFound, CallNotAnswered, CallBusy, NotRecording, HookNotFound, TooManyHooks, RateLimited,
-    CallFailed, PbxUnavailable,
+    CallFailed, PbxUnavailable, PhoneBlacklisted, CallerIdNotAllowed, BlacklistEntryNotFound,
 )
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 

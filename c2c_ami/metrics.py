@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .calls.phones import AutoAnswerTally
 from .calls.registry import CallRegistry
 from .pbx import AmiClient, AmiState
 
@@ -24,6 +25,9 @@ class Metrics:
         self.latency = Histogram("c2c_request_seconds", "Click-to-call request latency",
                                  ["endpoint"], registry=self.registry,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.refusals = Counter("c2c_click_refusals_total", "Click-to-calls refused by a guard rail before "
+                                "any INVITE, per tenant and code (PHONE_BLACKLISTED, CALLER_ID_NOT_ALLOWED)",
+                                ["tenant", "code"], registry=self.registry)
         self.calls_in_flight = Gauge("c2c_calls_in_flight", "Calls the gateway is tracking, per PBX", ["pbx"],
                                      registry=self.registry)
         self.ami_up = Gauge("c2c_ami_up", "1 when the PBX's AMI link is logged in and usable", ["pbx"],
@@ -43,6 +47,10 @@ class Metrics:
             return lambda: 1.0 if ami.state is state else 0.0
         for state in AmiState:
             self.ami_state.labels(pbx, state.value).set_function(is_current(state))
+
+    def watch_auto_answer(self, tally: AutoAnswerTally) -> None:
+        """Auto-answer asked, per phone User-Agent: answered by itself, or rang instead."""
+        self.registry.register(_AutoAnswerCollector(tally))
 
     def watch_webhooks(self, notifier: WebhookNotifier) -> None:
         """Webhook deliveries per tenant: outcomes of this instance's attempts, and the
@@ -74,3 +82,21 @@ class _WebhookCollector:
         for tenant, count in sorted(self.notifier.pending_by_tenant.items()):
             pending.add_metric([tenant], count)
         yield pending
+
+
+class _AutoAnswerCollector:
+    """Reads the registry's auto-answer tally at scrape time."""
+
+    def __init__(self, tally: AutoAnswerTally) -> None:
+        self.tally = tally
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily(
+            "c2c_auto_answer", "Calls that asked the agent's phone to answer by itself, per phone User-Agent: "
+            "honoured=true it did (within a second), false it rang instead", labels=["user_agent", "honoured"])
+        for (user_agent, honoured), count in sorted(self.tally.counts.items()):
+            family.add_metric([user_agent, "true" if honoured else "false"], count)
+        yield family

@@ -39,6 +39,8 @@ CALL_ID = Pattern(r"[A-Za-z0-9._-]{1,64}", "1-64 letters, digits, '.', '_' or '-
 CUSTOMER_ID = Pattern(r"[A-Za-z0-9._:@-]{1,64}", "1-64 letters, digits, '.', '_', '-', ':' or '@'")
 # GET /v1/cdr/{id}: a call_id or a SIP Call-ID (which may hold '@' and other punctuation)
 CDR_ID = Pattern(r"[\x21-\x7e]{1,255}", "a call_id or a SIP Call-ID: 1-255 printable ASCII characters")
+# GET /v1/blacklist/{id}: an entry's id or a number in any of its forms
+BLACKLIST_ID = Pattern(r"[A-Za-z0-9+ ._()-]{1,64}", "an entry's id or a phone number (1-64 characters)")
 IDEMPOTENCY_KEY = Pattern(r"[A-Za-z0-9_.:-]{1,128}", "1-128 letters, digits, '.', '_', ':' or '-'")
 HOOK_ID = Pattern(r"[0-9a-f-]{36}", "a webhook id")
 HOOK_SECRET = Pattern(r"[\x21-\x7e]{16,256}", "16-256 printable ASCII characters without spaces")

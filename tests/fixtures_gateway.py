@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from c2c_ami.app import create_app
-from c2c_ami.app_keys import AMI, REPORTER, STORAGE
+from c2c_ami.app_keys import AMI, PHONES, REPORTER, SERVICE, STORAGE
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
 
@@ -61,8 +61,20 @@ def make_gateway(aiohttp_client, fake_ami):
         app = create_app(gateway_config(fake_ami.port, **sections))
         client = await aiohttp_client(app)
         assert await app[AMI].wait_ready(3), "gateway did not log in to the fake AMI"
+        await started(app)
+        fake_ami.forget_received()          # what a test's requests send is recorded from here
         return client
     return make
+
+
+async def started(app, timeout: float = 5.0) -> None:
+    """Until the gateway's start-up work on each ready PBX is done: the check of the Asterisk
+    side and the phones' snapshot."""
+    service, phones = app[SERVICE], app[PHONES]
+    for pbx in service.pbxs.values():
+        if pbx.ready:
+            assert await phones.wait_synced(pbx.name, timeout), f"no phone snapshot of PBX {pbx.name}"
+            await asyncio.wait_for(pbx.checked.wait(), timeout)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The real process: start from the CLI, bad config, and SIGTERM while requests wait."""
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -111,3 +112,35 @@ async def test_a_port_in_use_exits_at_once_naming_it(tmp_path, fake_ami, listen_
     assert proc.returncode == 1
     assert lines == [f"c2c-ami: cannot listen on 127.0.0.1:{port}: Address already in use"]
     assert fake_ami.actions_named("Login") == []
+
+
+async def test_check_prints_each_finding_and_exits_1_then_0_once_fixed(tmp_path, fake_ami):
+    fake_ami.device_states["PJSIP/101"] = "NOT_INUSE"
+    fake_ami.dialplan = {"c2c-outbound": [("_X.", 1, "NoOp", ""), ("_X.", 2, "Hangup", "")]}
+    path = write_config(tmp_path, fake_ami.port, free_port())
+
+    async def run():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "c2c_ami", "check", "--config", str(path), stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AMI_SECRET": "change-me"})
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        return proc.returncode, out.decode().splitlines()
+    code, lines = await run()
+    assert code == 1
+    assert lines == [
+        f"PBX default (127.0.0.1:{fake_ami.port}): 1 finding",
+        "  - the context 'c2c-outbound' never runs Dial with ${C2C_TRUNK}: the agent's phone rings, but the number "
+        "is never dialled [extensions.conf [c2c-outbound]]: same => n,Dial(PJSIP/${EXTEN}@${C2C_TRUNK},"
+        "${C2C_DIAL_TIMEOUT})"]
+    fake_ami.dialplan = {"c2c-outbound": [("_X.", 1, "Dial", "PJSIP/${EXTEN}@${C2C_TRUNK},30")]}
+    code, lines = await run()
+    assert (code, lines) == (0, [f"PBX default (127.0.0.1:{fake_ami.port}): no findings"])
+
+
+async def test_check_with_a_bad_config_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tenants: []\n")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "c2c_ami", "check", "--config", str(bad),
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2 and b"tenants:" in err

@@ -188,6 +188,11 @@ _VALUES: dict[str, Any] = {
     "tenants[].recording.local_dir": "/srv/recordings",
     "tenants[].recording.url_template": "https://pbx1.example/rec/{call_id}.wav",
     "tenants[].recording.url_ttl": 3600,
+    "calls.auto_answer_user_agents": {"^Acme": "answer-mode"},
+    "calls.blacklist": ["0899990988"],
+    "tenants[].default_region": "VN",
+    "tenants[].caller_ids": ["02873009999", "^1900[0-9]{4}$"],
+    "tenants[].agents": {"101": "Nguyễn Văn A"},
 }
 # Keys that are valid only together with another one.
 _WITH: dict[str, dict[str, Any]] = {"auth.signing_secrets_previous": {"auth.signing_secret": "s" * 32}}

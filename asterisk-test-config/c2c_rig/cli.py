@@ -77,6 +77,11 @@ def main(argv=None):
     p.add_argument("--offset", type=int, help=f"port block 0..{MAX_OFFSET} (default: first free)")
     p.add_argument("--json", action="store_true", help="print the instance facts as JSON")
     p.add_argument("--foreground", action="store_true", help="stay attached; `down` on SIGTERM/SIGINT")
+    p.add_argument("--ami-write", metavar="CLASSES", help="a broken PBX: the gateway user's write= classes "
+                   "(e.g. call,reporting: no originate)")
+    p.add_argument("--noload", metavar="MODULE", action="append", default=[],
+                   help="a broken PBX: do not load MODULE (e.g. app_mixmonitor); repeatable")
+    p.add_argument("--no-dial", action="store_true", help="a broken PBX: the click-to-call context has no Dial")
     p = sub.add_parser("down", help="stop an instance")
     p.add_argument("--offset", type=int)
     p.add_argument("--all", action="store_true")
@@ -96,7 +101,8 @@ def main(argv=None):
             raise RigError("rig is not installed: run `rig.py install` (as root) first")
         if args.cmd == "up":
             t0 = time.monotonic()
-            rig = Rig.up(args.offset, runtime, args.driver)
+            rig = Rig.up(args.offset, runtime, args.driver, ami_write=args.ami_write, noload=args.noload,
+                         no_dial=args.no_dial)
             _print_info(rig, args.json, time.monotonic() - t0)
             if args.foreground:
                 return _foreground(rig)

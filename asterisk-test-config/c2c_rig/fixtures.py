@@ -54,11 +54,12 @@ def driver_rig(request):
 
 @pytest.fixture
 def rig_factory(rig_pjsip):
-    """Callable (offset=None, driver="pjsip") -> another running Rig; all of them are downed after the test."""
+    """Callable (offset=None, driver="pjsip", **options) -> another running Rig (options: a
+    broken PBX, see Rig.up); all of them are downed after the test."""
     started = []
 
-    def start(offset=None, driver="pjsip"):
-        instance = Rig.up(offset, runtime=rig_pjsip.runtime, driver=driver)
+    def start(offset=None, driver="pjsip", **options):
+        instance = Rig.up(offset, runtime=rig_pjsip.runtime, driver=driver, **options)
         started.append(instance)
         return instance
     try:

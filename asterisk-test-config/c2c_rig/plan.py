@@ -20,11 +20,12 @@ DEFAULT_DRIVER = "pjsip"
 PHONE_GROUPS = {
     "answer": ["101", "105", "106"] + [str(e) for e in range(201, 231)],
     "busy": ["102"],
-    "noanswer": ["103", "107", "108", "109"],
+    "noanswer": ["103", "107", "108", "109", "120"],
     "dead": ["110", "114"],            # registered, then silent: never answers any request
-    "aa-callinfo": ["111"],            # answer at once only when the INVITE asks for it
+    "aa-callinfo": ["111", "117", "118"],   # answer at once only when the INVITE asks for it
     "aa-alertinfo": ["112"],
     "aa-answermode": ["113"],
+    "aa-polycom": ["119"],             # answers at once only when Alert-Info: Ring Answer
     "hangup": ["116"],                 # the agent hangs up: BYE 2 s after answering
 }
 QUALIFIED = ["114"]                    # qualified every 2 s: a dead phone Asterisk notices
@@ -43,9 +44,22 @@ BEHAVIOUR = {"answer": "rings ~0.5 s, answers, stays up until BYE",
              "aa-callinfo": "answers at once if Call-Info has answer-after=0, else rings forever",
              "aa-alertinfo": "answers at once if Alert-Info has info=alert-autoanswer, else rings",
              "aa-answermode": "answers at once if Answer-Mode: Auto, else rings forever",
+             "aa-polycom": "answers at once if Alert-Info: Ring Answer, else rings forever",
              "hangup": "rings ~0.5 s, answers, hangs up (BYE) 2 s later",
              "unregistered": "never registered (UNAVAILABLE)",
              "softphone": "baresip 1.1: answers at once when the INVITE asks for auto-answer, else rings"}
+
+
+# The User-Agent each phone registers with (the others: c2c-ami-test-rig): vendors' phones that
+# obey their vendor's auto-answer header (117, 118: Call-Info answer-after=0; 119: Alert-Info:
+# Ring Answer), and 120 whose vendor's header (Call-Info) it ignores: it rings.
+DEFAULT_USER_AGENT = "c2c-ami-test-rig"
+USER_AGENTS = {"117": "Yealink SIP-T46S 66.86.0.15", "118": "Grandstream GXP2170 1.0.11.23",
+               "119": "PolycomVVX-VVX_450-UA/6.4.3.5018", "120": "Fanvil X4U 2.12.1"}
+
+
+def user_agent(ext):
+    return USER_AGENTS.get(ext, DEFAULT_USER_AGENT)
 
 
 # A registered phone's device state once `up` returns (114's qualify fails: UNAVAILABLE).

@@ -15,7 +15,7 @@ from .. import patterns
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import Principal
 from ..calls.requests import ClickToCallRequest
-from ..errors import C2CError, CallFailed, Forbidden, InvalidParams
+from ..errors import C2CError, CallerIdNotAllowed, CallFailed, Forbidden, InvalidParams, PhoneBlacklisted
 from .common import body_of, principal_of, query_of, success
 from .errors import ClientGone, failure_response
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
@@ -99,5 +99,9 @@ async def _place(request: web.Request, principal: Principal, call_request: Click
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = checked("Idempotency-Key", key, patterns.IDEMPOTENCY_KEY)
-    return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
+    try:
+        return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
+    except (PhoneBlacklisted, CallerIdNotAllowed) as exc:
+        request.app[METRICS].refusals.labels(principal.tenant.domain, exc.code).inc()
+        raise
 

@@ -34,6 +34,9 @@ HTTP_STATUS: dict[str, int] = {
     "RATE_LIMITED": 429,
     "CALL_FAILED": 502,
     "PBX_UNAVAILABLE": 503,
+    "PHONE_BLACKLISTED": 403,
+    "CALLER_ID_NOT_ALLOWED": 403,
+    "BLACKLIST_NOT_FOUND": 404,
 }
 assert set(HTTP_STATUS) == {cls.code for cls in ERROR_CLASSES}, "every error code has its HTTP status"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__, patterns
+from ..calls.policy import MAX_ENTRIES_PER_REQUEST
 from ..calls.record import LIVE_CALL_KEYS, record_schema
 from ..carrier import DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
 from ..errors import ERROR_CLASSES
@@ -224,6 +225,112 @@ def _control_paths() -> dict[str, Any]:
             "Record the call's audio again after a pause",
             "409 NOT_RECORDING when the call has no recording.", body=False),
     }
+_MONITOR_AGENT: dict[str, Any] = {"type": "object", "required": [
+    "extension", "agent_name", "call_state", "call_id", "call_time", "destination", "direction", "user_agent",
+    "network_ip", "server_host"], "properties": {
+    "extension": {"type": "string"},
+    "agent_name": {"type": "string", "description": "tenants[].agents; \"\" when none"},
+    "call_state": {"type": "string", "enum": ["IDLE", "RINGING", "ONCALL"]},
+    "call_id": {"type": "string", "description": "the gateway's call on this extension; \"\" for none (or a call "
+                                                 "the gateway did not place)"},
+    "call_time": {**_CARRIER_TIME, "description": "when the call (or, without one of the gateway's, the ringing "
+                                                  "or the talk) began: YYYY-MM-DD HH:MM:SS in api.timezone; "
+                                                  "\"\" when idle"},
+    "destination": {"type": "string", "description": "the number the gateway's call dials; \"\" otherwise"},
+    "direction": {"type": "string", "enum": ["outbound", ""]},
+    "user_agent": {"type": "string", "description": "the registered phone's User-Agent"},
+    "network_ip": {"type": "string", "description": "the registered phone's address"},
+    "server_host": {"type": "string", "description": "the PBX's host (its ami.host)"},
+    "domain_name": {"type": "string", "description": "the tenant"},
+    "username": {"type": "string", "description": "the extension"}}}
+
+_FINDING: dict[str, Any] = {"type": "object", "required": ["code", "what", "where", "fix", "blocking"], "properties": {
+    "code": {"type": "string", "description": "ami_login, ami_permission, ami_read, context_missing, "
+                                              "context_no_match, context_no_dial, dial_without_trunk, trunk_missing, "
+                                              "endpoint_missing, module_missing"},
+    "what": {"type": "string"}, "where": {"type": "string", "description": "the file and section (or config key)"},
+    "fix": {"type": "string", "description": "the line to add or change"},
+    "blocking": {"type": "boolean", "description": "no call at all can be placed on this PBX (/readyz: not ready)"}}}
+
+_BLACKLIST_ENTRY: dict[str, Any] = {"type": "object", "required": ["id", "phone_number", "description"], "properties": {
+    "id": {"type": "string", "format": "uuid"}, "phone_number": {"type": "string", "description": "as given"},
+    "description": {"type": "string"}}}
+
+_BULK_RESULT: dict[str, Any] = {"type": "object", "required": ["success", "fail", "message"], "properties": {
+    "success": {"type": "array", "items": {"type": "string"}, "description": "the numbers done, as given"},
+    "fail": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}},
+             "description": "{number: reason}: phone_number is duplicate | invalid | not in the blacklist"},
+    "message": {"type": "string", "enum": ["successfully"]}}}
+
+GUARD_SCHEMAS: dict[str, Any] = {
+    "BlacklistEntry": _BLACKLIST_ENTRY,
+    "BlacklistPage": {"type": "object", "required": ["data", "limit", "offset", "total"], "properties": {
+        "data": {"type": "array", "items": {"$ref": "#/components/schemas/BlacklistEntry"}},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}, "total": {"type": "integer"}}},
+    "BlacklistAdd": {"type": "object", "required": ["blacklist"], "properties": {"blacklist": {
+        "type": "array", "minItems": 1, "maxItems": MAX_ENTRIES_PER_REQUEST, "items": {
+            "type": "object", "required": ["phone_number"], "properties": {
+                "phone_number": {"type": "string"}, "description": {"type": "string", "maxLength": 255}}}}}},
+    "BlacklistRemove": {"type": "object", "required": ["blacklist"], "properties": {"blacklist": {
+        "type": "array", "minItems": 1, "maxItems": MAX_ENTRIES_PER_REQUEST, "items": {"type": "string"}}}},
+    "BlacklistResult": _BULK_RESULT,
+    "MonitorAgents": {"type": "object", "required": ["data", "total"], "properties": {
+        "data": {"type": "array", "items": _MONITOR_AGENT}, "total": {"type": "integer"}}},
+    "PbxCheck": {"type": "object", "required": ["status", "pbxs"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "findings"]},
+        "pbxs": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "blocking": {"type": "boolean"},
+            "findings": {"type": "array", "items": _FINDING},
+            "skipped": {"type": "array", "items": {"type": "string"},
+                        "description": "what the AMI user's rights did not let the check see"}}}}}},
+}
+
+_BLACKLIST_BODY = (f"The carrier's shape; at most {MAX_ENTRIES_PER_REQUEST} numbers, within http.client_max_size "
+                   "bytes. Numbers compare in E.164 by tenants[].default_region (VN: 0899990988, +84899990988 and "
+                   "84899990988 are one number). ")
+
+GUARD_PATHS: dict[str, Any] = {
+    "/v1/blacklist": {
+        "get": {"summary": "The tenant's do-not-call list, in the order it was listed", "security": _BEARER,
+                "parameters": [_param("limit", "1-500, default 50", kind="integer"),
+                               _param("offset", f"0-{MAX_OFFSET}, default 0", kind="integer")],
+                "responses": {**_ok("BlacklistPage", "one page"), **_failures(400, 401, 429)}},
+        "post": {"summary": "List numbers: a click-to-call to any of them is 403 PHONE_BLACKLISTED",
+                 "description": _BLACKLIST_BODY + "A number already listed, or twice in the body, fails "
+                                "'phone_number is duplicate'; one that cannot be a number, 'phone_number is "
+                                "invalid'. A token for one extension may not (403).",
+                 "security": _BEARER,
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/BlacklistAdd"}}}},
+                 "responses": {**_ok("BlacklistResult", "what was listed, what failed and why"),
+                               **_failures(400, 401, 403, 429)}},
+        "delete": {"summary": "Unlist numbers", "description": _BLACKLIST_BODY + "A token for one extension may "
+                   "not (403).", "security": _BEARER,
+                   "requestBody": {"required": True, "content": {"application/json": {
+                       "schema": {"$ref": "#/components/schemas/BlacklistRemove"}}}},
+                   "responses": {**_ok("BlacklistResult", "what was unlisted, what failed and why"),
+                                 **_failures(400, 401, 403, 429)}}},
+    "/v1/blacklist/{id}": {"get": {
+        "summary": "One entry, by its id or its number (in any of its forms)", "security": _BEARER,
+        "parameters": [_param("id", "an entry's id or a phone number", required=True, where="path",
+                              pattern=patterns.BLACKLIST_ID.anchored)],
+        "responses": {**_ok("BlacklistEntry", "the entry (the carrier's bare object)"),
+                      **_failures(400, 401, 404, 429)}}},
+    "/v1/monitor/agent": {"get": {
+        "summary": "The tenant's registered extensions and what each is doing (a token for one extension: itself)",
+        "description": "Kept from AMI events (registrations, device states, the gateway's calls): no AMI action "
+                       "per request. IDLE, RINGING or ONCALL; call_id, destination and direction describe the "
+                       "gateway's own call on the extension.",
+        "security": _BEARER,
+        "responses": {**_ok("MonitorAgents", "the agents, by extension"), **_failures(401, 429)}}},
+    "/v1/pbx/check": {"get": {
+        "summary": "Check each PBX's Asterisk side now: AMI rights, dialplan, trunks, modules",
+        "description": "The operator's: Authorization: Bearer <metrics.token> (401 while metrics.token is not set; "
+                       "a tenant's token is refused). Each finding says what is wrong, where, and the line to add "
+                       "or change.",
+        "security": _BEARER,
+        "responses": {**_ok("PbxCheck", "the findings of each PBX"), **_failures(400, 401)}}},
+}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -369,6 +476,7 @@ def build_openapi() -> dict[str, Any]:
                         "token": {"type": "string", "description": "use as Authorization: Bearer <token>"},
                         "expired": {"type": "integer", "description": "when it expires, unix seconds"},
                         "user_id": {"type": "string", "description": "the tenant's domain"}}}}},
+                **GUARD_SCHEMAS,
             },
         },
         "paths": {
@@ -509,6 +617,10 @@ def build_openapi() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": _ok("Status", "alive")}},
             "/readyz": {"get": {"summary": "AMI logged in and usable",
+                                "description": "Each PBX's AMI state, and the findings of the last check of its "
+                                               "Asterisk side (pbxs[].findings). 503 when no PBX can place a call: "
+                                               "no AMI link, or a blocking finding (the AMI user may not "
+                                               "Originate or Getvar, or reads no call events).",
                                 "responses": {**_ok("Status", "ready"),
                                               "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
@@ -518,6 +630,7 @@ def build_openapi() -> dict[str, Any]:
                                  "responses": {"200": {"description": "text exposition format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
                                                **_failures(400, 401)}}},
+            **GUARD_PATHS,
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3 document",
                                                                "content": {"application/json": {

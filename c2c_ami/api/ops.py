@@ -1,11 +1,13 @@
-"""For operators and tools: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+"""For operators and tools: liveness, readiness, Prometheus metrics, the check of the
+Asterisk side, the OpenAPI document."""
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..app_keys import CONFIG, METRICS, SERVICE
-from ..auth import check_bearer
+from ..auth import bearer_token, check_bearer
+from ..errors import Unauthorized
 from .common import authorization_of
 from .openapi import build_openapi
 
@@ -24,7 +26,8 @@ async def readyz(request: web.Request) -> web.Response:
     """200 when calls can be placed on at least one PBX (503 when on none), with every PBX's
     AMI link state and, when it is not ready, why. ``ami``/``detail`` are the first PBX's."""
     readiness = request.app[SERVICE].readiness()
-    pbxs = [{"name": p.name, "ami": p.ami, **({"detail": p.detail} if p.detail else {})} for p in readiness.pbxs]
+    pbxs = [{"name": p.name, "ami": p.ami, **({"detail": p.detail} if p.detail else {}),
+             **({"findings": list(p.findings)} if p.findings else {})} for p in readiness.pbxs]
     body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs}
     if "detail" in pbxs[0]:
         body["detail"] = pbxs[0]["detail"]
@@ -38,6 +41,22 @@ async def metrics(request: web.Request) -> web.Response:
     if token:
         check_bearer(authorization_of(request), token)
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/v1/pbx/check")
+async def pbx_check(request: web.Request) -> web.Response:
+    """The check of every PBX's Asterisk side, now. The operator's: ``metrics.token``, as
+    ``/metrics`` takes it (a tenant's token is no such token); closed while it is not set (the
+    check runs AMI actions and shows the PBX's configuration)."""
+    token = request.app[CONFIG].metrics.token
+    if not token:
+        bearer_token(authorization_of(request))         # no header: say so first
+        raise Unauthorized("invalid token (GET /v1/pbx/check takes metrics.token, which is not set)")
+    check_bearer(authorization_of(request), token)
+    results = await request.app[SERVICE].check_pbxs()
+    pbxs = [{"name": name, "findings": [f.as_dict() for f in r.findings], "skipped": list(r.skipped),
+             "blocking": r.blocking} for name, r in results.items()]
+    return web.json_response({"status": "findings" if any(p["findings"] for p in pbxs) else "ok", "pbxs": pbxs})
 
 
 @routes.get("/v1/openapi.json")

@@ -15,10 +15,12 @@ import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import patterns
 from ..calls.call import CdrStatus
+from ..calls.policy import MAX_ENTRIES_PER_REQUEST
 from ..calls.requests import CdrQuery, ClickToCallRequest
 from ..carrier import DATE_RULE, date_bound
 from ..errors import C2CError, InvalidParams
@@ -286,10 +288,10 @@ def parse_token_request(raw_body: bytes) -> TokenRequest:
     return TokenRequest(api_key, ext)
 
 
-def json_object(raw_body: bytes) -> dict:
+def json_object(raw_body: bytes, max_bytes: int = MAX_JSON_BODY) -> dict:
     """A JSON object body: bounded in size and depth before it is parsed."""
-    if len(raw_body) > MAX_JSON_BODY:
-        raise InvalidParams(f"body: larger than {MAX_JSON_BODY} bytes")
+    if len(raw_body) > max_bytes:
+        raise InvalidParams(f"body: larger than {max_bytes} bytes")
     try:        # UTF-8 only: json.loads(bytes) would also guess UTF-16/32, which the depth scan reads wrong
         text = raw_body.decode("utf-8")
     except UnicodeDecodeError:
@@ -303,6 +305,48 @@ def json_object(raw_body: bytes) -> dict:
     if not isinstance(body, dict):
         raise InvalidParams("body: must be a JSON object")
     return body
+
+
+# -- the do-not-call list --------------------------------------------------------------------
+
+BLACKLIST_PAGE_PARAMS = ("limit", "offset")
+
+
+def parse_blacklist_page(params: dict[str, str]) -> tuple[int, int]:
+    """``GET /v1/blacklist``: ``limit`` (1-500, default 50) and ``offset`` (default 0)."""
+    return _int(params, "limit", 50, 1, MAX_PAGE), _int(params, "offset", 0, 0, MAX_OFFSET)
+
+
+def parse_blacklist_entries(raw_body: bytes, max_bytes: int) -> list[tuple[str, str]]:
+    """``{"blacklist": [{"phone_number", "description"}]}`` -> (phone_number, description)."""
+    items = _blacklist_items(json_object(raw_body, max_bytes))
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("phone_number"), (str, int)) \
+                or isinstance(item.get("phone_number"), bool):
+            raise InvalidParams(f"blacklist[{i}]: an object with phone_number (a string) is expected")
+        description = item.get("description") or ""
+        if not isinstance(description, str) or len(description) > 255 or not description.isprintable():
+            raise InvalidParams(f"blacklist[{i}].description: at most 255 printable characters")
+        out.append((str(item["phone_number"]), description))
+    return out
+
+
+def parse_blacklist_phones(raw_body: bytes, max_bytes: int) -> list[str]:
+    """``{"blacklist": ["0899990988", ...]}`` -> the numbers."""
+    items = _blacklist_items(json_object(raw_body, max_bytes))
+    if not all(isinstance(p, str) and len(p) <= 40 for p in items):
+        raise InvalidParams("blacklist: a list of phone numbers (strings) is expected")
+    return list(items)
+
+
+def _blacklist_items(body: dict) -> list[Any]:
+    items = body.get("blacklist")
+    if not isinstance(items, list) or not items:
+        raise InvalidParams("blacklist: a non-empty list is required")
+    if len(items) > MAX_ENTRIES_PER_REQUEST:
+        raise InvalidParams(f"blacklist: at most {MAX_ENTRIES_PER_REQUEST} numbers per request")
+    return items
 
 
 # -- webhooks ----------------------------------------------------------------------------------

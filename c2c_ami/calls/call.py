@@ -104,10 +104,15 @@ _DURABLE = ("tenant", "ext", "device", "phone", "hotline", "trunk", "call_id", "
             "hangup_cause", "hangup_cause_txt", "trunk_cause", "trunk_cause_txt", "hangup_by", "ext_failure",
             "number_failure", "cancel_requested", "started_at", "ext_answered_at", "number_answered_at",
             "unobserved_since", "customer_id", "ext_alerted", "number_alerted", "pbx_cause", "ext_failure_reason",
-    "agent_uniqueid", "agent_channel", "agent_released", "former_legs", "record", "recording_started_at")
+            "agent_uniqueid", "agent_channel", "agent_released", "former_legs", "record", "recording_started_at",
+            "auto_answer_asked", "auto_answer_user_agent", "ext_channel_at")
 # List facts: call control's transfers, parks, supervisors and recording masks.
 _DURABLE_LISTS: dict[str, type] = {"transfers": Transfer, "parks": Park, "supervisors": Supervision,
                                    "masks": Mask}
+
+# Auto-answer was honoured if the phone answered within this many seconds of its channel's
+# creation (the INVITE); a phone that rang longer ignored the header.
+AUTO_ANSWER_WITHIN = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -123,6 +128,8 @@ class Call:
     call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     pbx: str = "default"
     customer_id: str | None = None       # the CRM's customer the call is about, when given
+    auto_answer_asked: bool = False      # the INVITE to the extension carried auto-answer headers
+    auto_answer_user_agent: str | None = None   # the phone's User-Agent then, if known
     state: CallState = CallState.ORIGINATING
     ext_channel: str | None = None
     trunk_channel: str | None = None
@@ -147,6 +154,7 @@ class Call:
     unobserved_since: float | None = None   # the PBX link is down (or the gateway was) since
     error: C2CError | None = None        # why the extension leg failed, once known
     started_at: float = field(default_factory=time.time)
+    ext_channel_at: float | None = None  # when the extension's channel (its INVITE) was created
     ext_answered_at: float | None = None
     number_answered_at: float | None = None
     ended_at: float | None = None
@@ -266,9 +274,11 @@ class Call:
         return self.park is not None
 
     # -- the extension's leg -------------------------------------------------------------------
-    def ext_leg_created(self, channel: str | None) -> None:
+    def ext_leg_created(self, channel: str | None, at: float | None = None) -> None:
         self.ext_channel = channel
         self.ext_channel_seen = True
+        if at is not None and self.ext_channel_at is None:
+            self.ext_channel_at = at
 
     def ext_leg_seen(self) -> None:
         """A state change of the extension's channel: it exists (so a failure with no
@@ -546,6 +556,22 @@ class Call:
         if self._hung_up_by_api or self.pbx_cause is not None:
             return CAUSE_TEXTS[self.cause or ""]
         return self.trunk_cause_txt if self.trunk_uniqueid is not None else self.hangup_cause_txt
+
+    def auto_answer_honoured(self, now: float | None = None) -> bool | None:
+        """Whether the phone answered by itself when auto-answer was asked: True if it answered
+        within ``AUTO_ANSWER_WITHIN`` of its INVITE, False if it rang longer (answered later,
+        or not at all); None when not asked, or when nothing tells (the phone never rang:
+        not registered, refused at once, unreachable; or the INVITE's time is unknown)."""
+        if not self.auto_answer_asked or self.ext_channel_at is None:
+            return None
+        if self.ext_answered_at is not None:
+            return self.ext_answered_at - self.ext_channel_at <= AUTO_ANSWER_WITHIN
+        if not self.ext_alerted:
+            return None
+        over = self.ext_hungup or self.state is CallState.ENDED
+        if over or (now or time.time()) - self.ext_channel_at > AUTO_ANSWER_WITHIN:
+            return False
+        return None
 
     @property
     def duration(self) -> int:

@@ -95,6 +95,37 @@ class LegRequest:
     auto_answer_headers: Bundle = ()
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong on the Asterisk side (``pbx/check.py`` finds them): what, where, and
+    the line to add or change. ``blocking``: no click-to-call at all can be placed on this PBX
+    while it stands (/readyz counts the PBX as not ready)."""
+    code: str                   # e.g. ami_permission, context_missing, context_no_dial, trunk_missing
+    what: str
+    where: str
+    fix: str
+    blocking: bool = False
+
+    def line(self) -> str:
+        return f"{self.what} [{self.where}]: {self.fix}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "what": self.what, "where": self.where, "fix": self.fix,
+                "blocking": self.blocking}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A check of one PBX: its findings, and what could not be checked (and why)."""
+    findings: tuple[Finding, ...] = ()
+    skipped: tuple[str, ...] = ()
+    checked_at: float | None = None
+
+    @property
+    def blocking(self) -> bool:
+        return any(f.blocking for f in self.findings)
+
+
 class PbxPort(Protocol):
     """One PBX as the call service sees it. Every method raises only ``PbxError`` and kin."""
     name: str
@@ -140,3 +171,10 @@ class PbxPort(Protocol):
 
     async def mute_recording(self, channel: str, muted: bool) -> None:
         """Write silence into ``channel``'s recording (``muted``), or its audio again."""
+
+    @property
+    def last_check(self) -> CheckResult | None:
+        """The last check of the Asterisk side (None before the first)."""
+
+    async def check(self) -> CheckResult:
+        """Check the Asterisk side now (permissions, dialplan, trunks, modules)."""

@@ -131,6 +131,9 @@ FIELDS: tuple[Field, ...] = (
     _list("recording_masked", lambda c: [{"start": iso(m.start), "end": iso(m.end)} for m in c.masks],
           "spans of the recording kept silent (pause/resume); `end` null while paused",
           {"start": _TIME, "end": {**_TIME, "nullable": True}}),
+    Field("auto_answer_honoured", "boolean", lambda c: c.auto_answer_honoured(),
+          "auto-answer was asked: true if the agent's phone answered by itself (within a second of "
+          "its INVITE), false if it rang instead; null when not asked or when nothing tells"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 

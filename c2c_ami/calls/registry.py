@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import C2CError, CallFailed
 from ..waits import wait_set
 from .call import Call, CallObserver
+from .phones import AutoAnswerTally
 
 NUMBER_HANGUP_WAIT = 2.0    # after the extension leg ended, wait this long for the number's
 
@@ -39,6 +40,7 @@ class CallRegistry:
         self._legs: dict[str, str] = {}       # a call-control leg's Uniqueid -> its call_id
         self._empty = asyncio.Event()
         self._empty.set()
+        self.auto_answer = AutoAnswerTally()     # per phone User-Agent, counted at each call's end
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -170,6 +172,9 @@ class CallRegistry:
             self.observer.call_changed(call, call.take_steps())
 
     def _report_end(self, call: Call) -> None:
+        honoured = call.auto_answer_honoured()
+        if honoured is not None:
+            self.auto_answer.count(call.auto_answer_user_agent, honoured)
         if self.observer is None:
             return
         steps = call.take_steps()

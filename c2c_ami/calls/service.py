@@ -1,6 +1,7 @@
 """The call service: the rules between a validated request and the PBX.
 
-Placing a call: the tenant owns the ext and hotline -> the extension's click limit -> join
+Placing a call: the tenant owns the ext and hotline -> its caller IDs are allowed and the
+number is not on a do-not-call list (``calls/policy.py``) -> the extension's click limit -> join
 an identical request still in flight (a double click, or a replayed ``Idempotency-Key``; on
 every instance when several share the store) -> claim the device (one call per extension,
 in the registry and, shared, in the store) -> ask the PBX whether it is free -> Originate
@@ -23,13 +24,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..auto_answer import BY_USER_AGENT, Bundle
 from ..config import CallsConfig, Tenant
 from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
 from ..store import Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
-from .pbx_port import Availability, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
+from .pbx_port import Availability, CheckResult, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
+from .phones import PhoneBook
+from .policy import DialPolicy
 from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
@@ -49,6 +53,8 @@ class PbxReadiness:
     name: str
     ami: str                    # the AMI link's state
     detail: str | None = None   # why not ready, when not
+    findings: tuple[str, ...] = ()   # the last check of its Asterisk side (pbx/check.py)
+    usable: bool = True         # the link is ready and no finding blocks every call
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,11 @@ class CallService:
     def __init__(self, pbxs: Mapping[str, PbxPort], registry: CallRegistry, store: Storage, calls: CallsConfig, *,
                  duplicates: SingleFlight, idempotency: SingleFlight, instance_id: str = "solo",
                  shared_duplicates: SharedFlight | None = None, shared_idempotency: SharedFlight | None = None,
-                 shared_claims: bool = True, clicks: Limiter | None = None) -> None:
+                 shared_claims: bool = True, clicks: Limiter | None = None,
+                 policy: DialPolicy | None = None, phones: PhoneBook | None = None) -> None:
         self.pbxs = pbxs
+        self.phones = phones or PhoneBook()              # registered phones: User-Agents for auto-answer
+        self.policy = policy or DialPolicy(store)        # the do-not-call and caller-ID rules
         self.clicks = clicks                             # per tenant + ext; None: no such limit
         self.registry = registry
         self.instance_id = instance_id
@@ -93,6 +102,8 @@ class CallService:
         USER_BUSY, as the extension is taken. The extension's click limit counts only
         requests that would start a call: a replay or a joiner gets the first answer."""
         hotline, trunk = self._authorize(tenant, request)
+        self.policy.check_caller_ids(tenant, request.ext, request.src_cid_number, request.dest_cid_number)
+        await self.policy.check_number(tenant, request.phone)
         printed = fingerprint(request, wait)
 
         async def start() -> str:
@@ -193,14 +204,27 @@ class CallService:
         """The defaults: the extension sees itself as the number, the called number sees the
         hotline."""
         dest_number = request.dest_cid_number or call.hotline
+        headers = self._auto_answer(call, tenant) if request.auto_answer else ()
         return Originate(
             call_id=call.call_id, device=call.device, context=tenant.context, ext=call.ext,
             phone=call.phone, hotline=call.hotline, trunk=call.trunk,
             caller_id_name=request.src_cid_name, caller_id_number=request.src_cid_number or call.ext,
             dest_cid_name=request.dest_cid_name or dest_number, dest_cid_number=dest_number,
             ring_timeout=self.calls.ring_timeout, dial_timeout=self.calls.dial_timeout,
-            auto_answer_headers=tenant.auto_answer_headers if request.auto_answer else (),
+            auto_answer_headers=headers,
             customer_id=call.customer_id)
+
+    def _auto_answer(self, call: Call, tenant: Tenant) -> Bundle:
+        """The tenant's bundle, or with ``by_user_agent`` the one its phone's User-Agent picks
+        (the user-agent table; ``standard`` for a phone none names, or not known yet). The
+        call notes that it was asked and the User-Agent (auto_answer_honoured, /metrics)."""
+        user_agent = self.phones.user_agent(call.pbx, call.device)
+        headers = tenant.auto_answer_headers
+        if tenant.auto_answer == BY_USER_AGENT:
+            headers = self.calls.auto_answer_bundles[self.calls.auto_answer_user_agents.bundle_for(user_agent)]
+        call.auto_answer_asked = bool(headers)
+        call.auto_answer_user_agent = user_agent
+        return headers
 
     async def _originate(self, pbx: PbxPort, call: Call, originate: Originate) -> None:
         """Send the Originate exactly once; its ack only means "queued". Once it may have
@@ -390,10 +414,27 @@ class CallService:
     # -- the service's own life ----------------------------------------------------------------
     def readiness(self) -> Readiness:
         """Ready = at least one PBX's AMI link is logged in and usable, and the gateway is not
-        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down)."""
-        pbxs = tuple(PbxReadiness(p.name, p.link_state, None if p.ready else p.last_error)
-                     for p in self.pbxs.values())
-        return Readiness(self.accepting and any(p.ready for p in self.pbxs.values()), pbxs)
+        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down),
+        with what the last check of its Asterisk side found. A PBX whose check found something
+        that stops every call (the AMI user may not Originate or Getvar, or reads no call
+        events) is not usable; other findings (a tenant's context, a trunk, a module) are shown
+        but leave it ready: other tenants' calls still work there."""
+        pbxs = []
+        for p in self.pbxs.values():
+            check = p.last_check
+            blocked = p.ready and check is not None and check.blocking
+            detail = None if p.ready else p.last_error
+            if blocked:
+                detail = "; ".join(f.what for f in check.findings if f.blocking) if check else None
+            pbxs.append(PbxReadiness(p.name, p.link_state, detail,
+                                     tuple(f.line() for f in check.findings) if check is not None else (),
+                                     p.ready and not blocked))
+        return Readiness(self.accepting and any(p.usable for p in pbxs), tuple(pbxs))
+
+    async def check_pbxs(self) -> dict[str, CheckResult]:
+        """Check the Asterisk side of every PBX now (GET /v1/pbx/check)."""
+        results = await asyncio.gather(*(p.check() for p in self.pbxs.values()))
+        return dict(zip(self.pbxs, results, strict=True))
 
     async def drain(self, grace: float) -> None:
         """Shutdown: refuse new calls, give waiting sync requests ``grace`` seconds, then

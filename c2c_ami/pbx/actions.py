@@ -14,8 +14,10 @@ import asyncio
 import logging
 import re
 
-from ..calls.pbx_port import Availability, Channel, DeviceState, LegRequest, Originate
+from ..calls.pbx_port import Availability, Channel, CheckResult, DeviceState, LegRequest, Originate
+from ..waits import Background
 from .ami import AmiClient, AmiRefused, AmiState
+from .check import PbxCheck
 from .originate import UnsafeChannel, connect_action, originate_action, spy_action
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,14 @@ _SIP_CALL_ID_VARIABLE = {"PJSIP": "CHANNEL(pjsip,call-id)", "SIP": "SIPCALLID"}
 class Pbx:
     """One PBX as the call service sees it, over its AMI link."""
 
-    def __init__(self, ami: AmiClient, name: str = "default") -> None:
+    def __init__(self, ami: AmiClient, name: str = "default", checker: PbxCheck | None = None) -> None:
         self.ami = ami
         self.name = name
         self.probes_channels = True   # False once this PBX refused CHANNELS(): not asked again
+        self.checker = checker        # the check of the Asterisk side (pbx/check.py)
+        self.last_check: CheckResult | None = None
+        self.checked = asyncio.Event()    # set after each check (tests and tools await the first)
+        self._background = Background()
 
     @property
     def ready(self) -> bool:
@@ -57,6 +63,33 @@ class Pbx:
     def last_error(self) -> str | None:
         """Why the link is not ready, when it is not."""
         return self.ami.last_error
+
+    async def check(self) -> CheckResult:
+        """Check the Asterisk side now; each finding not in the last check is logged as one
+        WARNING (all of them at the first), each one gone as fixed."""
+        if self.checker is None:
+            return CheckResult()
+        result = await self.checker.run()
+        before = {f.line() for f in self.last_check.findings} if self.last_check is not None else set()
+        now = {f.line() for f in result.findings}
+        self.last_check = result
+        for finding in result.findings:
+            if finding.line() not in before:
+                log.warning("PBX %s: %s", self.name, finding.line())
+        for line in sorted(before - now):
+            log.info("PBX %s: fixed: %s", self.name, line)
+        if not result.findings:
+            log.info("PBX %s: the Asterisk side provides what the gateway needs%s", self.name,
+                     f" ({'; '.join(result.skipped)})" if result.skipped else "")
+        self.checked.set()
+        return result
+
+    def check_later(self) -> None:
+        """At each (re)login (an ``on_ready`` listener: it must not await)."""
+        self._background.spawn(self.check())
+
+    async def close(self) -> None:
+        await self._background.close()
 
     async def availability(self, device: str) -> DeviceState:
         """Is the phone free, busy or absent, in one round trip: ``DEVICE_STATE(device)`` and,

@@ -26,7 +26,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from panoramisk.actions import Action
@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 # Every action we send is "forgetable": panoramisk must never replay one after a reconnect.
 _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
-                 "command", "coreshowchannels", "setvar", "redirect", "mixmonitor", "mixmonitormute")
+                 "command", "coreshowchannels", "devicestatelist", "sipshowpeer", "listcommands",
+                 "showdialplan", "modulecheck", "setvar", "coresettings", "redirect", "mixmonitor",
+                 "mixmonitormute")
 
 
 # A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
@@ -96,7 +98,7 @@ class AmiClient:
     def __init__(self, config: AmiConfig, name: str = "default") -> None:
         self.config = config
         self.name = name          # the PBX's, for logs
-        self._event_handlers: tuple[EventHandler, ...] = ()
+        self._event_handlers: tuple[tuple[EventHandler, frozenset[str] | None], ...] = ()
         self.state = AmiState.DISCONNECTED
         self.reconnects = 0
         self.last_error: str | None = None
@@ -104,6 +106,7 @@ class AmiClient:
         self._inflight: set[asyncio.Future] = set()
         self._supervisor: asyncio.Task | None = None
         self._booted: asyncio.Event = asyncio.Event()
+        self.booted_seen = False      # FullyBooted came at the last login (the user reads system events)
         self._down_listeners: list[Callable[[], None]] = []
         self._ready_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[AmiState], None]] = []
@@ -114,10 +117,12 @@ class AmiClient:
     def ready(self) -> bool:
         return self.state is AmiState.READY
 
-    def subscribe(self, handler: EventHandler) -> None:
-        """``handler`` gets every event, synchronously, in the order Asterisk sent them; it
-        runs inside the socket read and must not block (it may spawn tasks)."""
-        self._event_handlers = (*self._event_handlers, handler)
+    def subscribe(self, handler: EventHandler, events: Iterable[str] | None = None) -> None:
+        """``handler`` gets every event (or, with ``events``, only the events of those names:
+        the ones it reads), synchronously, in the order Asterisk sent them; it runs inside the
+        socket read and must not block (it may spawn tasks)."""
+        names = None if events is None else frozenset(events)
+        self._event_handlers = (*self._event_handlers, (handler, names))
 
     def on_down(self, callback: Callable[[], None]) -> None:
         """Called (synchronously) each time a ready link is lost."""
@@ -246,7 +251,9 @@ class AmiClient:
             raise _LoginRefused(response.get("Message") or "login failed")
         try:
             await asyncio.wait_for(self._booted.wait(), cfg.boot_wait)
+            self.booted_seen = True
         except TimeoutError:
+            self.booted_seen = False
             log.warning("no FullyBooted event within %.1f s of login (does the AMI user have "
                         "read=system?); assuming Asterisk is booted", cfg.boot_wait)
         if session.lost.done():
@@ -276,10 +283,12 @@ class AmiClient:
             log.debug("AMI ping %.1f ms", (time.monotonic() - started) * 1000)
 
     def _route(self, event: AmiEvent) -> None:
-        if event.get("Event") == "FullyBooted":
+        name = event.get("Event")
+        if name == "FullyBooted":
             self._booted.set()
-        for handler in self._event_handlers:
-            handler(event)
+        for handler, names in self._event_handlers:
+            if names is None or name in names:
+                handler(event)
 
     def _teardown(self, reason: str, state: AmiState = AmiState.DISCONNECTED) -> None:
         was_ready = self.ready

@@ -175,7 +175,7 @@ class CallEvents:
     def _new_channel(self, call: Call, event: Mapping[str, str], at: float) -> None:
         uniqueid = event.get("Uniqueid")
         if uniqueid == call.call_id:
-            call.ext_leg_created(event.get("Channel"))
+            call.ext_leg_created(event.get("Channel"), at)
             if call.cancel_requested:
                 self.actions.hangup_later(call.call_id)   # DELETE arrived before the channel existed
         elif uniqueid in call.leg_ids():
@@ -343,3 +343,4 @@ _HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str], float], None
     "HangupRequest": CallEvents._hangup_request,
     "Hangup": CallEvents._hangup,
 }
+CALL_EVENTS = tuple(_HANDLERS)     # the events CallEvents reads (AmiClient.subscribe)

@@ -263,6 +263,42 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE calls ADD COLUMN recording_masked JSONB NOT NULL DEFAULT '[]';
         UPDATE calls SET final_ext = extension;
     """),
+    # The do-not-call list (GET/POST/DELETE /v1/blacklist), per tenant: ``phone`` is the number
+    # as compared (E.164 by the tenant's region, or its digits), ``phone_number`` as given.
+    # One row per tenant and number; a click looks its number up on the unique index; listings
+    # go in the order numbers were listed (seq).
+    Migration(10, sqlite="""
+        CREATE TABLE blacklist (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            phone_number TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, seq);
+    """, postgresql="""
+        CREATE TABLE blacklist (
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            phone_number TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX blacklist_tenant_phone ON blacklist (tenant, phone);
+        CREATE INDEX blacklist_tenant_order ON blacklist (tenant, seq);
+    """),
+    # A call record field: whether the agent's phone answered by itself when auto-answer was
+    # asked (NULL: not asked, or nothing tells).
+    Migration(11, sqlite="""
+        ALTER TABLE calls ADD COLUMN auto_answer_honoured BOOLEAN;
+    """, postgresql="""
+        ALTER TABLE calls ADD COLUMN auto_answer_honoured BOOLEAN;
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -89,9 +89,10 @@ class PostgresStorage(SqlStorage):
             async with pool.acquire() as conn:
                 storage.schema_version = await migrate(conn)
                 columns = await conn.fetch(
-                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
                     "WHERE table_name = 'calls' AND table_schema = current_schema() ORDER BY ordinal_position")
-            storage._know_columns([(r["column_name"], r["data_type"]) for r in columns])
+            storage._know_columns([(r["column_name"], r["data_type"], r["is_nullable"] == "YES")
+                                   for r in columns])
             await storage._keep_listening(again=True)     # webhook changes on other instances
         except BaseException:
             await storage.close()

@@ -52,6 +52,7 @@ class SqlStorage:
         self.call_columns: tuple[str, ...] = ()      # the calls table's, from the database
         self._boolean_columns: frozenset[str] = frozenset()
         self._json_columns: frozenset[str] = frozenset()
+        self._nullable_booleans: frozenset[str] = frozenset()
         self._hooks_cache: dict[str, list[Row]] = {}  # tenant -> hooks, for the event path
 
     # ---- what a backend provides ---------------------------------------------------------
@@ -69,12 +70,15 @@ class SqlStorage:
     async def close(self) -> None:
         raise NotImplementedError
 
-    def _know_columns(self, columns: Sequence[tuple[str, str]]) -> None:
+    def _know_columns(self, columns: Sequence[tuple[str, str, bool]]) -> None:
         """The calls table's (name, type): its own columns hold a record; any other key of
         a record is kept in its JSON ``extra`` column."""
-        self.call_columns = tuple(name for name, _ in columns if name != "extra")
-        self._boolean_columns = frozenset(name for name, kind in columns if kind.lower() == "boolean")
-        self._json_columns = frozenset(name for name, kind in columns if kind.lower() in ("json", "jsonb"))
+        self.call_columns = tuple(name for name, _, _ in columns if name != "extra")
+        self._boolean_columns = frozenset(name for name, kind, _ in columns if kind.lower() == "boolean")
+        # a boolean column that may be NULL keeps "not known"; the others read a missing value as false
+        self._nullable_booleans = frozenset(name for name, kind, nullable in columns
+                                            if kind.lower() == "boolean" and nullable)
+        self._json_columns = frozenset(name for name, kind, _ in columns if kind.lower() in ("json", "jsonb"))
 
     # ---- calls ------------------------------------------------------------------------
     async def save_call(self, record: dict[str, Any]) -> None:
@@ -97,7 +101,8 @@ class SqlStorage:
         merged.update(record)
         columns = {k: merged.get(k) for k in self.call_columns}
         for name in self._boolean_columns:
-            columns[name] = bool(columns[name])
+            keep_none = columns[name] is None and name in self._nullable_booleans
+            columns[name] = None if keep_none else bool(columns[name])
         for name in self._json_columns:
             columns[name] = _json(columns[name] or [])
         extra = {k: v for k, v in merged.items() if k not in columns}
@@ -206,7 +211,7 @@ class SqlStorage:
     def _call_from_row(self, row: Row) -> dict[str, Any]:
         record = {k: row[k] for k in self.call_columns}
         for name in self._boolean_columns:
-            record[name] = bool(record[name])
+            record[name] = None if record[name] is None else bool(record[name])
         for name in self._json_columns:
             record[name] = json.loads(record[name]) if isinstance(record[name], str) else record[name] or []
         extra = json.loads(row["extra"] or "{}")
@@ -395,6 +400,60 @@ class SqlStorage:
                 f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens",
                 (key, burst - 1, now, True, burst, rate, burst, rate, burst, rate, burst, rate))
         return bool(rows[0]["allowed"]), float(rows[0]["tokens"])
+
+    # ---- the do-not-call list ------------------------------------------------------------
+    async def add_blacklisted(self, tenant: str, entries: Sequence[tuple[str, str, str]]) -> set[str]:
+        """List ``(phone, phone_number, description)`` entries (``phone``: the compared form);
+        returns the phones added -- one already listed is left as it is. One transaction."""
+        added: set[str] = set()
+        now = _utc_now()
+        async with self._transaction() as db:
+            for start in range(0, len(entries), _BATCH):
+                chunk = entries[start:start + _BATCH]
+                rows = await db.fetch(
+                    "INSERT INTO blacklist (id, tenant, phone, phone_number, description, created_at) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) + " ON CONFLICT DO NOTHING RETURNING phone",
+                    [v for phone, given, description in chunk
+                     for v in (str(uuid.uuid4()), tenant, phone, given, description, now)])
+                added.update(r["phone"] for r in rows)
+        return added
+
+    async def remove_blacklisted(self, tenant: str, phones: Sequence[str]) -> set[str]:
+        """Unlist the tenant's ``phones`` (compared forms); returns those that were listed."""
+        removed: set[str] = set()
+        async with self._transaction() as db:
+            for start in range(0, len(phones), _BATCH):
+                chunk = list(phones[start:start + _BATCH])
+                rows = await db.fetch(f"DELETE FROM blacklist WHERE tenant = ? AND phone IN "
+                                      f"({', '.join('?' * len(chunk))}) RETURNING phone", [tenant, *chunk])
+                removed.update(r["phone"] for r in rows)
+        return removed
+
+    async def list_blacklisted(self, tenant: str, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the tenant's list, oldest first, and how many it holds."""
+        async with self._read_session() as db:
+            total = (await db.fetch("SELECT COUNT(*) AS n FROM blacklist WHERE tenant = ?", (tenant,)))[0]["n"]
+            rows = await db.fetch("SELECT id, phone, phone_number, description, created_at FROM blacklist "
+                                  "WHERE tenant = ? ORDER BY seq LIMIT ? OFFSET ?",
+                                  (tenant, int(limit), int(offset)))
+        return rows, int(total)
+
+    async def get_blacklisted(self, tenant: str, id_or_phone: str, phone: str) -> dict[str, Any] | None:
+        """The tenant's entry whose id is ``id_or_phone``, or else whose compared number is
+        ``phone`` (two lookups, each on its own index)."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT id, phone, phone_number, description, created_at FROM blacklist "
+                                  "WHERE id = ? AND tenant = ?", (id_or_phone, tenant))
+            if not rows:
+                rows = await db.fetch("SELECT id, phone, phone_number, description, created_at FROM blacklist "
+                                      "WHERE tenant = ? AND phone = ?", (tenant, phone))
+        return rows[0] if rows else None
+
+    async def is_blacklisted(self, tenant: str, phone: str) -> bool:
+        """Whether the tenant listed ``phone`` (its compared form): one lookup on the unique index."""
+        async with self._session() as db:
+            return bool(await db.fetch("SELECT 1 AS listed FROM blacklist WHERE tenant = ? AND phone = ?",
+                                       (tenant, phone)))
 
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,
@@ -601,6 +660,7 @@ class SqlStorage:
         return {r["tenant"]: int(r["n"]) for r in rows}
 
 
+_BATCH = 500  # rows per statement of a bulk blacklist write (6 placeholders each: far below any limit)
 HELD = 1e15   # next_attempt_at of a row waiting behind an earlier one of its hook and call
 # After a row finished: the next row of its hook and call, if held, is due (since its creation).
 _RELEASE_NEXT = ("UPDATE outbox SET next_attempt_at = created_at WHERE id = ("

@@ -96,7 +96,8 @@ class SqliteStorage(SqlStorage):
         self._db.execute("PRAGMA foreign_keys = ON")
         try:
             self.schema_version = migrate(self._db)
-            self._know_columns([(r["name"], r["type"]) for r in self._db.execute("PRAGMA table_info(calls)")])
+            self._know_columns([(r["name"], r["type"], not r["notnull"])
+                                for r in self._db.execute("PRAGMA table_info(calls)")])
         except BaseException:
             self._db.close()
             raise

@@ -43,6 +43,22 @@ the gateway did not place, e.g. the phone's own call); on a channel, the SIP Cal
 Asterisk answers after logging "Unknown or unavailable item requested"). A function named
 in ``refused_functions`` is answered with an Error (an older Asterisk, or no permission).
 
+Phones and the PBX's own configuration, for the agent monitor and the PBX check (each
+answer as Asterisk 16/22 word it): ``register_phone(device, user_agent, address)`` /
+``unregister_phone(device)`` send what a REGISTER (or its expiry) makes Asterisk send --
+PJSIP: ``PeerStatus Reachable``, ``DeviceStateChange NOT_INUSE``, ``ContactStatus
+NonQualified`` (``Unreachable``, ``Removed``, ``UNAVAILABLE`` when it goes); chan_sip:
+``PeerStatus Registered`` with ``Address`` (``Unregistered``, ``Cause: Expired``) and the
+``DeviceStateChange``. ``DeviceStateList`` lists ``device_states``; ``Getvar``
+``PJSIP_ENDPOINT(ep,aors)``, ``PJSIP_AOR(aor,contact)``, ``PJSIP_CONTACT(id,user_agent|
+via_addr|uri)`` and ``SIPshowpeer`` read the registered phones. ``Setvar`` of
+``DEVICE_STATE(Custom:x)`` sends its ``DeviceStateChange`` (class call). ``ShowDialPlan``
+reads ``dialplan`` (context -> [(pattern, priority, application, data)], Asterisk's pattern
+matching), ``ModuleCheck`` ``modules``, ``ListCommands`` the actions the user's ``write``
+classes allow (each action's classes are Asterisk's); any other action outside them is
+``Permission denied``. With ``device_state_events`` a click-to-call's extension sends its
+``DeviceStateChange`` (RINGING, INUSE, NOT_INUSE) as Asterisk does.
+
 Run standalone for benchmarks: ``python -m c2c_ami.testing.fake_ami --port 5038``.
 """
 from __future__ import annotations
@@ -57,7 +73,37 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ['AmiAction', 'Behaviour', 'FakeAmiServer', 'FakeChannel', 'main']
+__all__ = ['AmiAction', 'Behaviour', 'FakeAmiServer', 'FakeChannel', 'FakePhone', 'main']
+
+# Each action's write classes, as Asterisk registers them (manager.c, chan_sip.c, pbx.c...);
+# a user may run it if its write= shares one of them (None: anyone logged in).
+ACTION_CLASSES: dict[str, frozenset[str] | None] = {
+    'login': None, 'logoff': None, 'ping': None, 'listcommands': None, 'events': None,
+    'originate': frozenset({'originate'}), 'getvar': frozenset({'call', 'reporting'}),
+    'setvar': frozenset({'call'}), 'hangup': frozenset({'system', 'call'}),
+    'coreshowchannels': frozenset({'system', 'reporting'}), 'coresettings': frozenset({'system', 'reporting'}),
+    'devicestatelist': frozenset({'call', 'reporting'}), 'showdialplan': frozenset({'config', 'reporting'}),
+    'modulecheck': frozenset({'system'}), 'sipshowpeer': frozenset({'system', 'reporting'}),
+    'pjsipshowcontacts': frozenset({'system'}), 'pjsipshowendpoint': frozenset({'system'}),
+    'mixmonitor': frozenset({'system'}), 'mixmonitormute': frozenset({'system', 'call'}),
+    'redirect': frozenset({'call'}),
+}
+ALL_CLASSES = frozenset({'system', 'call', 'log', 'verbose', 'agent', 'user', 'config', 'command', 'dtmf',
+                         'reporting', 'cdr', 'dialplan', 'originate', 'agi', 'cc', 'aoc', 'test',
+                         'security', 'message'})
+# The rig's dialplan contract (asterisk-test-config/asterisk/extensions.conf).
+DEFAULT_DIALPLAN = {'c2c-outbound': [
+    ('_X.', 1, 'NoOp', 'click-to-call ${C2C_CALL_ID} ext=${C2C_EXT} hotline=${C2C_HOTLINE}'),
+    ('_X.', 2, 'Set', 'CALLERID(num)=${C2C_DEST_CID_NUMBER}'),
+    ('_X.', 3, 'Set', 'CALLERID(name)=${C2C_DEST_CID_NAME}'),
+    ('_X.', 4, 'Dial', 'PJSIP/${EXTEN}@${C2C_TRUNK},${C2C_DIAL_TIMEOUT}'),
+    ('_X.', 5, 'Hangup', ''),
+]}
+DEFAULT_MODULES = frozenset({
+    'app_dial.so', 'pbx_config.so', 'func_devstate.so', 'func_channel.so', 'res_manager_devicestate.so',
+    'chan_pjsip.so', 'res_pjsip.so', 'res_pjsip_session.so', 'res_pjsip_header_funcs.so',
+    'func_pjsip_endpoint.so', 'func_pjsip_aor.so', 'func_pjsip_contact.so',
+    'app_chanspy.so', 'app_mixmonitor.so', 'res_musiconhold.so'})
 
 BEHAVIOURS = ('answer', 'reject', 'no_answer', 'unregistered', 'busy_reason5',
               'congestion', 'silent')
@@ -74,6 +120,10 @@ _BLANKS = ''.join(map(chr, range(1, 33)))   # what ast_skip_blanks() skips
 _DEVICE_STATE = re.compile(r'DEVICE_STATE\((.*)\)\Z', re.IGNORECASE)
 _CHANNELS = re.compile(r'CHANNELS\((.*)\)\Z', re.IGNORECASE)
 _FUNCTION_NAME = re.compile(r'([A-Za-z_]+)\(')
+_PJSIP_FUNCTION = re.compile(r'(PJSIP_ENDPOINT|PJSIP_AOR|PJSIP_CONTACT)\(([^,]*),([^)]*)\)\Z', re.IGNORECASE)
+_ACTION_NAMES = ('Login', 'Logoff', 'Ping', 'ListCommands', 'Events', 'Originate', 'Getvar', 'Setvar', 'Hangup',
+                 'CoreShowChannels', 'CoreSettings', 'DeviceStateList', 'ShowDialPlan', 'ModuleCheck',
+                 'SIPshowpeer', 'Redirect', 'MixMonitor', 'MixMonitorMute')
 # Where each channel driver keeps the SIP Call-ID: the Getvar variable, by technology.
 _SIP_CALL_ID_ITEM = {'PJSIP': 'CHANNEL(pjsip,call-id)', 'SIP': 'SIPCALLID'}
 _DEFAULT_FLOOD_TEMPLATE = (
@@ -229,6 +279,27 @@ class FakeChannel:
                 f'{p}Uniqueid: {self.uniqueid}\r\n{p}Linkedid: {self.linkedid}\r\n')
 
 
+@dataclass
+class FakePhone:
+    """A registered phone: its contact as PJSIP_CONTACT / SIPshowpeer tell it."""
+    device: str
+    user_agent: str = ''
+    address: str = '127.0.0.1'
+    port: int = 5060
+
+    @property
+    def name(self) -> str:
+        return self.device.partition('/')[2]
+
+    @property
+    def contact_id(self) -> str:
+        return f'{self.name};@{abs(hash((self.name, self.port))):032x}'[:len(self.name) + 34]
+
+    @property
+    def uri(self) -> str:
+        return f'sip:{self.name}@{self.address}:{self.port}'
+
+
 @dataclass(eq=False)
 class _Call:
     action: AmiAction
@@ -373,6 +444,12 @@ class FakeAmiServer:
         self.uniqueid_base, self.max_line_len = uniqueid_base, max_line_len
         self.reject_logins = False
         self.silent = False
+        self.write_classes: frozenset[str] = ALL_CLASSES   # the AMI user's write= (manager.conf)
+        self.phones: dict[str, FakePhone] = {}             # registered phones, by device
+        self.dialplan: dict[str, list[tuple[str, int, str, str]]] = {
+            context: list(lines) for context, lines in DEFAULT_DIALPLAN.items()}
+        self.modules: set[str] = set(DEFAULT_MODULES)
+        self.device_state_events = False    # a call's extension sends DeviceStateChange
         self.received_bytes = bytearray()
         self.received_actions: list[AmiAction] = []
         self.live_channels: dict[str, FakeChannel] = {}
@@ -388,7 +465,12 @@ class FakeAmiServer:
         self._handlers = {'login': self._act_login, 'logoff': self._act_logoff,
                           'ping': self._act_ping, 'getvar': self._act_getvar,
                           'originate': self._act_originate, 'hangup': self._act_hangup,
-                          'coreshowchannels': self._act_coreshowchannels}
+                          'coreshowchannels': self._act_coreshowchannels,
+                          'devicestatelist': self._act_devicestatelist, 'sipshowpeer': self._act_sipshowpeer,
+                          'listcommands': self._act_listcommands, 'showdialplan': self._act_showdialplan,
+                          'modulecheck': self._act_modulecheck, 'setvar': self._act_setvar,
+                          'redirect': self._act_channel_ok, 'mixmonitor': self._act_channel_ok,
+                          'mixmonitormute': self._act_channel_ok}
 
     # ---- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -505,6 +587,13 @@ class FakeAmiServer:
         """Originates whose script still has a timer pending (ringing, dialing, talking)."""
         return len(self._tasks)
 
+    def forget_received(self) -> None:
+        """Start the record of received actions and bytes afresh (e.g. after a gateway's
+        start-up work: its check and snapshot are not what a test's request sent)."""
+        self.received_actions.clear()
+        self._by_name.clear()
+        self.received_bytes.clear()
+
     def actions_named(self, name: str) -> list[AmiAction]:
         return list(self._by_name.get(name.lower(), ()))
 
@@ -587,12 +676,13 @@ class FakeAmiServer:
             name = action.name.lower()
             if not name:
                 self._respond(conn, action, 'Error', 'Missing action in request')
-            elif not conn.logged_in and name not in ('login', 'logoff'):
+            elif (not conn.logged_in and name not in ('login', 'logoff')) or not self._permitted(name):
                 self._respond(conn, action, 'Error', 'Permission denied')
             elif name in self._handlers:
                 self._handlers[name](conn, action)
             else:
-                self._respond(conn, action, 'Error', 'Invalid/unknown command')
+                self._respond(conn, action, 'Error', f'Invalid/unknown command: {action.name}. '
+                              'Use Action: ListCommands to show available commands.')
         self._notify()
 
     # ---- actions ----------------------------------------------------------------------
@@ -639,6 +729,9 @@ class FakeAmiServer:
         self._respond(conn, a, 'Success', None, [('Variable', variable), ('Value', value)])
 
     def _getvar_value(self, channel: str, variable: str) -> str:
+        pjsip = _PJSIP_FUNCTION.match(variable)
+        if pjsip and not channel:
+            return self._pjsip_value(*pjsip.groups())
         if channel:
             wanted = _SIP_CALL_ID_ITEM.get(channel.partition('/')[0])
             return self.sip_call_ids.get(channel, '') if variable == wanted else ''
@@ -653,6 +746,152 @@ class FakeAmiServer:
                 return ''                 # Asterisk logs the bad regex and answers empty
             return ' '.join(name for name in self.live_channels if pattern.search(name))
         return ''
+
+    # ---- phones, and the PBX's configuration (monitor, check) ------------------------------
+    def register_phone(self, device: str, user_agent: str = '', address: str = '127.0.0.1',
+                       port: int = 5060) -> FakePhone:
+        """A phone registers: its device is NOT_INUSE, with what Asterisk sends of it."""
+        phone = self.phones[device] = FakePhone(device, user_agent, address, port)
+        self.device_states[device] = 'NOT_INUSE'
+        if device.upper().startswith('SIP/'):
+            self.emit_event({'Event': 'PeerStatus', 'Privilege': 'system,all', 'ChannelType': 'SIP',
+                             'Peer': device, 'PeerStatus': 'Registered', 'Address': f'{address}:{port}'})
+            self._device_state_event(device, 'NOT_INUSE')
+        else:
+            self.emit_event({'Event': 'PeerStatus', 'Privilege': 'system,all', 'ChannelType': 'PJSIP',
+                             'Peer': device, 'PeerStatus': 'Reachable'})
+            self._device_state_event(device, 'NOT_INUSE')
+            self._contact_status(phone, 'NonQualified')
+        self._notify()
+        return phone
+
+    def unregister_phone(self, device: str) -> None:
+        """Its registration expires (or an Expires: 0): UNAVAILABLE."""
+        phone = self.phones.pop(device, None)
+        self.device_states[device] = 'UNAVAILABLE'
+        if device.upper().startswith('SIP/'):
+            self.emit_event({'Event': 'PeerStatus', 'Privilege': 'system,all', 'ChannelType': 'SIP',
+                             'Peer': device, 'PeerStatus': 'Unregistered', 'Cause': 'Expired'})
+            self._device_state_event(device, 'UNAVAILABLE')
+        else:
+            self.emit_event({'Event': 'PeerStatus', 'Privilege': 'system,all', 'ChannelType': 'PJSIP',
+                             'Peer': device, 'PeerStatus': 'Unreachable'})
+            if phone is not None:
+                self._contact_status(phone, 'Removed')
+            self._device_state_event(device, 'UNAVAILABLE')
+        self._notify()
+
+    def set_device_state(self, device: str, state: str) -> None:
+        """The device's state changes (a call the gateway did not place), with its event."""
+        self.device_states[device] = state
+        self._device_state_event(device, state)
+
+    def _contact_status(self, phone: FakePhone, status: str) -> None:
+        self.emit_event({'Event': 'ContactStatus', 'Privilege': 'system,all', 'URI': phone.uri,
+                         'ContactStatus': status, 'AOR': phone.name, 'EndpointName': phone.name,
+                         'RoundtripUsec': '0'})
+
+    def _device_state_event(self, device: str, state: str) -> None:
+        self.emit_event({'Event': 'DeviceStateChange', 'Privilege': 'call,all', 'Device': device,
+                         'State': state})
+
+    def _permitted(self, name: str) -> bool:
+        classes = ACTION_CLASSES.get(name)
+        return classes is None or bool(classes & self.write_classes)
+
+    def _pjsip_value(self, function: str, name: str, field: str) -> str:
+        function = function.upper()
+        if function == 'PJSIP_ENDPOINT':
+            known = f'PJSIP/{name}' in self.device_states or f'PJSIP/{name}' in self.phones
+            return name if known and field == 'aors' else ''
+        if function == 'PJSIP_AOR':
+            phone = self.phones.get(f'PJSIP/{name}')
+            return phone.contact_id if phone is not None and field == 'contact' else ''
+        phone = next((p for p in self.phones.values() if p.contact_id == name), None)
+        if phone is None:
+            return ''
+        return {'user_agent': phone.user_agent, 'via_addr': phone.address, 'via_port': str(phone.port),
+                'uri': phone.uri, 'status': 'NonQualified'}.get(field, '')
+
+    def _act_devicestatelist(self, conn: _Connection, a: AmiAction) -> None:
+        action_id = a.get('ActionID') or ''
+        self._respond(conn, a, 'Success', 'Device State Changes will follow', [('EventList', 'start')])
+        for device, state in self.device_states.items():
+            conn.write(_encode(f'Event: DeviceStateChange\r\nActionID: {action_id}\r\nDevice: {device}\r\n'
+                               f'State: {state}\r\n\r\n'))
+        conn.write(_encode(f'Event: DeviceStateListComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\n'
+                           f'ListItems: {len(self.device_states)}\r\n\r\n'))
+
+    def _act_sipshowpeer(self, conn: _Connection, a: AmiAction) -> None:
+        peer = a.get('Peer') or ''
+        device = f'SIP/{peer}'
+        if device not in self.device_states and device not in self.phones:
+            self._respond(conn, a, 'Error', f'Peer {peer} not found.')
+            return
+        phone = self.phones.get(device)
+        self._respond(conn, a, 'Success', None, [
+            ('Channeltype', 'SIP'), ('ObjectName', peer), ('ChanObjectType', 'peer'), ('Dynamic', 'Y'),
+            ('Address-IP', phone.address if phone else '(null)'), ('Address-Port', str(phone.port if phone else 0)),
+            ('Status', 'Unmonitored' if phone else 'UNKNOWN'),
+            ('SIP-Useragent', phone.user_agent if phone else ''),
+            ('Reg-Contact', phone.uri if phone else '')])
+
+    def _act_listcommands(self, conn: _Connection, a: AmiAction) -> None:
+        lines = []
+        for name, handler_name in sorted((n.lower(), n) for n in _ACTION_NAMES):
+            classes = ACTION_CLASSES.get(name)
+            if classes is None or classes & self.write_classes:
+                priv = ','.join(sorted(classes)) + ',all' if classes else '<none>'
+                lines.append((handler_name, f'{handler_name} (Priv: {priv})'))
+        self._respond(conn, a, 'Success', None, lines)
+
+    def _act_showdialplan(self, conn: _Connection, a: AmiAction) -> None:
+        action_id = a.get('ActionID') or ''
+        context, exten = a.get('Context') or '', a.get('Extension') or ''
+        contexts = [context] if context else list(self.dialplan)
+        if context and context not in self.dialplan:
+            self._respond(conn, a, 'Error', f'Did not find context {context}')
+            return
+        found = [(c, line) for c in contexts for line in self.dialplan[c]
+                 if not exten or _exten_matches(line[0], exten)]
+        if exten and not found:
+            self._respond(conn, a, 'Error', f'Did not find extension {exten}@{context}')
+            return
+        self._respond(conn, a, 'Success', 'DialPlan list will follow', [('EventList', 'start')])
+        for c, (pattern, priority, app, data) in found:
+            conn.write(_encode(f'Event: ListDialplan\r\nActionID: {action_id}\r\nContext: {c}\r\n'
+                               f'Extension: {pattern}\r\nPriority: {priority}\r\nApplication: {app}\r\n'
+                               f'AppData: {data}\r\nRegistrar: pbx_config\r\n\r\n'))
+        conn.write(_encode(f'Event: ShowDialPlanComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\n'
+                           f'ListItems: {len(found)}\r\nListExtensions: {len({f[1][0] for f in found})}\r\n'
+                           f'ListPriorities: {len(found)}\r\nListContexts: {len({f[0] for f in found})}\r\n\r\n'))
+
+    def _act_modulecheck(self, conn: _Connection, a: AmiAction) -> None:
+        module = a.get('Module') or ''
+        wanted = module if module.endswith('.so') else f'{module}.so'
+        if not module or wanted not in self.modules:
+            self._respond(conn, a, 'Error', 'Module not loaded')
+            return
+        self._respond(conn, a, 'Success', None, [('Version', '')])
+
+    def _act_channel_ok(self, conn: _Connection, a: AmiAction) -> None:
+        """Redirect, MixMonitor, MixMonitorMute: Success for a live channel (what they do to
+        it is the rig's to show), Error for any other, as Asterisk answers."""
+        name = a.get('Channel') or ''
+        if name not in self.live_channels:
+            self._respond(conn, a, 'Error', 'No such channel')
+            return
+        self._respond(conn, a, 'Success', 'Redirect successful' if a.name.lower() == 'redirect' else None)
+
+    def _act_setvar(self, conn: _Connection, a: AmiAction) -> None:
+        variable, value = (a.get('Variable') or [''])[0], a.get('Value') or ''
+        if not variable:
+            self._respond(conn, a, 'Error', 'No variable specified')
+            return
+        self._respond(conn, a, 'Success', 'Variable Set')
+        m = _DEVICE_STATE.match(variable)
+        if m and m.group(1).startswith('Custom:') and self.device_states.get(m.group(1)) != value.upper():
+            self.set_device_state(m.group(1), value.upper())
 
     def _act_coreshowchannels(self, conn: _Connection, a: AmiAction) -> None:
         """The list Asterisk sends: a Success response, one CoreShowChannel event per live
@@ -820,6 +1059,13 @@ class FakeAmiServer:
     def _newstate(self, chan: FakeChannel, state: int) -> None:
         chan.state = state
         self._channel_event('Newstate', chan)
+        self._extension_state(chan, {5: 'RINGING', 6: 'INUSE'}.get(state))
+
+    def _extension_state(self, chan: FakeChannel, state: str | None) -> None:
+        """With ``device_state_events``: the extension's device follows its channel."""
+        call = chan.call
+        if self.device_state_events and state and call is not None and chan is call.ext:
+            self.set_device_state(call.endpoint, state)
 
     def _hangup(self, chan: FakeChannel, cause: int) -> None:
         if self.live_channels.pop(chan.name, None) is None:
@@ -827,6 +1073,7 @@ class FakeAmiServer:
         self._live_uids.discard(chan.uniqueid)
         self._channel_event('Hangup', chan,
                             f'Cause: {cause}\r\nCause-txt: {CAUSE_TEXT.get(cause, "Unknown")}\r\n')
+        self._extension_state(chan, 'NOT_INUSE')
         self._notify()
 
     def _channel_event(self, name: str, chan: FakeChannel, extra: str = '') -> None:
@@ -850,6 +1097,34 @@ class FakeAmiServer:
             f'Data: {a.get("Data") or ""}\r\nReason: {reason}\r\nUniqueid: {uid}\r\n'
             f'CallerIDNum: {call.cid_num or "<unknown>"}\r\n'
             f'CallerIDName: {call.cid_name or "<unknown>"}\r\n\r\n'))
+
+
+def _exten_matches(pattern: str, exten: str) -> bool:
+    """Asterisk's extension patterns: ``_`` then X (0-9), Z (1-9), N (2-9), [...], ``.`` (one
+    or more of anything), ``!`` (zero or more); otherwise the literal extension."""
+    if not pattern.startswith('_'):
+        return pattern == exten
+    regex, i, body = '', 0, pattern[1:]
+    while i < len(body):
+        ch = body[i].upper()
+        if ch == 'X':
+            regex += '[0-9]'
+        elif ch == 'Z':
+            regex += '[1-9]'
+        elif ch == 'N':
+            regex += '[2-9]'
+        elif ch == '.':
+            regex += '.+'
+        elif ch == '!':
+            regex += '.*'
+        elif ch == '[':
+            end = body.index(']', i)
+            regex += f'[{body[i + 1:end]}]'
+            i = end
+        else:
+            regex += re.escape(body[i])
+        i += 1
+    return re.fullmatch(regex, exten) is not None
 
 
 async def _pause(seconds: float) -> None:

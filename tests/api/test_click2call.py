@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from c2c_ami.app_keys import AMI, REGISTRY, STORAGE
-from c2c_ami.testing.fake_ami import Behaviour
+from c2c_ami.auto_answer import BUILT_IN
+from c2c_ami.testing.fake_ami import ALL_CLASSES, Behaviour
 from tests.fixtures_gateway import AUTH, OTHER_TOKEN, stored
 
 
@@ -298,3 +299,67 @@ async def test_metrics_can_require_a_token(make_gateway, fake_ami):
     assert resp.status == 200 and "c2c_ami_up" in await resp.text()
     resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token")] * 2)
     assert (resp.status, (await resp.json())["error"]) == (400, "INVALID_PARAMS")
+
+
+@pytest.mark.parametrize("user_agent, headers", [
+    ("PolycomVVX-VVX_450-UA/6.4.3", ["PJSIP_HEADER(add,Alert-Info)=Ring Answer"]),
+    ("Yealink SIP-T46S 66.86.0.15", ["PJSIP_HEADER(add,Call-Info)=<sip:127.0.0.1>;answer-after=0"]),
+    ("snom D785/10.1.54.13", ["PJSIP_HEADER(add,Alert-Info)=<http://127.0.0.1>;info=alert-autoanswer;delay=0"]),
+    ("Acme Phone 1.0", ["PJSIP_HEADER(add,Answer-Mode)=Auto"]),                  # the config's own row
+    ("Unknown SIP Phone", [f"PJSIP_HEADER(add,{n})={v}" for n, v in BUILT_IN["standard"]]),   # the fallback
+])
+async def test_auto_answer_by_user_agent_picks_the_phones_bundle(make_gateway, fake_ami, user_agent, headers):
+    fake_ami.register_phone("PJSIP/101", user_agent)
+    client = await make_gateway(calls={"auto_answer": "by_user_agent",
+                                       "auto_answer_user_agents": {"^acme": "answer-mode"}}, tenants=[tenant_with()])
+    await get(client, "/v1/click2call/async", ext="101", phone="0899", auto_answer="true")
+    originate = await fake_ami.wait_for_action("Originate")
+    assert [v for v in originate["Variable"] if "HEADER" in v] == headers
+
+
+async def test_a_phone_that_rings_instead_of_answering_is_counted_per_user_agent(make_gateway, fake_ami):
+    fake_ami.register_phone("PJSIP/101", "Fanvil X4U 2.12.1")
+    fake_ami.register_phone("PJSIP/102", "Yealink SIP-T46S")
+    fake_ami.behaviours["PJSIP/101"] = Behaviour("answer", ring_delay=1.3, talk_time=0)
+    fake_ami.behaviours["PJSIP/102"] = Behaviour("answer", ring_delay=0.05, talk_time=0)
+    client = await make_gateway(tenants=[tenant_with(auto_answer="by_user_agent")])
+    records = {}
+    for ext in ("101", "102"):
+        status, body, _ = await get(client, "/v1/click2call", ext=ext, phone="0899", auto_answer="true")
+        assert status == 200, body
+        assert await client.app[REGISTRY].wait_empty(5)
+        records[ext] = (await stored(client.app).get_call("default", body["call_id"]))["auto_answer_honoured"]
+    assert records == {"101": False, "102": True}
+    status, body, _ = await get(client, "/v1/click2call", ext="102", phone="0899")      # not asked
+    assert await client.app[REGISTRY].wait_empty(5)
+    assert (await stored(client.app).get_call("default", body["call_id"]))["auto_answer_honoured"] is None
+    metrics = await (await client.get("/metrics")).text()
+    assert 'c2c_auto_answer_total{honoured="false",user_agent="Fanvil X4U 2.12.1"} 1.0' in metrics
+    assert 'c2c_auto_answer_total{honoured="true",user_agent="Yealink SIP-T46S"} 1.0' in metrics
+
+
+async def test_readyz_shows_the_checks_findings_and_503_only_when_no_call_can_be_placed(make_gateway, fake_ami):
+    fake_ami.dialplan = {"c2c-outbound": [("_X.", 1, "Hangup", "")]}
+    fake_ami.device_states.update({"PJSIP/101": "NOT_INUSE", "PJSIP/201": "NOT_INUSE"})    # both tenants' phones
+    client = await make_gateway(metrics={"token": "operator-token"})
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "ready"            # a dialplan mistake: other tenants work
+    assert [line.split(" [")[0] for line in body["pbxs"][0]["findings"]] == [
+        "the context 'c2c-outbound' never runs Dial with ${C2C_TRUNK}: the agent's phone rings, but the number is "
+        "never dialled"]
+    fake_ami.write_classes = frozenset({"call", "reporting"})        # the AMI user loses originate
+    operator = {"Authorization": "Bearer operator-token"}
+    for headers in ({}, AUTH):
+        assert (await client.get("/v1/pbx/check", headers=headers)).status == 401     # never a tenant's token
+    checked = await (await client.get("/v1/pbx/check", headers=operator)).json()
+    assert checked["status"] == "findings" and checked["pbxs"][0]["blocking"] is True
+    assert [f["code"] for f in checked["pbxs"][0]["findings"]] == ["ami_permission", "context_no_dial"]
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503 and body["pbxs"][0]["detail"].startswith("the AMI user 'c2c' may not run Originate")
+    fake_ami.write_classes = ALL_CLASSES
+    fake_ami.dialplan = {"c2c-outbound": [("_X.", 1, "Dial", "PJSIP/${EXTEN}@${C2C_TRUNK}")]}
+    assert (await (await client.get("/v1/pbx/check", headers=operator)).json())["status"] == "ok"
+    resp = await client.get("/readyz")
+    assert resp.status == 200 and "findings" not in (await resp.json())["pbxs"][0]

@@ -81,9 +81,10 @@ async def test_webhook_body_and_live_summary_derive_from_the_record():
 
 
 async def test_the_customer_id_outlives_the_process_in_the_facts():
-    # each migration appends its columns: customer_id's (6), then call control's (9)
+    # each migration appends its columns: customer_id's (6), then call control's (9), then the
+    # auto-answer check's (11)
     assert NAMES[NAMES.index("customer_id"):] == ("customer_id", "final_ext", "transfers", "parks", "supervisors",
-                                                  "recorded", "recording_masked")
+                                                  "recorded", "recording_masked", "auto_answer_honoured")
     call = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk",
                 customer_id="KH1")
     facts = call.facts()
@@ -93,3 +94,30 @@ async def test_the_customer_id_outlives_the_process_in_the_facts():
     assert hook_payload(call_record(again), "ringing", UTC, leg="extension")["customer_id"] == "KH1"
     older = {k: v for k, v in facts.items() if k != "customer_id"}     # facts written before it existed
     assert Call.from_facts(older).customer_id is None
+
+
+async def test_auto_answer_honoured_is_the_last_field_and_says_whether_the_phone_answered_itself():
+    assert NAMES[-1] == "auto_answer_honoured"     # migration 10 appended the column
+
+    def asked(answer_after=None, rang=True, ended=False):
+        call = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk",
+                    auto_answer_asked=True, auto_answer_user_agent="Yealink SIP-T46S")
+        call.ext_leg_created("PJSIP/101-1", at=100.0)
+        if rang:
+            call.ext_ringing()
+        if answer_after is not None:
+            call.ext_answered(100.0 + answer_after)
+        if ended:
+            call.leg_hung_up(Leg.EXTENSION, "16", "Normal Clearing")
+        return call
+    assert asked(0.2).auto_answer_honoured() is True
+    assert asked(2.5).auto_answer_honoured() is False                   # rang, then someone picked up
+    assert asked(rang=True).auto_answer_honoured(now=100.5) is None     # still within the second
+    assert asked(rang=True).auto_answer_honoured(now=101.5) is False    # rang for more than a second
+    assert asked(rang=False, ended=True).auto_answer_honoured() is None  # never rang: nothing tells
+    plain = Call(tenant="t", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="trunk")
+    plain.ext_leg_created("PJSIP/101-1", at=100.0)
+    plain.ext_answered(100.1)
+    assert plain.auto_answer_honoured() is None and call_record(plain)["auto_answer_honoured"] is None
+    again = Call.from_facts(json.loads(json.dumps(asked(0.2).facts())))
+    assert call_record(again)["auto_answer_honoured"] is True

@@ -26,6 +26,7 @@ class StubPbx:
     ready = True
     link_state = "ready"
     last_error = None
+    last_check = None
 
     def __init__(self, device=None, originate=None):
         device = device or DeviceState(Availability.FREE, "NOT_INUSE")

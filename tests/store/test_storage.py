@@ -770,3 +770,36 @@ async def test_an_instance_restarted_under_its_id_adopts_the_calls_its_previous_
     adopted = await store.take_over("gw1", own=True)             # what join() asks
     assert [row["call_id"] for row in adopted] == ["c-1"]
     assert (await store.live_call("c-1"))["owner"] == "gw1"
+
+
+# ---- the do-not-call list (issue 22) ------------------------------------------------------
+
+async def test_blacklist_one_row_per_tenant_and_number(store):
+    added = await store.add_blacklisted("acme", [("+84899990988", "0899990988", "spam"),
+                                                 ("+84899990989", "0899990989", "")])
+    assert added == {"+84899990988", "+84899990989"}
+    again = await store.add_blacklisted("acme", [("+84899990988", "84899990988", "twice"),
+                                                 ("+84899990990", "+84899990990", "dnc")])
+    assert again == {"+84899990990"}                     # the listed one is left as it was
+    assert await store.add_blacklisted("other", [("+84899990988", "0899990988", "")]) == {"+84899990988"}
+    assert await store.is_blacklisted("acme", "+84899990988")
+    assert not await store.is_blacklisted("acme", "+84899990999")
+    rows, total = await store.list_blacklisted("acme", limit=2, offset=0)
+    assert total == 3 and [r["phone_number"] for r in rows] == ["0899990988", "0899990989"]
+    assert rows[0]["description"] == "spam"
+    rows, _ = await store.list_blacklisted("acme", limit=2, offset=2)
+    assert [r["phone_number"] for r in rows] == ["+84899990990"]
+    first = (await store.list_blacklisted("acme", limit=1, offset=0))[0][0]
+    assert (await store.get_blacklisted("acme", first["id"], "-"))["phone_number"] == "0899990988"
+    assert (await store.get_blacklisted("acme", "0899990989", "+84899990989"))["description"] == ""
+    assert await store.get_blacklisted("other", first["id"], "-") is None     # another tenant's id
+    assert await store.remove_blacklisted("acme", ["+84899990988", "+84899990999"]) == {"+84899990988"}
+    assert not await store.is_blacklisted("acme", "+84899990988")
+    assert await store.is_blacklisted("other", "+84899990988")
+
+
+async def test_blacklist_takes_a_thousand_numbers_in_one_request(store):
+    entries = [(f"+8489{i:07d}", f"089{i:07d}", "bulk") for i in range(1200)]
+    assert len(await store.add_blacklisted("acme", entries)) == 1200
+    assert (await store.list_blacklisted("acme", limit=1, offset=0))[1] == 1200
+    assert len(await store.remove_blacklisted("acme", [e[0] for e in entries[:700]])) == 700

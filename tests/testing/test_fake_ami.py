@@ -150,7 +150,8 @@ async def test_ping_and_unknown_action(server):
     assert (await client.read()).pairs == [('Response', 'Success'), ('ActionID', 'p1'),
                                            ('Ping', 'Pong'), ('Timestamp', '1700000000.000000')]
     client.send({'Action': 'NoSuchThing', 'ActionID': 'n'})
-    assert (await client.read())['Message'] == 'Invalid/unknown command'
+    assert (await client.read())['Message'] == ('Invalid/unknown command: NoSuchThing. '
+                                                'Use Action: ListCommands to show available commands.')
     await client.close()
 
 
@@ -632,3 +633,29 @@ async def test_cli_serves_until_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_rights_phones_dialplan_and_modules_are_answered_as_asterisk_does(server):
+    """The actions of the agent monitor and the PBX check, worded as Asterisk 22 answers them
+    (compared on the rig: tests/e2e/test_pbx_check_rig.py, test_guard_rails_rig.py)."""
+    server.write_classes = frozenset({'call', 'reporting'})
+    server.register_phone('PJSIP/101', 'Yealink SIP-T46S', '10.0.0.15')
+    client = await logged_in_client(server)
+    client.send({'Action': 'ListCommands', 'ActionID': 'l'})
+    listed = await client.read()
+    assert 'Getvar' in listed and 'Originate' not in listed and 'ModuleCheck' not in listed
+    client.send({'Action': 'Originate', 'ActionID': 'o', 'Channel': 'PJSIP/101'})
+    assert (await client.read())['Message'] == 'Permission denied'
+    client.send({'Action': 'ShowDialPlan', 'ActionID': 'd', 'Context': 'nope'})
+    assert (await client.read())['Message'] == 'Did not find context nope'
+    client.send({'Action': 'ShowDialPlan', 'ActionID': 'd2', 'Context': 'c2c-outbound', 'Extension': '0899'})
+    lines = await client.read_until(lambda m: m.get('Event') == 'ShowDialPlanComplete')
+    assert [m.get('Application') for m in lines[1:-1]] == ['NoOp', 'Set', 'Set', 'Dial', 'Hangup']
+    client.send({'Action': 'Getvar', 'ActionID': 'a', 'Variable': 'PJSIP_AOR(101,contact)'})
+    contact = (await client.read())['Value']
+    client.send({'Action': 'Getvar', 'ActionID': 'u', 'Variable': f'PJSIP_CONTACT({contact},user_agent)'})
+    assert (await client.read())['Value'] == 'Yealink SIP-T46S'
+    client.send({'Action': 'Setvar', 'ActionID': 's', 'Variable': 'DEVICE_STATE(Custom:x)', 'Value': 'INUSE'})
+    got = await client.read_until(lambda m: m.get('Event') == 'DeviceStateChange')
+    assert got[-1]['Device'] == 'Custom:x' and got[-1]['State'] == 'INUSE'
+    await client.close()
