@@ -56,11 +56,13 @@ FEATURE_MODULES: dict[str, tuple[str, ...]] = {
     "supervision": ("app_chanspy",),
     "park": ("res_musiconhold",),
 }
-# Features -> the actions they run (why; never blocking: click-to-call works without them).
-FEATURE_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "recording": (("MixMonitor", "recording calls (Asterisk puts it in the system class)"),
-                  ("MixMonitorMute", "masking recordings (pause/resume)")),
-    "park": (("Redirect", "parking a party"), ("Setvar", "a park's timeout")),
+# Features -> the actions they run (why; never blocking: click-to-call works without them), and
+# a core action of the same write class: when that one is allowed, a missing action is its
+# module not loaded (reported as such), not a right.
+FEATURE_ACTIONS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "recording": (("MixMonitor", "recording calls (Asterisk puts it in the system class)", "ModuleCheck"),
+                  ("MixMonitorMute", "masking recordings (pause/resume)", "Hangup")),
+    "park": (("Redirect", "parking a party", None), ("Setvar", "a park's timeout", None)),
 }
 # Dialplan applications -> the module providing each (those a context runs must be loaded).
 APP_MODULES: dict[str, str] = {
@@ -166,7 +168,8 @@ class PbxCheck:
     def _rights(self, allowed: set[str]) -> list[Finding]:
         user = self.ami.config.username
         wanted = [*ACTIONS, *((action, why, False) for feature in self.features
-                              for action, why in FEATURE_ACTIONS.get(feature, ()))]
+                              for action, why, same_class in FEATURE_ACTIONS.get(feature, ())
+                              if same_class is None or same_class not in allowed)]
         return [Finding("ami_permission", f"the AMI user {user!r} may not run {action} ({why})",
                         f"manager.conf [{user}]", self._write_line(), blocking=blocking)
                 for action, why, blocking in wanted if action not in allowed
