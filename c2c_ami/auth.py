@@ -82,9 +82,9 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def check_bearer(authorization: str | None, expected: str) -> None:
-    """One fixed token (``metrics.token``), compared as digests in constant time."""
-    if not hmac.compare_digest(token_digest(bearer_token(authorization)), token_digest(expected)):
+def check_bearer(authorization: str | None, expected: bytes) -> None:
+    """One fixed token (``metrics.token``), given by its digest, compared in constant time."""
+    if not hmac.compare_digest(token_digest(bearer_token(authorization)), expected):
         raise Unauthorized("invalid token")
 
 

@@ -62,6 +62,11 @@ class ApiConfig:
 class MetricsConfig:
     token: str = field(default="", repr=False)   # "" (unset): /metrics is open; else Bearer <token>
 
+    @property
+    def token_digest(self) -> bytes | None:
+        """The digest a Bearer token must have (the token may be given as ``sha256:<hex>``)."""
+        return secret_digest(self.token) if self.token else None
+
 
 @dataclass(frozen=True)
 class AuthConfig:
@@ -285,8 +290,8 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     _check_calls(calls)
     http = _section(root, "http", HttpConfig)
     metrics = _section(root, "metrics", MetricsConfig)
-    if metrics.token and not patterns.TOKEN.fullmatch(metrics.token):
-        raise ConfigError(f"metrics.token: {patterns.TOKEN.rule}")
+    if metrics.token:
+        _token(metrics.token, "metrics.token")
     log = _section(root, "log", LogConfig)
     auth = _auth(root)
     api = _api(root)
@@ -627,8 +632,16 @@ def _name(value: Any, path: str) -> str:
 
 
 def _token(value: Any, path: str) -> bytes:
-    if not isinstance(value, str) or not patterns.TOKEN.fullmatch(value):
-        raise ConfigError(f"{path}: {patterns.TOKEN.rule}")
+    """A configured secret's digest: the secret (at least ``MIN_TOKEN_LENGTH`` characters: a
+    short one is guessed) or its ``sha256:<hex>`` digest."""
+    if not isinstance(value, str) or not (patterns.TOKEN_DIGEST.fullmatch(value)
+                                          or patterns.CONFIG_TOKEN.fullmatch(value)):
+        raise ConfigError(f"{path}: {patterns.CONFIG_TOKEN.rule}")
+    return secret_digest(value)
+
+
+def secret_digest(value: str) -> bytes:
+    """The digest of a configured secret: given as ``sha256:<hex>``, or computed."""
     m = patterns.TOKEN_DIGEST.compiled.fullmatch(value)
     return bytes.fromhex(m.group(1)) if m else token_digest(value)
 

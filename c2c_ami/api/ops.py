@@ -34,9 +34,9 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``."""
-    token = request.app[CONFIG].metrics.token
-    if token:
-        check_bearer(authorization_of(request), token)
+    digest = request.app[CONFIG].metrics.token_digest
+    if digest is not None:
+        check_bearer(authorization_of(request), digest)
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

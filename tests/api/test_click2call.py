@@ -63,7 +63,7 @@ async def test_auto_answer_sends_the_standard_bundle_in_order(gateway, fake_ami)
 
 
 def tenant_with(**changes):
-    return {"domain": "default", "tokens": ["dev-token"], "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
+    return {"domain": "default", "tokens": ["dev-token-change-me"], "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
             "hotlines": {"02873001234": "hotline-trunk"}, **changes}
 
 
@@ -289,12 +289,12 @@ async def test_a_slow_cdr_query_never_holds_up_the_event_loop(make_gateway, fake
 
 
 async def test_metrics_can_require_a_token(make_gateway, fake_ami):
-    client = await make_gateway(metrics={"token": "scrape-token"})
+    client = await make_gateway(metrics={"token": "scrape-token-0123456789"})
     for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):     # a tenant's token is not it
         resp = await client.get("/metrics", headers=headers)
         assert (resp.status, (await resp.json())["error"]) == (401, "UNAUTHORIZED")
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
     assert resp.status == 200 and "c2c_ami_up" in await resp.text()
-    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token")] * 2)
+    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token-0123456789")] * 2)
     assert (resp.status, (await resp.json())["error"]) == (400, "INVALID_PARAMS")

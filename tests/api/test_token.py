@@ -351,14 +351,14 @@ def test_unset_signing_secret_is_random_with_a_warning(caplog):
     ({"auth": {"colour": "blue"}}, "auth.colour"),
     ({"tenants": [dict(BASE["tenants"][0], api_keys="k")]}, r"tenants\[0\].api_keys"),
     ({"tenants": [dict(BASE["tenants"][0], api_keys=["has space"])]}, r"tenants\[0\].api_keys\[0\]"),
-    ({"tenants": [dict(BASE["tenants"][0], api_keys=["same-key"]),
-                  dict(BASE["tenants"][0], domain="b", tokens=["b-token"], api_keys=["same-key"])]},
+    ({"tenants": [dict(BASE["tenants"][0], api_keys=["same-key-0123456789"]),
+                  dict(BASE["tenants"][0], domain="b", tokens=["tenant-b-token-0123456789"], api_keys=["same-key-0123456789"])]},
      r"tenants\[1\].api_keys"),
     ({"tenants": [{k: v for k, v in BASE["tenants"][0].items() if k != "tokens"}]}, r"tenants\[0\].tokens"),
-    ({"tenants": [dict(BASE["tenants"][0], api_keys=["one-secret"]),     # A's api key is B's token
-                  dict(BASE["tenants"][0], domain="b", tokens=["one-secret"])]}, r"tenants\[1\].tokens"),
-    ({"tenants": [dict(BASE["tenants"][0], tokens=["one-secret"]),       # A's token is B's api key
-                  dict(BASE["tenants"][0], domain="b", tokens=["b-token"], api_keys=["one-secret"])]},
+    ({"tenants": [dict(BASE["tenants"][0], api_keys=["one-secret-0123456789"]),     # A's api key is B's token
+                  dict(BASE["tenants"][0], domain="b", tokens=["one-secret-0123456789"])]}, r"tenants\[1\].tokens"),
+    ({"tenants": [dict(BASE["tenants"][0], tokens=["one-secret-0123456789"]),       # A's token is B's api key
+                  dict(BASE["tenants"][0], domain="b", tokens=["tenant-b-token-0123456789"], api_keys=["one-secret-0123456789"])]},
      r"tenants\[1\].api_keys"),
 ])
 def test_config_errors_name_their_key(change, where):
