@@ -76,7 +76,7 @@ def create_app(config: Config) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
                                     capacity=config.limits.remembered_per_tenant)
     app[AUTH_FAILURES] = RateLimiter(config.auth.failures_per_minute, config.auth.failure_burst,
-                                     what="failed token requests from this address",
+                                     what="failed authentications from this address",
                                      capacity=config.limits.remembered_per_tenant)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(pbx_ctx)

@@ -125,9 +125,12 @@ class TokenAuthority:
 
     # -- api keys and issued tokens -----------------------------------------------------------
 
-    def tenant_of_api_key(self, api_key: str) -> tuple[Tenant, bytes]:
+    def tenant_of_api_key(self, api_key: str | None) -> tuple[Tenant, bytes]:
         """The tenant of an api key and the key's digest, compared like static tokens (every
-        digest, constant time, no early exit); Unauthorized with one message for any miss."""
+        digest, constant time, no early exit); Unauthorized with one message for any miss
+        (an empty or missing key too)."""
+        if not api_key:
+            raise Unauthorized("invalid api_key")
         digest = token_digest(api_key)
         found: Tenant | None = None
         for known, tenant in self._keys:

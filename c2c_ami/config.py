@@ -74,8 +74,8 @@ class AuthConfig:
     token_ttl: float = 86400.0      # seconds an issued token is valid
     signing_secret: str = field(default="", repr=False)   # "" (unset): random at start (docs/api.md, "Token format")
     signing_secrets_previous: tuple[str, ...] = field(default=(), repr=False)  # still verify, never sign
-    failures_per_minute: float = 10.0   # failed token requests per client address, sustained...
-    failure_burst: int = 20             # ...and at once; beyond: 429 before the key is even checked
+    failures_per_minute: float = 10.0   # failed authentications (any credential) per client address, sustained...
+    failure_burst: int = 20             # ...and at once; beyond: 429 before any credential is even checked
 
 
 @dataclass(frozen=True)

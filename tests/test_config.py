@@ -55,7 +55,7 @@ def test_tokens_may_be_stored_as_sha256():
 
 @pytest.mark.parametrize("where, change", [
     ("tenants[0].tokens[0]", {"tenants": [dict(BASE["tenants"][0], tokens=["x"])]}),
-    ("tenants[0].tokens[1]", {"tenants": [dict(BASE["tenants"][0], tokens=["dev-token-change-me", "15-characters!!"])]}),
+    ("tenants[0].tokens[1]", {"tenants": [dict(BASE["tenants"][0], tokens=["dev-token-change-me", "15-characters!"])]}),
     ("tenants[0].api_keys[0]", {"tenants": [dict(BASE["tenants"][0], api_keys=["short-key"])]}),
     ("metrics.token", {"metrics": {"token": "scrape"}}),
 ])
@@ -113,7 +113,7 @@ def test_several_pbxs_and_tenants_on_them():
     raw = copy.deepcopy(BASE)
     ami = raw.pop("ami")
     raw["pbxs"] = [{"name": "hcm-1", "ami": ami}, {"name": "hn-1", "ami": {**ami, "port": 6038, "ping_interval": 1}}]
-    raw["tenants"].append(dict(raw["tenants"][0], domain="b", tokens=["tenant-b-token-0123456789"], pbx="hn-1"))
+    raw["tenants"].append(dict(raw["tenants"][0], domain="b", tokens=["b-token-012345678"], pbx="hn-1"))
     config = parse_config(raw, {})
     assert [(p.name, p.ami.port, p.ami.ping_interval) for p in config.pbxs] == [("hcm-1", 5038, 5.0),
                                                                                 ("hn-1", 6038, 1.0)]
@@ -208,8 +208,10 @@ def test_a_tenant_gets_the_standard_bundle_by_default():
 
 def test_calls_auto_answer_names_the_default_and_a_tenant_may_override_it():
     raw = with_calls(auto_answer="call-info")
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["tenant-b-token-0123456789"], "auto_answer": "polycom"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["tenant-c-token-0123456789"], "auto_answer": "none"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token-012345678"],
+                           "auto_answer": "polycom"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token-012345678"],
+                           "auto_answer": "none"})
     a, b, c = parse_config(raw, {}).tenants
     assert a.auto_answer_headers == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),)
     assert b.auto_answer_headers == (("Alert-Info", "Ring Answer"),)
@@ -223,9 +225,12 @@ def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
         "mapped": {"Answer-Mode": "Auto", "X-Answer": "yes", "Answer-After": 0},
         "standard": [["Answer-Mode", "Auto"]],     # a user bundle may replace a built-in one
         "empty": []})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["tenant-b-token-0123456789"], "auto_answer": "mapped"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["tenant-c-token-0123456789"], "auto_answer": "standard"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "d", "tokens": ["tenant-d-token-0123456789"], "auto_answer": "empty"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token-012345678"],
+                           "auto_answer": "mapped"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token-012345678"],
+                           "auto_answer": "standard"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "d", "tokens": ["d-token-012345678"],
+                           "auto_answer": "empty"})
     a, b, c, d = parse_config(raw, {}).tenants
     assert a.auto_answer_headers == (("Alert-Info", "<http://a>;info=alert-autoanswer"),
                                      ("Call-Info", "<sip:a>;answer-after=0"), ("Alert-Info", "Ring Answer"))

@@ -6,7 +6,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import check_bearer
-from .common import authorization_of
+from .common import authenticated, authorization_of
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()
@@ -33,10 +33,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``."""
+    """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``
+    (a wrong one counts against the address's failed authentications, as any credential)."""
     digest = request.app[CONFIG].metrics.token_digest
     if digest is not None:
-        check_bearer(authorization_of(request), digest)
+        authorization = authorization_of(request)
+        authenticated(request, authorization, lambda given: check_bearer(given, digest))
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

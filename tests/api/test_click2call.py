@@ -63,7 +63,8 @@ async def test_auto_answer_sends_the_standard_bundle_in_order(gateway, fake_ami)
 
 
 def tenant_with(**changes):
-    return {"domain": "default", "tokens": ["dev-token-change-me"], "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
+    return {"domain": "default", "tokens": ["dev-token-change-me"], "context": "c2c-outbound",
+            "extensions": "^1[0-9]{2}$",
             "hotlines": {"02873001234": "hotline-trunk"}, **changes}
 
 
