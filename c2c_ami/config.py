@@ -40,6 +40,10 @@ class ListenConfig:
 class HttpConfig:
     """What one HTTP client may hold of the gateway (docs/operations.md, "HTTP limits")."""
     max_connections: int = 10000    # open client connections at once (10,000 waiting sync requests); more closed
+    # ...of which one client address (IPv6: its /64) may hold this many: one token at its full
+    # rate of sync requests (3,000 a minute, each up to 45 s) holds 2,250, so one CRM behind one
+    # NAT address fits; four such addresses fill max_connections (then the idle are shed)
+    max_connections_per_address: int = 2500
     backlog: int = 128              # connections the kernel queues before they are accepted
     header_timeout: float = 10.0    # a request's line and headers must arrive within this
     body_timeout: float = 10.0      # ...and its body (POST /v1/event) within this: else 400
