@@ -53,6 +53,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from ..log_filters import url_for_log
 from ..patterns import HOOK_API_KEY
 from ..store import Delivery, Storage
 from .egress import EgressPolicy, GuardedResolver, refusal_in
@@ -352,7 +353,8 @@ class WebhookNotifier:
                 self.dead_count += 1
                 self.outcomes[tenant, "dead"] += 1
                 log.warning("webhook delivery %s (%s, call %s) to %s is dead after %d attempts: %s",
-                            row["delivery_id"], row["event"], row["call_id"], row["url"], attempts, error)
+                            row["delivery_id"], row["event"], row["call_id"], url_for_log(row["url"]), attempts,
+                            error)
             else:
                 await self.storage.mark_retry(row["id"], attempts, retry_at, error)
                 self.outcomes[tenant, "retried"] += 1
@@ -401,7 +403,8 @@ class WebhookNotifier:
             refusal = refusal_in(exc)
             if refusal is not None:
                 return f"egress refused: {refusal}", True
-            return f"{type(exc).__name__}: {exc}"[:500], True
+            # the receiver's URL may be in it: kept and logged without its query (its token)
+            return f"{type(exc).__name__}: {exc}".replace(row["url"], url_for_log(row["url"]))[:500], True
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
