@@ -56,7 +56,7 @@ from .pbx.events import CallEvents
 from .pbx.journal import EventJournal
 from .pbx.reconcile import Reconciler
 from .scroll import ScrollCodec
-from .store import Storage, open_storage
+from .store import Storage, keep_watch, open_storage
 
 
 def create_app(config: Config) -> web.Application:
@@ -105,7 +105,10 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         app[RATE_LIMITER] = SharedRateLimiter(storage, config.limits.rate_per_minute, config.limits.rate_burst)
     await webhooks.start()
     reporter.start()
+    watch = asyncio.get_running_loop().create_task(keep_watch(storage.health, storage.ping), name="store-watch")
     yield
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
     await reporter.close()
     await webhooks.close()
     await storage.close()
@@ -150,7 +153,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     await membership.join()
     await service.listen()
     yield
-    await app[REPORTER].flush(5)                    # the facts of the calls left live, then...
+    await app[REPORTER].flush(5 if app[STORAGE].health.available else 1)   # the live calls' facts, then...
     await membership.leave()                        # ...others may adopt them at once
     await reconciler.close()
     await service.close()

@@ -86,9 +86,20 @@ class PbxUnavailable(C2CError):
         super().__init__(message, call_id=call_id, retry_after=retry_after)
 
 
+class StoreUnavailable(C2CError):
+    """The gateway's store (its database) does not answer: nothing that needs it was done.
+    The message never holds the database's address or the driver's words (they are logged)."""
+    code = "STORE_UNAVAILABLE"
+
+    def __init__(self, message: str = "the gateway's store is unavailable; retry later", *,
+                 call_id: str | None = None, retry_after: int | None = 5) -> None:
+        super().__init__(message, call_id=call_id, retry_after=retry_after)
+
+
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
     CallCancelled, CallNotFound, HookNotFound, TooManyHooks, RateLimited, CallFailed, PbxUnavailable,
+    StoreUnavailable,
 )
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 

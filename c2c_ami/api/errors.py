@@ -31,6 +31,7 @@ HTTP_STATUS: dict[str, int] = {
     "RATE_LIMITED": 429,
     "CALL_FAILED": 502,
     "PBX_UNAVAILABLE": 503,
+    "STORE_UNAVAILABLE": 503,
 }
 assert set(HTTP_STATUS) == {cls.code for cls in ERROR_CLASSES}, "every error code has its HTTP status"
 

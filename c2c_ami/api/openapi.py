@@ -315,13 +315,14 @@ def build_openapi() -> dict[str, Any]:
                                "with that ext (another: 403 FORBIDDEN), sees only that extension's calls "
                                "and CDRs (any other: 404 CALL_NOT_FOUND) and may not manage webhooks "
                                "(403). A wrong or missing api_key is 401 UNAUTHORIZED 'invalid api_key'; "
-                               "after auth.failure_burst failures a client address gets 429 RATE_LIMITED "
+                               "after auth.failure_burst failed authentications (of any credential) a "
+                               "client address gets 429 RATE_LIMITED "
                                "(refilled at auth.failures_per_minute). An expired token is 401 "
                                "'token expired'. The body: JSON, at most "
                                f"{MAX_JSON_BODY} bytes (else INVALID_PARAMS naming the field).",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
-                "responses": {**_ok("Token", "the token"), **_failures(400, 401, 403, 429)}}},
+                "responses": {**_ok("Token", "the token"), **_failures(400, 401, 403, 429, 503)}}},
             "/v1/click2call": {"get": {
                 "summary": "Click-to-call, synchronous: returns when the extension answers",
                 "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
@@ -350,13 +351,13 @@ def build_openapi() -> dict[str, Any]:
             "/v1/calls/{call_id}": {
                 "get": {"summary": "A call's live state, or its final record", "security": _BEARER,
                         "parameters": [_CALL_ID_PATH],
-                        "responses": {**_ok("CallResponse", "the call"), **_failures(400, 401, 404, 429)}},
+                        "responses": {**_ok("CallResponse", "the call"), **_failures(400, 401, 404, 429, 503)}},
                 "delete": {"summary": "Hang up a call, or cancel it while the extension rings",
                            "security": _BEARER, "parameters": [_CALL_ID_PATH],
                            "responses": {**_ok("Success", "hangup requested"),
                                          **_failures(400, 401, 404, 429, 503)}}},
             "/v1/call": {"get": {"summary": "The tenant's live calls ({data, total})", "security": _BEARER,
-                                 "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
+                                 "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429, 503)}}},
             "/v1/cdr": {"get": {
                 "summary": "Call detail records of ended calls, newest first: pages, or a scroll",
                 "security": _BEARER,
@@ -381,16 +382,16 @@ def build_openapi() -> dict[str, Any]:
                                _param("page", "from 1", kind="integer"),
                                _param("offset", f"rows to skip, 0-{MAX_OFFSET}; replaces page", kind="integer"),
                                _param("scroll_id", "the previous answer's scroll_id", max_length=MAX_SCROLL_ID)],
-                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429)}}},
+                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429, 503)}}},
             "/v1/cdr/{id}": {"get": {
                 "summary": "One CDR, by call_id or SIP Call-ID (the carrier's bare record)",
                 "security": _BEARER, "parameters": [_CDR_ID_PATH],
-                "responses": {**_ok("CdrResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
+                "responses": {**_ok("CdrResponse", "the CDR"), **_failures(400, 401, 404, 429, 503)}}},
             "/v1/event": {
                 "get": {"summary": "The tenant's webhooks, oldest first, by pages", "security": _BEARER,
                         "parameters": [_param("limit", "1-500, default 50", kind="integer"),
                                        _param("page", "from 1", kind="integer")],
-                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429)}},
+                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429, 503)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
                          "description": "Two shapes, told apart by the URL key: c2c-ami's {url, events, secret} "
                                         "answered {status, hook}, and the carrier's {callback_url, event, "
@@ -420,18 +421,23 @@ def build_openapi() -> dict[str, Any]:
                                                "content": {"application/json": {"schema": {"oneOf": [
                                                    {"$ref": "#/components/schemas/WebhookCreated"},
                                                    {"$ref": "#/components/schemas/CarrierWebhookCreated"}]}}}},
-                                       **_failures(400, 401, 403, 409, 429)}},
+                                       **_failures(400, 401, 403, 409, 429, 503)}},
                 "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
                            "security": _BEARER,
                            "parameters": [_param("id", "webhook id", required=True)],
-                           "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
+                           "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429, 503)}}},
             "/v1/event/{hook_id}": {"delete": {
                 "summary": "Remove a webhook", "security": _BEARER,
                 "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
-                "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
+                "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429, 503)}}},
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": _ok("Status", "alive")}},
-            "/readyz": {"get": {"summary": "AMI logged in and usable",
+            "/readyz": {"get": {"summary": "AMI logged in and usable, and the store answering",
+                                "description": "200 when at least one PBX's AMI link is usable and the store "
+                                               "answers; 503 when no PBX is, or the store does not (its "
+                                               "store.state is unavailable), or while stopping. Every PBX's "
+                                               "state, and the store's (backend, state, down_seconds), "
+                                               "never its address.",
                                 "responses": {**_ok("Status", "ready"),
                                               "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
@@ -440,7 +446,7 @@ def build_openapi() -> dict[str, Any]:
                                  "security": [{}, {"bearerAuth": []}],
                                  "responses": {"200": {"description": "text exposition format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                               **_failures(400, 401)}}},
+                                               **_failures(400, 401, 429)}}},
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3 document",
                                                                "content": {"application/json": {

@@ -21,11 +21,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """200 when calls can be placed on at least one PBX (503 when on none), with every PBX's
-    AMI link state and, when it is not ready, why. ``ami``/``detail`` are the first PBX's."""
+    """200 when calls can be placed on at least one PBX and the store answers (503 else), with
+    every PBX's AMI link state and, when it is not ready, why; and the store's state (never
+    its address). ``ami``/``detail`` are the first PBX's."""
     readiness = request.app[SERVICE].readiness()
     pbxs = [{"name": p.name, "ami": p.ami, **({"detail": p.detail} if p.detail else {})} for p in readiness.pbxs]
-    body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs}
+    store = readiness.store
+    body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs,
+            "store": {"backend": store.backend, "state": store.state,
+                      **({"down_seconds": store.down_seconds} if store.state != "ready" else {})}}
     if "detail" in pbxs[0]:
         body["detail"] = pbxs[0]["detail"]
     return web.json_response(body, status=200 if readiness.ready else 503)

@@ -55,7 +55,7 @@ from aiohttp.abc import AbstractResolver
 
 from ..log_filters import url_for_log
 from ..patterns import HOOK_API_KEY
-from ..store import Delivery, Storage
+from ..store import Delivery, Storage, StorageUnavailable
 from .egress import EgressPolicy, GuardedResolver, refusal_in
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,8 @@ class WebhookNotifier:
         while not self._closing:
             try:
                 await self.housekeeping()
+            except StorageUnavailable:
+                pass            # the store's health logs the outage; trying again later
             except Exception:
                 log.exception("webhook outbox housekeeping failed; trying again later")
             await asyncio.sleep(HOUSEKEEPING_EVERY)
@@ -259,6 +261,8 @@ class WebhookNotifier:
             self._wake.clear()
             try:
                 wait = await self._dispatch()
+            except StorageUnavailable:      # the store's health logs the outage (once)
+                wait = ERROR_PAUSE
             except Exception:
                 log.exception("webhook outbox unreadable; retrying in %.0f s", ERROR_PAUSE)
                 wait = ERROR_PAUSE
@@ -360,6 +364,9 @@ class WebhookNotifier:
                 self.outcomes[tenant, "retried"] += 1
             if receiver_down:         # the hook's other due rows wait too, without an attempt
                 await self.storage.defer_hook(row["hook_id"], retry_at, self.clock())
+        except StorageUnavailable:      # the row stays pending as it was: it is sent again
+            log.warning("webhook delivery %s: its outcome could not be recorded (store unavailable); "
+                        "it is sent again", row["delivery_id"])
         except Exception:
             # the row stays pending as it was and is tried again
             log.exception("webhook delivery %s: cannot record its outcome", row["delivery_id"])

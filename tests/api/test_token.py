@@ -383,7 +383,7 @@ def test_the_openapi_document_describes_the_exchange():
     assert schema == {"$ref": "#/components/schemas/TokenRequest"}
     token = build_openapi()["components"]["schemas"]["Token"]["properties"]["data"]
     assert token["required"] == ["token", "expired", "user_id"]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "429"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "429", "503"}
 
 
 def test_one_secret_may_be_a_tenants_token_and_its_api_key():
