@@ -11,13 +11,21 @@ from typing import Any
 
 from .. import __version__, patterns
 from ..calls.record import LIVE_CALL_KEYS, record_schema
-from ..carrier import DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
+from ..carrier import DATE_RANGE, DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..scroll import MAX_SCROLL_ID
 from ..store import COUNT_CAP
 from .errors import HTTP_STATUS
-from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, MAX_OFFSET, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
+from .schemas import (
+    CDR_STATUSES,
+    MAX_JSON_BODY,
+    MAX_JSON_DEPTH,
+    MAX_OFFSET,
+    UNSUPPORTED_CARRIER_EVENTS,
+    V2_NAMES,
+    V2_OPTIONAL,
+)
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -67,7 +75,8 @@ _CLICK2CALL_PARAMS = [
     _param("is_encode", "true/false/1/0/yes/no: phone is Base64-encoded."),
     _param("customer_id", "The CRM's customer the call is about: in the call record, CDRs, webhooks "
            "and the dialplan (C2C_CUSTOMER_ID).", pattern=patterns.CUSTOMER_ID.anchored),
-    _param("Idempotency-Key", "Replays the first answer for the same key (same parameters).",
+    _param("Idempotency-Key", "Replays the first answer for the same key (same parameters); keys are "
+           "remembered per token (an extension-scoped token's are its own). At most once.",
            where="header", pattern=patterns.IDEMPOTENCY_KEY.anchored),
 ]
 
@@ -87,12 +96,19 @@ def _v2_body() -> dict:
         "mobile": field("phone", "Number to call (v1: phone): " + _V1_FIELD["phone"]["description"]),
         "agent": field("ext", "Extension to ring first (v1: ext); must match the tenant's `extensions`."),
     }
+    for v2_name, v1_name in V2_NAMES.items():       # every v1 parameter by its v1 name, not beside its v2 one
+        properties[v1_name] = field(v1_name, f"{v1_name} is {v2_name} by its v1 name: give one of the two "
+                                             "(both: INVALID_PARAMS)")
     for name in V2_OPTIONAL:
         properties[name] = field(name)
         if name in ("auto_answer", "is_encode"):
             properties[name] = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
                                 "description": "true/false (or v1's strings)"}
-    return {"type": "object", "required": ["id", "mobile", "agent"], "properties": properties}
+    one_of_each = [{"oneOf": [{"required": [v2_name]}, {"required": [v1_name]}]}
+                   for v2_name, v1_name in V2_NAMES.items()]
+    return {"type": "object", "allOf": one_of_each, "properties": properties,
+            "description": "id, mobile and agent are required, each by that name or by its v1 name "
+                           "(customer_id, phone, ext), not both. A key given twice is INVALID_PARAMS."}
 
 
 _CALL_ID_PATH = _param("call_id", "The call_id returned by click2call.", required=True,
@@ -340,9 +356,12 @@ def build_openapi() -> dict[str, Any]:
                                "phone, ext. Success is {code: '0', status: success, call_id}; a failure "
                                "{code: '1', status: fail, error, message} (plus call_id when a call was "
                                "attempted) with v1's HTTP status; a message names the body's key "
-                               "(id: ..., mobile: ..., agent: ...). Values are JSON strings (auto_answer, "
-                               f"is_encode also booleans); at most {MAX_JSON_BODY} bytes, within "
-                               "http.body_timeout; unknown keys are ignored.",
+                               "(id: ..., mobile: ..., agent: ...; or its v1 name, if the body used it). "
+                               "Each of id, mobile, agent may be given by its v1 name instead (customer_id, "
+                               "phone, ext), never both; a key given twice is INVALID_PARAMS. Values are JSON "
+                               "strings (auto_answer, is_encode also booleans); at most "
+                               f"{MAX_JSON_BODY} bytes, within http.body_timeout; unknown keys are ignored. "
+                               "Two Idempotency-Key headers: INVALID_PARAMS.",
                 "security": _BEARER, "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/ClickToCallV2"}}}},
@@ -368,7 +387,8 @@ def build_openapi() -> dict[str, Any]:
                                "an edited or a garbled one is INVALID_PARAMS 'scroll_id: ...'. Dates "
                                f"are {DATE_RULE}; both ends inclusive (a bare end date: that whole day). "
                                "Each parameter at most once (a repeated one is INVALID_PARAMS).",
-                "parameters": [_param("start_date", f"time_started >= start_date: {DATE_RULE}"),
+                "parameters": [_param("start_date", f"time_started >= start_date: {DATE_RULE}; dates "
+                                      f"from {DATE_RANGE[0]} to {DATE_RANGE[1]}"),
                                _param("end_date", "time_started <= end_date, to the second (a bare "
                                       "YYYY-MM-DD: the whole day)"),
                                _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),

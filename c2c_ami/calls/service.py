@@ -90,11 +90,12 @@ class CallService:
 
     # -- placing calls -------------------------------------------------------------------------
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool,
-                    idempotency_key: str | None = None) -> str:
+                    idempotency_key: str | None = None, caller: str = "") -> str:
         """Start a click-to-call (with ``wait``: return once the extension answered) and
         return its call_id. A request identical to one in flight joins it; with an
-        ``idempotency_key`` the first answer for that key is replayed. Raises a C2CError
-        for every refusal or failure.
+        ``idempotency_key`` the first answer for that key is replayed. Keys are remembered
+        per ``caller`` (who asks: a token's rate-limit key), so no caller learns whether
+        another used a key. Raises a C2CError for every refusal or failure.
 
         Every request is checked (the tenant owns ext and hotline) before it may join
         another: joining never skips a check. Only an identical request joins (every
@@ -112,8 +113,8 @@ class CallService:
         if idempotency_key is not None:
             shared = self.shared_idempotency
             run = start if shared is None else functools.partial(
-                shared.run, "idempotency", f"{tenant.domain} {idempotency_key}", printed, start)
-            return await self.idempotency.run(tenant.domain, (idempotency_key,), printed, run)
+                shared.run, "idempotency", f"{tenant.domain} {caller} {idempotency_key}", printed, start)
+            return await self.idempotency.run(tenant.domain, (caller, idempotency_key), printed, run)
         shared = self.shared_duplicates
         run = start if shared is None else functools.partial(
             shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone} {printed}", printed, start)

@@ -162,6 +162,16 @@ async def test_idempotency_key_replays_the_answer(gateway, fake_ami):
     assert len(fake_ami.actions_named("Originate")) == 1
 
 
+async def test_two_idempotency_keys_are_refused(gateway, fake_ami):
+    """Which one counts would depend on the proxy in front: neither is guessed at."""
+    resp = await gateway.get("/v1/click2call/async", params={"ext": "101", "phone": "0899"},
+                             headers=[*AUTH.items(), ("Idempotency-Key", "crm-1"), ("Idempotency-Key", "crm-2")])
+    body = await resp.json()
+    assert (resp.status, body["error"], body["message"]) == (400, "INVALID_PARAMS",
+                                                             "Idempotency-Key: given more than once")
+    assert fake_ami.actions_named("Originate") == []
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}])
 async def test_bad_token_is_401_with_www_authenticate(gateway, fake_ami, headers):
     status, body, resp = await get(gateway, "/v1/click2call", headers=headers, ext="101", phone="0899")

@@ -31,7 +31,9 @@ def test_v2_click2call_and_customer_id_are_documented():
     spec = build_openapi()
     v2 = spec["paths"]["/v2/click2call"]["post"]
     body = spec["components"]["schemas"]["ClickToCallV2"]
-    assert body["required"] == ["id", "mobile", "agent"]
+    assert body["allOf"] == [{"oneOf": [{"required": [v2]}, {"required": [v1]}]}
+                             for v2, v1 in (("id", "customer_id"), ("mobile", "phone"), ("agent", "ext"))]
+    assert {"customer_id", "phone", "ext"} <= set(body["properties"])
     assert {"src_cid_name", "hotline", "auto_answer", "is_encode"} <= set(body["properties"])
     assert body["properties"]["id"]["pattern"] == patterns.CUSTOMER_ID.anchored
     assert v2["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SuccessV2")

@@ -207,6 +207,24 @@ async def test_ext_token_may_only_call_with_its_ext(make_token_gateway, fake_ami
     assert (await fake_ami.wait_for_action("Originate"))["Channel"] == "PJSIP/101"
 
 
+async def test_ext_token_cannot_learn_another_principals_idempotency_keys(make_token_gateway, fake_ami):
+    """Keys are remembered per principal: a key another token used is, for this one, a new key."""
+    fake_ami.default_behaviour = Behaviour("answer", dial="none", talk_time=None)     # both stay up
+    client = await make_token_gateway()
+    key = {"Idempotency-Key": "crm-order-7"}
+    theirs = await client.get("/v1/click2call/async", params={"ext": "102", "phone": "0899"},
+                              headers={**STATIC_AUTH, **key})
+    assert theirs.status == 200
+    headers = {**bearer(await token_of(client, ext="101")), **key}
+    mine = await client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899"}, headers=headers)
+    body = await mine.json()
+    assert mine.status == 200, body                   # not "already used with different parameters"
+    assert body["call_id"] != (await theirs.json())["call_id"]
+    again = await client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899"}, headers=headers)
+    assert (await again.json())["call_id"] == body["call_id"]          # its own key replays for it
+    assert len(fake_ami.actions_named("Originate")) == 2
+
+
 async def test_ext_token_sees_only_its_extensions_calls(make_token_gateway, fake_ami):
     fake_ami.default_behaviour = Behaviour("answer", dial="none", talk_time=None)     # both stay up
     client = await make_token_gateway()
