@@ -65,7 +65,7 @@ def create_app(config: Config) -> web.Application:
     cors = [cors_middleware(config.api.cors_origins)] if config.api.cors_origins else []
     app = web.Application(middlewares=[*cors, error_middleware],
                           client_max_size=config.http.client_max_size, handler_args=handler_args(config.http))
-    app[CONNECTIONS] = Connections(config.http)
+    app[CONNECTIONS] = Connections(config.http, frozenset(config.api.cors_origins))
     app.on_response_prepare.append(request_over)
     throttle_tracebacks()
     app[CONFIG] = config

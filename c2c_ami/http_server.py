@@ -24,6 +24,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .addresses import client_key
+from .api.cors import mark
+from .api.errors import malformed
 from .config import Config, HttpConfig
 
 log = logging.getLogger("c2c_ami.http")
@@ -61,6 +63,7 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
 
 
 HEAD_END = b"\r\n\r\n"
+ORIGIN_WINDOW = 512         # bytes of a head kept to find an Origin line cut between two pieces
 
 
 class _Guard(asyncio.Protocol):
@@ -70,9 +73,9 @@ class _Guard(asyncio.Protocol):
     waiting requests); the request is over when its answer is prepared (``request_over``)."""
 
     __slots__ = ("_make_inner", "_inner", "_connections", "_transport", "_deadline", "_in_request", "_tail",
-                 "address", "answered")
+                 "address", "answered", "origin", "_head")
 
-    def __init__(self, make_inner: Callable[[], asyncio.Protocol], connections: Connections) -> None:
+    def __init__(self, make_inner: Callable[[_Guard], asyncio.Protocol], connections: Connections) -> None:
         self._make_inner = make_inner
         self._inner: asyncio.Protocol | None = None     # None: not admitted
         self._connections = connections
@@ -82,6 +85,8 @@ class _Guard(asyncio.Protocol):
         self._tail = b""                # the last bytes of a head still arriving
         self.address = ""               # the peer, as the limits count it (addresses.client_key)
         self.answered = False           # a request of this connection was answered: not shed first
+        self.origin: str | None = None  # the Origin of the head arriving (CORS on a head aiohttp refuses)
+        self._head = b""                # its last bytes, where an Origin line may be cut (CORS only)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -91,7 +96,7 @@ class _Guard(asyncio.Protocol):
         if not self._connections.admit(self):
             transport.close()
             return
-        self._inner = self._make_inner()
+        self._inner = self._make_inner(self)
         self._arm()
         self._inner.connection_made(transport)
 
@@ -101,11 +106,25 @@ class _Guard(asyncio.Protocol):
         if not self._in_request:
             if self._deadline is None:
                 self._arm()             # the first byte of the next request on this connection
+            if self._connections.cors_origins:
+                self._find_origin(data)
             if HEAD_END in self._tail + data[:len(HEAD_END) - 1] or HEAD_END in data:
                 self.request_started()
             else:
                 self._tail = (self._tail + data)[-(len(HEAD_END) - 1):]   # pieces may be 1 byte
         self._inner.data_received(data)
+
+    def _find_origin(self, data: bytes) -> None:
+        """The head's ``Origin``, read in the bytes (aiohttp has no headers to show for a head
+        it refuses), so its refusal carries CORS headers for a listed origin. A line is sought
+        in the head's last ``ORIGIN_WINDOW`` bytes, so one cut between pieces is found whole."""
+        window = self._head + data
+        at = window.lower().rfind(b"\norigin:")
+        if at >= 0:
+            end = window.find(b"\n", at + 1)
+            if end >= 0:
+                self.origin = window[at + 8:end].strip().decode("latin-1")
+        self._head = window[-ORIGIN_WINDOW:]
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -135,12 +154,13 @@ class _Guard(asyncio.Protocol):
 
     def request_started(self) -> None:
         self._in_request = True
-        self._tail = b""
+        self._tail = self._head = b""
         self._disarm()
         self._connections.busy(self)
 
     def request_done(self) -> None:
         self._in_request = False
+        self.origin = None
         self.answered = True
         self._connections.idle(self)
 
@@ -195,14 +215,15 @@ class Connections:
     newcomer's own address holds the most, is the new one closed. So one address, however
     many connections it opens and reopens, never locks the others out."""
 
-    def __init__(self, limits: HttpConfig) -> None:
+    def __init__(self, limits: HttpConfig, cors_origins: frozenset[str] = frozenset()) -> None:
         self.limits = limits
+        self.cors_origins = cors_origins      # api.cors_origins: a refused head's answer names them
         self.open: dict[asyncio.Transport, _Guard] = {}
         self._addresses: dict[str, _Address] = {}
         self.refused = 0                # closed at once: the address's share or the cap was full
         self.shed = 0                   # closed to make room for another address's connection
 
-    def factory(self, make_handler: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+    def factory(self, make_handler: Callable[[_Guard], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         def protocol() -> asyncio.Protocol:
             return _Guard(make_handler, self)
         return protocol
@@ -297,6 +318,30 @@ async def request_over(request: web.Request, response: web.StreamResponse) -> No
         guard.request_done()
 
 
+class _Handler(web.RequestHandler):
+    """aiohttp's handler of one connection, whose own answers (a request head it cannot parse
+    or that is too long; an error no middleware answered) are the API's failure body, with
+    CORS headers for a listed origin, never an echo of the request. aiohttp offers no public
+    hook for those answers: this overrides ``RequestHandler.handle_error`` (a public method of
+    an exported class, its behaviour undocumented), here and nowhere else;
+    ``tests/test_aiohttp_internals.py`` names what it relies on."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, manager: web.Server, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)     # its log line, and its checks
+        answer = malformed(status, exc, self._guard._connections.limits)
+        origin = self._guard.origin
+        mark(answer.headers, origin if origin in self._guard._connections.cors_origins else None)
+        answer.force_close()
+        return answer
+
+
 class AccessLogger(AbstractAccessLogger):
     """``remote "METHOD /path HTTP/1.1" status bytes seconds``: no query string (it holds
     phone numbers)."""
@@ -347,14 +392,16 @@ class Listener:
 async def start(app: web.Application, socks: list[socket.socket], config: Config, shutdown_timeout: float,
                 *, handle_signals: bool = True) -> Listener:
     """Set the app up (store, AMI links) and serve it on ``socks``, every connection through
-    ``Connections``."""
+    ``Connections`` and its handler a ``_Handler``."""
+    access_log_class = QueryAccessLogger if config.log.access_query else AccessLogger
     runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
-                           access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
+                           access_log_class=access_log_class)
     await runner.setup()
     server = runner.server
     assert server is not None          # set by setup()
     loop = asyncio.get_running_loop()
-    factory = app[CONNECTIONS].factory(server)
+    kwargs = {**handler_args(config.http), "access_log_class": access_log_class}
+    factory = app[CONNECTIONS].factory(lambda guard: _Handler(server, guard, loop=loop, **kwargs))
     servers = []
     try:
         for sock in socks:

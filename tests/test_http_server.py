@@ -2,6 +2,7 @@
 client may hold of it (connections, slow heads and bodies, idle keep-alives, sizes), the
 access log, and a client that hangs up mid-body."""
 import asyncio
+import json
 import logging
 import resource
 import socket
@@ -222,21 +223,50 @@ async def test_an_idle_keepalive_connection_is_closed(served):
     assert await closed(reader)
 
 
-@pytest.mark.parametrize("http, data, status", [
+CRM = "https://crm.example.com"
+
+
+@pytest.mark.parametrize("http, data, status, message", [
     ({"client_max_size": 1000}, request("/v1/event", method="POST", headers=[f"Authorization: Bearer {TOKEN}"],
-                                        body=b"x" * 2000), 413),
-    ({"max_headers": 10}, request(headers=[f"X-{i}: y" for i in range(20)]), 400),
-    ({"max_field_size": 100}, request(headers=["X-Big: " + "y" * 200]), 400),
-    ({"max_line_size": 100}, request("/healthz?" + "a" * 200), 400),
+                                        body=b"y" * 2000), 413, "body: larger than 1000 bytes"),
+    ({"max_headers": 10}, request(headers=[f"X-{i}: y" for i in range(20)]), 400,
+     "request: more than 10 headers (http.max_headers)"),
+    ({"max_field_size": 100}, request(headers=["X-Big: " + "y" * 200]), 400, "request: its line or a header is"),
+    ({"max_line_size": 100}, request("/healthz?" + "y" * 200), 400, "request: its line or a header is"),
+    ({}, request(headers=["X-Big: " + "y" * 9 * 1024]), 400, "request: its line or a header is too long"),
+    ({}, b"GET /healthz HTTP/1.1\r\nHost: g\r\nBad Header\x01: y\r\n\r\n", 400, "request: "),
+    ({}, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03yyyy\r\n\r\n", 400, "request: "),
 ])
-async def test_request_sizes_are_bounded(served, caplog, http, data, status):
-    """Refused by aiohttp itself; its log line is one line (log_filters.py), not a traceback."""
+@pytest.mark.parametrize("origin", [None, CRM])
+async def test_what_aiohttp_refuses_itself_is_the_json_failure_body_with_cors(served, caplog, http, data, status,
+                                                                              message, origin):
+    """Refused by aiohttp itself (sizes, a head it cannot parse, a TLS hello): the API's
+    failure body, never an echo of the request, with CORS headers for a listed origin; its
+    log line is one line (log_filters.py), not a traceback."""
     caplog.set_level("DEBUG")
-    _, port = await served(http=http)
+    _, port = await served(http=http, api={"cors_origins": [CRM]})
+    if origin:
+        head, _, rest = data.partition(b"\r\n")
+        data = head + f"\r\nOrigin: {origin}".encode() + (b"\r\n" + rest if rest else b"")
     reader, writer = await connect(port)
     writer.write(data)
-    assert (await asyncio.wait_for(reader.read(), 5)).split(b" ", 2)[1] == str(status).encode()
+    status_got, headers, body = await whole_answer(reader)
+    assert status_got == status
+    answer = json.loads(body)
+    assert answer["status"] == "fail" and answer["error"] == "INVALID_PARAMS", answer
+    assert answer["message"].startswith(message), answer
+    assert b"yyy" not in body and headers["content-type"].startswith("application/json")
+    assert headers.get("access-control-allow-origin") == origin
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def whole_answer(reader) -> tuple[int, dict[str, str], bytes]:
+    """The answer of a connection the server closes: status, headers (lower-case names), body."""
+    raw = await asyncio.wait_for(reader.read(), 5)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 @pytest.mark.parametrize("access_query", [False, True])
@@ -330,7 +360,7 @@ async def test_the_end_of_a_head_is_seen_however_it_is_cut(pieces):
             return ("192.0.2.1", 40000) if name == "peername" else default
 
     inner = Inner()
-    guard = _Guard(lambda: inner, Connections(HttpConfig()))
+    guard = _Guard(lambda _: inner, Connections(HttpConfig()))
     guard.connection_made(Transport())
     for piece in pieces[:-1]:
         guard.data_received(piece)

@@ -16,7 +16,7 @@ from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..scroll import MAX_SCROLL_ID
 from ..store import COUNT_CAP
-from .errors import HTTP_STATUS
+from .errors import HTTP_STATUS, ROUTING_CODES
 from .schemas import (
     CDR_STATUSES,
     MAX_JSON_BODY,
@@ -193,7 +193,7 @@ _LIVE_CALL: dict[str, Any] = {"type": "object", "properties": {
     "created_time_utc": {"type": "string", "format": "date-time"}}}
 
 def build_openapi() -> dict[str, Any]:
-    codes = [cls.code for cls in ERROR_CLASSES]
+    codes = [cls.code for cls in ERROR_CLASSES] + list(ROUTING_CODES.values())   # any path: 404, 405
     record = record_schema()
     return {
         "openapi": "3.0.3",
