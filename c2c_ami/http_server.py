@@ -199,21 +199,16 @@ class _Address:
         self.fresh: dict[_Guard, None] = {}     # oldest first
         self.idle: dict[_Guard, None] = {}
 
-    def sheddable(self) -> _Guard | None:
-        for waiting in (self.fresh, self.idle):
-            if waiting:
-                return next(iter(waiting))
-        return None
-
 
 class Connections:
     """The open client connections: at most ``http.max_connections_per_address`` from one
     address (an IPv6 client by its /64) and ``http.max_connections`` in all. When all are
-    taken, a new connection takes the place of one that has not had a request answered yet
-    (then of one idle between requests), from the address holding the most connections; a
-    connection with a request in progress is never shed. Only if none can be shed, or the
-    newcomer's own address holds the most, is the new one closed. So one address, however
-    many connections it opens and reopens, never locks the others out."""
+    taken, a new connection takes the place of one that has not had a request answered yet,
+    from the address holding the most connections (only if there is none anywhere, of one idle
+    between requests, likewise); a connection with a request in progress is never shed. Only
+    if none can be shed, or the newcomer's own address holds the most, is the new one closed.
+    So one address, however many connections it opens and reopens, never locks the others
+    out. Finding the one to shed looks at each address: it is done only at the cap."""
 
     def __init__(self, limits: HttpConfig, cors_origins: frozenset[str] = frozenset()) -> None:
         self.limits = limits
@@ -258,15 +253,18 @@ class Connections:
         return True
 
     def _victim(self, newcomer_holds: int) -> _Guard | None:
-        """A connection to shed: from the address holding the most connections among those
-        with one to shed, unless the newcomer's address holds as many (then: none)."""
-        most, victim = newcomer_holds, None
-        for address in self._addresses.values():
-            if address.count > most:
-                candidate = address.sheddable()
-                if candidate is not None:
-                    most, victim = address.count, candidate
-        return victim
+        """A connection to shed: one never answered, from the address holding the most
+        connections among those with one; only if there is none, one idle between requests,
+        likewise; never from an address holding no more than the newcomer's."""
+        for tier in ("fresh", "idle"):
+            most, victim = newcomer_holds, None
+            for address in self._addresses.values():
+                waiting = address.fresh if tier == "fresh" else address.idle
+                if waiting and address.count > most:
+                    most, victim = address.count, next(iter(waiting))
+            if victim is not None:
+                return victim
+        return None
 
     def _refuse(self, why: str) -> None:
         self.refused += 1

@@ -136,6 +136,25 @@ async def test_at_the_cap_the_connections_never_answered_of_the_address_holding_
     assert (await answer(busy_reader))[0] == 400
 
 
+async def test_a_connection_never_answered_is_shed_before_an_idle_one_of_a_bigger_holder(served):
+    app, port = await served(http={"max_connections": 5, "max_connections_per_address": 5, "header_timeout": 60,
+                                   "keepalive_timeout": 60})
+    crm = [await served_from(port, "127.0.0.2") for _ in range(3)]          # answered, idle between requests
+    silent = [await connect(port, "127.0.0.3") for _ in range(2)]          # never a whole request
+    for _, writer in silent:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+    connections = app[CONNECTIONS]
+    async with asyncio.timeout(5):
+        while len(connections.open) < 5:
+            await asyncio.sleep(0.01)
+    await served_from(port)                                                 # takes a silent one's place
+    assert await closed(silent[0][0])
+    assert connections.held_by("127.0.0.2") == 3 and connections.held_by("127.0.0.3") == 1
+    reader, writer = crm[0]
+    writer.write(request(close=False))                                     # the CRM's are all still there
+    assert (await answer(reader))[0] == 200
+
+
 async def served_from(port, source="127.0.0.1"):
     """A keep-alive connection from ``source`` that had one request answered."""
     reader, writer = await connect(port, source)
