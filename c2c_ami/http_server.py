@@ -333,9 +333,11 @@ class _Handler(web.RequestHandler):
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)     # its log line, and its checks
-        answer = malformed(status, exc, self._guard._connections.limits)
-        origin = self._guard.origin
-        mark(answer.headers, origin if origin in self._guard._connections.cors_origins else None)
+        connections = self._guard._connections
+        answer = malformed(status, exc, connections.limits)
+        if connections.cors_origins:                # as api/cors.py marks every other answer
+            origin = self._guard.origin
+            mark(answer.headers, origin if origin in connections.cors_origins else None)
         answer.force_close()
         return answer
 

@@ -275,8 +275,17 @@ async def test_what_aiohttp_refuses_itself_is_the_json_failure_body_with_cors(se
     assert answer["status"] == "fail" and answer["error"] == "INVALID_PARAMS", answer
     assert answer["message"].startswith(message), answer
     assert b"yyy" not in body and headers["content-type"].startswith("application/json")
-    assert headers.get("access-control-allow-origin") == origin
+    assert headers.get("access-control-allow-origin") == origin and headers["vary"] == "Origin"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_without_cors_origins_a_refused_head_has_no_cors_headers(served):
+    _, port = await served()
+    reader, writer = await connect(port)
+    writer.write(request(headers=[f"Origin: {CRM}", "X-Big: " + "y" * 9 * 1024]))
+    status, headers, body = await whole_answer(reader)
+    assert status == 400 and json.loads(body)["error"] == "INVALID_PARAMS"
+    assert "vary" not in headers and "access-control-allow-origin" not in headers
 
 
 async def whole_answer(reader) -> tuple[int, dict[str, str], bytes]:
