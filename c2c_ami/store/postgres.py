@@ -85,7 +85,9 @@ class PostgresStorage(SqlStorage):
         self._listening: asyncpg.Connection | None = None   # LISTEN needs a connection of its own
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStorage:
+    async def connect(cls, url: str, *, min_size: int = 0, max_size: int = 10) -> PostgresStorage:
+        # min_size 0: no connection floor for asyncpg to restore while the server is away (it
+        # logs a traceback for each try); the store's probe (every 5 s) keeps one open anyway
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         except (OSError, asyncpg.PostgresError) as exc:
