@@ -43,7 +43,7 @@ async def _fill(url: str, listed: int) -> None:
 async def _lookups(url: str, samples: int) -> dict:
     """The lookup alone: DialPolicy.check_number of unlisted numbers, microseconds each."""
     store = await open_storage(StorageConfig(url=url))
-    tenant = parse_config({"tenants": [{"domain": "bench", "tokens": ["t"], "hotlines": {"028": "t"},
+    tenant = parse_config({"tenants": [{"domain": "bench", "tokens": ["t-0123456789abcdef"], "hotlines": {"028": "t"},
                                         **TENANT}]}, {}).tenants[0]
     policy = DialPolicy(store)
     try:

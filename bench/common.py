@@ -17,7 +17,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789"
 AMI_USER, AMI_SECRET = "c2c", "change-me"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

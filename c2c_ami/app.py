@@ -67,7 +67,7 @@ from .pbx.journal import EventJournal
 from .pbx.presence import PRESENCE_EVENTS, PhoneWatch
 from .pbx.reconcile import Reconciler
 from .scroll import ScrollCodec
-from .store import Storage, open_storage
+from .store import Storage, keep_watch, open_storage
 
 
 def create_app(config: Config) -> web.Application:
@@ -76,7 +76,7 @@ def create_app(config: Config) -> web.Application:
     cors = [cors_middleware(config.api.cors_origins)] if config.api.cors_origins else []
     app = web.Application(middlewares=[*cors, error_middleware],
                           client_max_size=config.http.client_max_size, handler_args=handler_args(config.http))
-    app[CONNECTIONS] = Connections(config.http)
+    app[CONNECTIONS] = Connections(config.http, frozenset(config.api.cors_origins))
     app.on_response_prepare.append(request_over)
     throttle_tracebacks()
     app[CONFIG] = config
@@ -88,7 +88,7 @@ def create_app(config: Config) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(config.limits.rate_per_minute, config.limits.rate_burst,
                                     capacity=config.limits.remembered_per_tenant)
     app[AUTH_FAILURES] = RateLimiter(config.auth.failures_per_minute, config.auth.failure_burst,
-                                     what="failed token requests from this address",
+                                     what="failed authentications from this address",
                                      capacity=config.limits.remembered_per_tenant)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(pbx_ctx)
@@ -119,7 +119,10 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         app[RATE_LIMITER] = SharedRateLimiter(storage, config.limits.rate_per_minute, config.limits.rate_burst)
     await webhooks.start()
     reporter.start()
+    watch = asyncio.get_running_loop().create_task(keep_watch(storage.health, storage.ping), name="store-watch")
     yield
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
     await reporter.close()
     await webhooks.close()
     await storage.close()
@@ -182,7 +185,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     await service.listen()
     await control.listen()
     yield
-    await app[REPORTER].flush(5)                    # the facts of the calls left live, then...
+    await app[REPORTER].flush(5 if app[STORAGE].health.available else 1)   # the live calls' facts, then...
     await membership.leave()                        # ...others may adopt them at once
     await reconciler.close()
     await control.close()

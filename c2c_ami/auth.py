@@ -82,9 +82,9 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def check_bearer(authorization: str | None, expected: str) -> None:
-    """One fixed token (``metrics.token``), compared as digests in constant time."""
-    if not hmac.compare_digest(token_digest(bearer_token(authorization)), token_digest(expected)):
+def check_bearer(authorization: str | None, expected: bytes) -> None:
+    """One fixed token (``metrics.token``), given by its digest, compared in constant time."""
+    if not hmac.compare_digest(token_digest(bearer_token(authorization)), expected):
         raise Unauthorized("invalid token")
 
 
@@ -125,9 +125,12 @@ class TokenAuthority:
 
     # -- api keys and issued tokens -----------------------------------------------------------
 
-    def tenant_of_api_key(self, api_key: str) -> tuple[Tenant, bytes]:
+    def tenant_of_api_key(self, api_key: str | None) -> tuple[Tenant, bytes]:
         """The tenant of an api key and the key's digest, compared like static tokens (every
-        digest, constant time, no early exit); Unauthorized with one message for any miss."""
+        digest, constant time, no early exit); Unauthorized with one message for any miss
+        (an empty or missing key too)."""
+        if not api_key:
+            raise Unauthorized("invalid api_key")
         digest = token_digest(api_key)
         found: Tenant | None = None
         for known, tenant in self._keys:

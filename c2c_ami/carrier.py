@@ -54,6 +54,14 @@ _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]
                         r"(Z|[+-][0-9]{2}:?[0-9]{2})?")
 DATE_RULE = ("YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (in api.timezone) or ISO-8601 with an offset "
              "(2021-02-18T10:20:58+00:00)")
+# The dates a filter may name: wide enough for "from the beginning" and "until further notice",
+# narrow enough that no time zone or end-of-day step leaves what a datetime can hold.
+DATE_RANGE = (date(1900, 1, 1), date(9998, 12, 31))
+RANGE_RULE = f"outside the supported range ({DATE_RANGE[0]} to {DATE_RANGE[1]})"
+
+
+class DateOutOfRange(ValueError):
+    """A well-formed date outside ``DATE_RANGE``."""
 
 
 def zone(name: str) -> tzinfo:
@@ -89,14 +97,17 @@ def date_bound(value: str, zone: tzinfo, *, end: bool) -> str:
     ``value`` is ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM[:SS]`` (in ``zone``) or ISO-8601 with an
     offset. A start is inclusive. An end is inclusive too, to the second (a bare date: the
     whole day), so the bound returned for an end is exclusive: the next second, or the next
-    day's midnight. ValueError if ``value`` is none of those."""
+    day's midnight. ValueError if ``value`` is none of those; DateOutOfRange if its date is
+    outside ``DATE_RANGE``."""
     if _DATE.fullmatch(value):
         day = date.fromisoformat(value)
+        _in_range(day)
         if end:
             day += timedelta(days=1)
         moment = datetime.combine(day, time(0), zone)
     elif _DATE_TIME.fullmatch(value):
         moment = datetime.fromisoformat(value)
+        _in_range(moment.date())
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
         if end:
@@ -104,6 +115,11 @@ def date_bound(value: str, zone: tzinfo, *, end: bool) -> str:
     else:
         raise ValueError(f"not {DATE_RULE}")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _in_range(day: date) -> None:
+    if not DATE_RANGE[0] <= day <= DATE_RANGE[1]:
+        raise DateOutOfRange(RANGE_RULE)
 
 
 def cause_code(cause: Any) -> int | None:
@@ -220,6 +236,6 @@ def live_call(record: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     }
 
 
-__all__ = ["CAUSE_NAMES", "CARRIER_TIME_FORMAT", "DATE_RULE", "HOOK_KEYS", "HOOK_LEGS", "LIVE_STATES", "TIME_FIELDS",
-           "UNKNOWN_CAUSE", "carrier_time", "cause_code", "cause_name", "cdr_record", "date_bound", "hook_payload",
-           "live_call", "zone"]
+__all__ = ["CAUSE_NAMES", "CARRIER_TIME_FORMAT", "DATE_RANGE", "DATE_RULE", "HOOK_KEYS", "HOOK_LEGS", "LIVE_STATES",
+           "TIME_FIELDS", "UNKNOWN_CAUSE", "DateOutOfRange", "carrier_time", "cause_code", "cause_name", "cdr_record",
+           "date_bound", "hook_payload", "live_call", "zone"]

@@ -14,6 +14,7 @@ from . import patterns
 from .app import create_app
 from .config import Config, ConfigError, ListenConfig, load_config
 from .http_server import ListenError, bind, serve
+from .log_filters import OneLineFormatter
 from .pbx.check import check_config
 
 log = logging.getLogger("c2c_ami")
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: this host's name and the process id)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter())    # one line per record: no request can forge one
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         config = _overridden(load_config(args.config), args.listen, args.instance_id)
     except ConfigError as exc:

@@ -50,6 +50,10 @@ class ListenConfig:
 class HttpConfig:
     """What one HTTP client may hold of the gateway (docs/operations.md, "HTTP limits")."""
     max_connections: int = 10000    # open client connections at once (10,000 waiting sync requests); more closed
+    # ...of which one client address (IPv6: its /64) may hold this many: one token at its full
+    # rate of sync requests (3,000 a minute, each up to 45 s) holds 2,250, so one CRM behind one
+    # NAT address fits; four such addresses fill max_connections (then the idle are shed)
+    max_connections_per_address: int = 2500
     backlog: int = 128              # connections the kernel queues before they are accepted
     header_timeout: float = 10.0    # a request's line and headers must arrive within this
     body_timeout: float = 10.0      # ...and its body (POST /v1/event) within this: else 400
@@ -75,6 +79,11 @@ class ApiConfig:
 class MetricsConfig:
     token: str = field(default="", repr=False)   # "" (unset): /metrics is open; else Bearer <token>
 
+    @property
+    def token_digest(self) -> bytes | None:
+        """The digest a Bearer token must have (the token may be given as ``sha256:<hex>``)."""
+        return secret_digest(self.token) if self.token else None
+
 
 @dataclass(frozen=True)
 class AuthConfig:
@@ -82,8 +91,8 @@ class AuthConfig:
     token_ttl: float = 86400.0      # seconds an issued token is valid
     signing_secret: str = field(default="", repr=False)   # "" (unset): random at start (docs/api.md, "Token format")
     signing_secrets_previous: tuple[str, ...] = field(default=(), repr=False)  # still verify, never sign
-    failures_per_minute: float = 10.0   # failed token requests per client address, sustained...
-    failure_burst: int = 20             # ...and at once; beyond: 429 before the key is even checked
+    failures_per_minute: float = 10.0   # failed authentications (any credential) per client address, sustained...
+    failure_burst: int = 20             # ...and at once; beyond: 429 before any credential is even checked
 
 
 @dataclass(frozen=True)
@@ -340,8 +349,8 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     _check_calls(calls)
     http = _section(root, "http", HttpConfig)
     metrics = _section(root, "metrics", MetricsConfig)
-    if metrics.token and not patterns.TOKEN.fullmatch(metrics.token):
-        raise ConfigError(f"metrics.token: {patterns.TOKEN.rule}")
+    if metrics.token:
+        _token(metrics.token, "metrics.token")
     log = _section(root, "log", LogConfig)
     auth = _auth(root)
     api = _api(root)
@@ -801,8 +810,16 @@ def _name(value: Any, path: str) -> str:
 
 
 def _token(value: Any, path: str) -> bytes:
-    if not isinstance(value, str) or not patterns.TOKEN.fullmatch(value):
-        raise ConfigError(f"{path}: {patterns.TOKEN.rule}")
+    """A configured secret's digest: the secret (at least ``MIN_TOKEN_LENGTH`` characters: a
+    short one is guessed) or its ``sha256:<hex>`` digest."""
+    if not isinstance(value, str) or not (patterns.TOKEN_DIGEST.fullmatch(value)
+                                          or patterns.CONFIG_TOKEN.fullmatch(value)):
+        raise ConfigError(f"{path}: {patterns.CONFIG_TOKEN.rule}")
+    return secret_digest(value)
+
+
+def secret_digest(value: str) -> bytes:
+    """The digest of a configured secret: given as ``sha256:<hex>``, or computed."""
     m = patterns.TOKEN_DIGEST.compiled.fullmatch(value)
     return bytes.fromhex(m.group(1)) if m else token_digest(value)
 

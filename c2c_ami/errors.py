@@ -117,10 +117,20 @@ class PbxUnavailable(C2CError):
         super().__init__(message, call_id=call_id, retry_after=retry_after)
 
 
+class StoreUnavailable(C2CError):
+    """The gateway's store (its database) does not answer: nothing that needs it was done.
+    The message never holds the database's address or the driver's words (they are logged)."""
+    code = "STORE_UNAVAILABLE"
+
+    def __init__(self, message: str = "the gateway's store is unavailable; retry later", *,
+                 call_id: str | None = None, retry_after: int | None = 5) -> None:
+        super().__init__(message, call_id=call_id, retry_after=retry_after)
+
+
 ERROR_CLASSES: tuple[type[C2CError], ...] = (
     InvalidParams, Unauthorized, Forbidden, UserNotRegistered, UserBusy, NoAnswer,
     CallCancelled, CallNotFound, CallNotAnswered, CallBusy, NotRecording, HookNotFound, TooManyHooks, RateLimited,
-    CallFailed, PbxUnavailable, PhoneBlacklisted, CallerIdNotAllowed, BlacklistEntryNotFound,
+    CallFailed, PbxUnavailable, PhoneBlacklisted, CallerIdNotAllowed, BlacklistEntryNotFound, StoreUnavailable,
 )
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 

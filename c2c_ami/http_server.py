@@ -4,9 +4,11 @@
 naming it (not after the AMI login, nor never). ``serve`` is ``web.run_app`` on that socket,
 built from aiohttp's public API only (``AppRunner``, its low-level ``runner.server``, which
 is a protocol factory for ``loop.create_server``, as aiohttp's low-level server docs show),
-plus two limits aiohttp lacks: at most ``http.max_connections`` open connections (more
-are closed as they come), and a request head that must arrive within ``http.header_timeout``
-of the connection opening or of its first byte (a client trickling headers is cut off).
+plus the limits aiohttp lacks: at most ``http.max_connections_per_address`` open connections
+from one client address and ``http.max_connections`` in all (when all are taken, connections
+that have not had a request answered are shed first, from the address holding the most:
+``Connections``), and a request head that must arrive within ``http.header_timeout`` of the
+connection opening or of its first byte (a client trickling headers is cut off).
 The access log names the path without the query string (phone numbers) unless
 ``log.access_query`` says otherwise.
 """
@@ -21,6 +23,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .addresses import client_key
+from .api.cors import mark
+from .api.errors import malformed
 from .config import Config, HttpConfig
 
 log = logging.getLogger("c2c_ami.http")
@@ -58,62 +63,112 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
 
 
 HEAD_END = b"\r\n\r\n"
+ORIGIN_WINDOW = 512         # bytes of a head kept to find an Origin line cut between two pieces
 
 
 class _Guard(asyncio.Protocol):
-    """One connection: aiohttp's handler inside, and the deadline of its request head. The
-    head is over when its blank line has passed by (seen here, in the bytes: no per-request
-    middleware frame, which costs ~1 KB for each of 10,000 waiting requests); the request is
-    over when its answer is prepared (``request_over``)."""
+    """One connection: admitted (or not) by ``Connections``, aiohttp's handler inside, and the
+    deadline of its request head. The head is over when its blank line has passed by (seen
+    here, in the bytes: no per-request middleware frame, which costs ~1 KB for each of 10,000
+    waiting requests); the request is over when its answer is prepared (``request_over``)."""
 
-    __slots__ = ("_inner", "_connections", "_transport", "_deadline", "_in_request", "_tail")
+    __slots__ = ("_make_inner", "_inner", "_connections", "_transport", "_deadline", "_in_request", "_tail",
+                 "address", "answered", "origin", "_head")
 
-    def __init__(self, inner: asyncio.Protocol, connections: Connections) -> None:
-        self._inner = inner
+    def __init__(self, make_inner: Callable[[_Guard], asyncio.Protocol], connections: Connections) -> None:
+        self._make_inner = make_inner
+        self._inner: asyncio.Protocol | None = None     # None: not admitted
         self._connections = connections
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._in_request = False
         self._tail = b""                # the last bytes of a head still arriving
+        self.address = ""               # the peer, as the limits count it (addresses.client_key)
+        self.answered = False           # a request of this connection was answered: not shed first
+        self.origin: str | None = None  # the Origin of the head arriving (CORS on a head aiohttp refuses)
+        self._head = b""                # its last bytes, where an Origin line may be cut (CORS only)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._connections.open[transport] = self
+        peer = transport.get_extra_info("peername")
+        self.address = client_key(peer[0] if isinstance(peer, tuple) else str(peer or ""))
+        if not self._connections.admit(self):
+            transport.close()
+            return
+        self._inner = self._make_inner(self)
         self._arm()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._inner is None:
+            return
         if not self._in_request:
             if self._deadline is None:
                 self._arm()             # the first byte of the next request on this connection
+            if self._connections.cors_origins:
+                self._find_origin(data)
             if HEAD_END in self._tail + data[:len(HEAD_END) - 1] or HEAD_END in data:
                 self.request_started()
             else:
                 self._tail = (self._tail + data)[-(len(HEAD_END) - 1):]   # pieces may be 1 byte
         self._inner.data_received(data)
 
+    def _find_origin(self, data: bytes) -> None:
+        """The head's ``Origin``, read in the bytes (aiohttp has no headers to show for a head
+        it refuses), so its refusal carries CORS headers for a listed origin. A line is sought
+        in the head's last ``ORIGIN_WINDOW`` bytes, so one cut between pieces is found whole."""
+        window = self._head + data
+        at = window.lower().rfind(b"\norigin:")
+        if at >= 0:
+            end = window.find(b"\n", at + 1)
+            if end >= 0:
+                self.origin = window[at + 8:end].strip().decode("latin-1")
+        self._head = window[-ORIGIN_WINDOW:]
+
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self._inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        self._connections.open.pop(self._transport, None)  # type: ignore[arg-type]
+        if self._inner is None:
+            return
+        self._connections.left(self)
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._inner is not None:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def in_request(self) -> bool:
+        return self._in_request
 
     def request_started(self) -> None:
         self._in_request = True
-        self._tail = b""
+        self._tail = self._head = b""
         self._disarm()
+        self._connections.busy(self)
 
     def request_done(self) -> None:
         self._in_request = False
+        self.origin = None
+        self.answered = True
+        self._connections.idle(self)
+
+    def shed(self) -> None:
+        """Closed to make room (``Connections.admit``)."""
+        self._disarm()
+        if self._transport is not None:
+            self._transport.close()
 
     def _arm(self) -> None:
         self._disarm()
@@ -133,29 +188,119 @@ class _Guard(asyncio.Protocol):
             self._transport.close()
 
 
-class _Refused(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+class _Address:
+    """One client address's open connections, and which of them may be shed: those that
+    have not had a request answered (``fresh``), then those idle between requests."""
+
+    __slots__ = ("count", "fresh", "idle")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.fresh: dict[_Guard, None] = {}     # oldest first
+        self.idle: dict[_Guard, None] = {}
 
 
 class Connections:
-    """The open client connections (the cap) and their head deadlines."""
+    """The open client connections: at most ``http.max_connections_per_address`` from one
+    address (an IPv6 client by its /64) and ``http.max_connections`` in all. When all are
+    taken, a new connection takes the place of one that has not had a request answered yet,
+    from the address holding the most connections (only if there is none anywhere, of one idle
+    between requests, likewise); a connection with a request in progress is never shed. Only
+    if none can be shed, or the newcomer's own address holds the most, is the new one closed.
+    So one address, however many connections it opens and reopens, never locks the others
+    out. Finding the one to shed looks at each address: it is done only at the cap."""
 
-    def __init__(self, limits: HttpConfig) -> None:
+    def __init__(self, limits: HttpConfig, cors_origins: frozenset[str] = frozenset()) -> None:
         self.limits = limits
+        self.cors_origins = cors_origins      # api.cors_origins: a refused head's answer names them
         self.open: dict[asyncio.Transport, _Guard] = {}
-        self.refused = 0
+        self._addresses: dict[str, _Address] = {}
+        self.refused = 0                # closed at once: the address's share or the cap was full
+        self.shed = 0                   # closed to make room for another address's connection
 
-    def factory(self, server: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
+    def factory(self, make_handler: Callable[[_Guard], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         def protocol() -> asyncio.Protocol:
-            if len(self.open) >= self.limits.max_connections:
-                self.refused += 1
-                if self.refused == 1 or self.refused % 1000 == 0:
-                    log.warning("http.max_connections (%d) reached: closing new connections (%d so far)",
-                                self.limits.max_connections, self.refused)
-                return _Refused()
-            return _Guard(server(), self)
+            return _Guard(make_handler, self)
         return protocol
+
+    def admit(self, guard: _Guard) -> bool:
+        """Whether ``guard``'s new connection may stay (making room for it if it must)."""
+        address = self._addresses.get(guard.address)
+        held = address.count if address is not None else 0
+        if held >= self.limits.max_connections_per_address:
+            self._refuse(f"http.max_connections_per_address ({self.limits.max_connections_per_address}) "
+                         f"reached by {guard.address}")
+            return False
+        if len(self.open) >= self.limits.max_connections:
+            victim = self._victim(held)
+            if victim is None:
+                self._refuse(f"http.max_connections ({self.limits.max_connections}) reached, and none of "
+                             "the connections of addresses holding more can be shed")
+                return False
+            self._forget(victim)
+            victim.shed()
+            self.shed += 1
+            if self.shed == 1 or self.shed % 1000 == 0:
+                log.warning("http.max_connections (%d) reached: shedding connections that have no request "
+                            "in progress, from the address holding the most (%s; %d shed so far)",
+                            self.limits.max_connections, victim.address, self.shed)
+        if address is None:
+            address = self._addresses[guard.address] = _Address()
+        address.count += 1
+        address.fresh[guard] = None
+        assert guard.transport is not None
+        self.open[guard.transport] = guard
+        return True
+
+    def _victim(self, newcomer_holds: int) -> _Guard | None:
+        """A connection to shed: one never answered, from the address holding the most
+        connections among those with one; only if there is none, one idle between requests,
+        likewise; never from an address holding no more than the newcomer's."""
+        for tier in ("fresh", "idle"):
+            most, victim = newcomer_holds, None
+            for address in self._addresses.values():
+                waiting = address.fresh if tier == "fresh" else address.idle
+                if waiting and address.count > most:
+                    most, victim = address.count, next(iter(waiting))
+            if victim is not None:
+                return victim
+        return None
+
+    def _refuse(self, why: str) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("%s: closing new connections (%d so far)", why, self.refused)
+
+    def busy(self, guard: _Guard) -> None:
+        """A request of ``guard`` is in progress: it is not shed."""
+        address = self._addresses.get(guard.address)
+        if address is not None:
+            address.fresh.pop(guard, None)
+            address.idle.pop(guard, None)
+
+    def idle(self, guard: _Guard) -> None:
+        address = self._addresses.get(guard.address)
+        if address is not None and guard.transport in self.open:
+            address.idle[guard] = None
+
+    def left(self, guard: _Guard) -> None:
+        if guard.transport is not None and self.open.get(guard.transport) is guard:
+            self._forget(guard)
+
+    def _forget(self, guard: _Guard) -> None:
+        assert guard.transport is not None
+        del self.open[guard.transport]
+        address = self._addresses[guard.address]
+        address.count -= 1
+        address.fresh.pop(guard, None)
+        address.idle.pop(guard, None)
+        if address.count == 0:
+            del self._addresses[guard.address]
+
+    def held_by(self, address: str) -> int:
+        """How many connections ``address`` (a ``client_key``) holds."""
+        known = self._addresses.get(address)
+        return known.count if known is not None else 0
 
     def of(self, request: web.BaseRequest) -> _Guard | None:
         return self.open.get(request.transport) if request.transport is not None else None
@@ -169,6 +314,32 @@ async def request_over(request: web.Request, response: web.StreamResponse) -> No
     guard = request.app[CONNECTIONS].of(request)
     if guard is not None:
         guard.request_done()
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's handler of one connection, whose own answers (a request head it cannot parse
+    or that is too long; an error no middleware answered) are the API's failure body, with
+    CORS headers for a listed origin, never an echo of the request. aiohttp offers no public
+    hook for those answers: this overrides ``RequestHandler.handle_error`` (a public method of
+    an exported class, its behaviour undocumented), here and nowhere else;
+    ``tests/test_aiohttp_internals.py`` names what it relies on."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, manager: web.Server, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)     # its log line, and its checks
+        connections = self._guard._connections
+        answer = malformed(status, exc, connections.limits)
+        if connections.cors_origins:                # as api/cors.py marks every other answer
+            origin = self._guard.origin
+            mark(answer.headers, origin if origin in connections.cors_origins else None)
+        answer.force_close()
+        return answer
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -221,14 +392,16 @@ class Listener:
 async def start(app: web.Application, socks: list[socket.socket], config: Config, shutdown_timeout: float,
                 *, handle_signals: bool = True) -> Listener:
     """Set the app up (store, AMI links) and serve it on ``socks``, every connection through
-    ``Connections``."""
+    ``Connections`` and its handler a ``_Handler``."""
+    access_log_class = QueryAccessLogger if config.log.access_query else AccessLogger
     runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
-                           access_log_class=QueryAccessLogger if config.log.access_query else AccessLogger)
+                           access_log_class=access_log_class)
     await runner.setup()
     server = runner.server
     assert server is not None          # set by setup()
     loop = asyncio.get_running_loop()
-    factory = app[CONNECTIONS].factory(server)
+    kwargs = {**handler_args(config.http), "access_log_class": access_log_class}
+    factory = app[CONNECTIONS].factory(lambda guard: _Handler(server, guard, loop=loop, **kwargs))
     servers = []
     try:
         for sock in socks:

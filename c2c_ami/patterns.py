@@ -59,6 +59,11 @@ ENDPOINT = Pattern(r"[A-Za-z0-9_/@.-]*\{ext\}[A-Za-z0-9_/@.-]*",
                    "must contain {ext} and only letters, digits, / @ . _ -")
 AMI_TEXT = Pattern(r"[\x21-\x7e]{1,200}", "must be printable ASCII without spaces")
 TOKEN = Pattern(r"[\x21-\x7e]{1,512}", "a token is printable ASCII without spaces")
+# A configured secret (tenants[].tokens, tenants[].api_keys, metrics.token): long enough that
+# guessing it, at the failed-authentication limit, is hopeless.
+MIN_TOKEN_LENGTH = 16
+CONFIG_TOKEN = Pattern(rf"[\x21-\x7e]{{{MIN_TOKEN_LENGTH},512}}",
+                       f"{MIN_TOKEN_LENGTH}-512 printable ASCII characters without spaces, or sha256:<64 hex digits>")
 SIGNING_SECRET = Pattern(r"[\x21-\x7e]{32,512}", "32-512 printable ASCII characters without spaces")
 TOKEN_DIGEST = Pattern(r"sha256:([0-9a-f]{64})", "sha256: and 64 lowercase hex digits")
 SIP_HEADER_NAME = Pattern(r"[A-Za-z][A-Za-z0-9-]{0,40}", "not a SIP header name")

@@ -11,7 +11,7 @@ from c2c_ami.app_keys import AMI, PHONES, REPORTER, SERVICE, STORAGE
 from c2c_ami.config import parse_config
 from c2c_ami.testing.fake_ami import FakeAmiServer
 
-TOKEN = "dev-token"
+TOKEN = "dev-token-change-me"
 OTHER_TOKEN = "other-tenant-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

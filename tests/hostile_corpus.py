@@ -78,7 +78,7 @@ def _raw(method: str, target: str, headers: list[bytes], body: bytes = b"") -> b
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-_AUTH = b"Authorization: Bearer dev-token"
+_AUTH = b"Authorization: Bearer dev-token-change-me"
 _JSON = b"Content-Type: application/json"
 RAW_REQUESTS = [
     ("authorization not UTF-8", _raw("GET", "/v1/cdr", [b"Authorization: Bearer dev-\xff\xfe-token"]),

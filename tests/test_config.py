@@ -11,7 +11,7 @@ BASE = {
     "listen": {"host": "127.0.0.1", "port": 8080},
     "ami": {"host": "127.0.0.1", "port": 5038, "username": "c2c", "secret": "change-me"},
     "calls": {"ring_timeout": 30, "dial_timeout": 60, "sync_timeout": 45},
-    "tenants": [{"domain": "default", "tokens": ["dev-token"], "endpoint": "PJSIP/{ext}",
+    "tenants": [{"domain": "default", "tokens": ["dev-token-change-me"], "endpoint": "PJSIP/{ext}",
                  "context": "c2c-outbound", "extensions": "^[0-9]{2,6}$",
                  "hotlines": {"02873001234": "hotline-trunk"}}],
 }
@@ -37,7 +37,7 @@ def test_shipped_config_loads():
 def test_issue_example_config_loads():
     config = parse_config(BASE, {})
     assert config.ami.secret == "change-me"
-    assert config.tenants[0].token_digests == (token_digest("dev-token"),)
+    assert config.tenants[0].token_digests == (token_digest("dev-token-change-me"),)
 
 
 def test_secrets_come_from_environment():
@@ -51,6 +51,27 @@ def test_tokens_may_be_stored_as_sha256():
     digest = hashlib.sha256(b"long-random-token").hexdigest()
     config = parse_config(with_change(["tenants", 0, "tokens"], [f"sha256:{digest}"]), {})
     assert config.tenants[0].token_digests == (bytes.fromhex(digest),)
+
+
+@pytest.mark.parametrize("where, change", [
+    ("tenants[0].tokens[0]", {"tenants": [dict(BASE["tenants"][0], tokens=["x"])]}),
+    ("tenants[0].tokens[1]", {"tenants": [dict(BASE["tenants"][0], tokens=["dev-token-change-me", "15-characters!"])]}),
+    ("tenants[0].api_keys[0]", {"tenants": [dict(BASE["tenants"][0], api_keys=["short-key"])]}),
+    ("metrics.token", {"metrics": {"token": "scrape"}}),
+])
+def test_a_configured_secret_shorter_than_16_characters_is_refused_naming_its_key(where, change):
+    """A short token is guessed; only its sha256:<hex> digest may be shorter than 16 (it is not)."""
+    with pytest.raises(ConfigError, match=r"^" + re.escape(where) + r": 16-512 printable ASCII"):
+        parse_config({**BASE, **change}, {})
+
+
+def test_secrets_of_16_characters_or_digests_are_accepted_and_metrics_takes_a_digest_too():
+    digest = hashlib.sha256(b"metrics-scraper-token").hexdigest()
+    config = parse_config({**BASE, "tenants": [dict(BASE["tenants"][0], tokens=["16-characters!!!"],
+                                                    api_keys=[f"sha256:{digest}"])],
+                           "metrics": {"token": f"sha256:{digest}"}}, {})
+    assert config.metrics.token_digest == bytes.fromhex(digest)
+    assert config.tenants[0].api_key_digests == (bytes.fromhex(digest),)
 
 
 @pytest.mark.parametrize("path, value, where", [
@@ -92,7 +113,7 @@ def test_several_pbxs_and_tenants_on_them():
     raw = copy.deepcopy(BASE)
     ami = raw.pop("ami")
     raw["pbxs"] = [{"name": "hcm-1", "ami": ami}, {"name": "hn-1", "ami": {**ami, "port": 6038, "ping_interval": 1}}]
-    raw["tenants"].append(dict(raw["tenants"][0], domain="b", tokens=["b-token"], pbx="hn-1"))
+    raw["tenants"].append(dict(raw["tenants"][0], domain="b", tokens=["b-token-012345678"], pbx="hn-1"))
     config = parse_config(raw, {})
     assert [(p.name, p.ami.port, p.ami.ping_interval) for p in config.pbxs] == [("hcm-1", 5038, 5.0),
                                                                                 ("hn-1", 6038, 1.0)]
@@ -140,12 +161,12 @@ def test_http_metrics_and_log_sections_default_and_load():
     config = parse_config(BASE, {})
     assert (config.http.max_connections, config.http.header_timeout, config.metrics.token,
             config.log.access_query) == (10000, 10.0, "", False)
-    raw = {**BASE, "http": {"max_connections": 5, "body_timeout": 2}, "metrics": {"token": "m-token"},
+    raw = {**BASE, "http": {"max_connections": 5, "body_timeout": 2}, "metrics": {"token": "metrics-token-0123456789"},
            "log": {"access_query": True}}
     config = parse_config(raw, {})
     assert (config.http.max_connections, config.http.body_timeout, config.metrics.token,
-            config.log.access_query) == (5, 2.0, "m-token", True)
-    assert "m-token" not in repr(config)
+            config.log.access_query) == (5, 2.0, "metrics-token-0123456789", True)
+    assert "metrics-token-0123456789" not in repr(config)
 
 
 @pytest.mark.parametrize("section, value, path", [
@@ -187,8 +208,10 @@ def test_a_tenant_gets_the_standard_bundle_by_default():
 
 def test_calls_auto_answer_names_the_default_and_a_tenant_may_override_it():
     raw = with_calls(auto_answer="call-info")
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token"], "auto_answer": "polycom"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token"], "auto_answer": "none"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token-012345678"],
+                           "auto_answer": "polycom"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token-012345678"],
+                           "auto_answer": "none"})
     a, b, c = parse_config(raw, {}).tenants
     assert a.auto_answer_headers == (("Call-Info", "<sip:127.0.0.1>;answer-after=0"),)
     assert b.auto_answer_headers == (("Alert-Info", "Ring Answer"),)
@@ -202,9 +225,12 @@ def test_user_bundles_as_pairs_keep_order_and_repeats_or_as_a_mapping():
         "mapped": {"Answer-Mode": "Auto", "X-Answer": "yes", "Answer-After": 0},
         "standard": [["Answer-Mode", "Auto"]],     # a user bundle may replace a built-in one
         "empty": []})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token"], "auto_answer": "mapped"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token"], "auto_answer": "standard"})
-    raw["tenants"].append({**BASE["tenants"][0], "domain": "d", "tokens": ["d-token"], "auto_answer": "empty"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "b", "tokens": ["b-token-012345678"],
+                           "auto_answer": "mapped"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "c", "tokens": ["c-token-012345678"],
+                           "auto_answer": "standard"})
+    raw["tenants"].append({**BASE["tenants"][0], "domain": "d", "tokens": ["d-token-012345678"],
+                           "auto_answer": "empty"})
     a, b, c, d = parse_config(raw, {}).tenants
     assert a.auto_answer_headers == (("Alert-Info", "<http://a>;info=alert-autoanswer"),
                                      ("Call-Info", "<sip:a>;answer-after=0"), ("Alert-Info", "Ring Answer"))
@@ -255,7 +281,7 @@ def test_deprecated_auto_answer_headers_define_bundle_custom_the_default_unless_
 def test_recording_defaults_and_a_tenant_overrides_key_by_key():
     config = parse_config(dict(BASE, recording={"enabled": True, "dir": "/var/rec", "url_ttl": 60},
                                tenants=[dict(BASE["tenants"][0], recording={"local_dir": "/mnt/rec"}),
-                                        dict(BASE["tenants"][0], domain="b", tokens=["b-token"],
+                                        dict(BASE["tenants"][0], domain="b", tokens=["b-token-0123456789"],
                                              recording={"enabled": False})]), {})
     recording = config.recording
     assert (recording.enabled, recording.dir, recording.reads_from) == (True, "/var/rec", "/var/rec")

@@ -155,7 +155,7 @@ def test_configuration_doc_lists_exactly_the_accepted_keys():
     assert documented - accepted == set(), "listed in docs/configuration.md, not accepted by the code"
 
 
-_MINIMAL: dict[str, Any] = {"tenants": [{"tokens": ["t0ken"], "hotlines": {"0281": "trunk"}}]}
+_MINIMAL: dict[str, Any] = {"tenants": [{"tokens": ["t0ken-0123456789abcdef"], "hotlines": {"0281": "trunk"}}]}
 
 # Values for keys whose default is empty or not a plain value; the rest get their default.
 _VALUES: dict[str, Any] = {
@@ -168,12 +168,12 @@ _VALUES: dict[str, Any] = {
     "auth.signing_secret": "s" * 32,
     "auth.signing_secrets_previous": ["p" * 32],
     "api.cors_origins": ["https://crm.example.com"],
-    "metrics.token": "metrics-t0ken",
+    "metrics.token": "metrics-t0ken-0123456789",
     "cluster.instance_id": "gw1",
     "pbxs[].name": "pbx1",
     "tenants[].domain": "acme",
-    "tenants[].tokens": ["another-t0ken"],
-    "tenants[].api_keys": ["an-api-key"],
+    "tenants[].tokens": ["another-t0ken-0123456789"],
+    "tenants[].api_keys": ["an-api-key-0123456789"],
     "tenants[].endpoint": "SIP/{ext}",
     "tenants[].context": "c2c-outbound",
     "tenants[].extensions": "^1[0-9]{2}$",

@@ -2,14 +2,18 @@
 client may hold of it (connections, slow heads and bodies, idle keep-alives, sizes), the
 access log, and a client that hangs up mid-body."""
 import asyncio
+import json
 import logging
+import resource
 import socket
+import sys
+import time
 
 import pytest
 
 from c2c_ami.app import create_app
 from c2c_ami.app_keys import AMI, RATE_LIMITER
-from c2c_ami.http_server import bind, start
+from c2c_ami.http_server import CONNECTIONS, bind, start
 
 from .fixtures_gateway import AUTH, TOKEN, gateway_config
 
@@ -41,8 +45,9 @@ def request(target="/healthz", *, method="GET", headers=(), body=b"", close=True
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def connect(port):
-    return await asyncio.open_connection("127.0.0.1", port)
+async def connect(port, source="127.0.0.1"):
+    """A connection from ``source`` (any 127.x.y.z is this host too: another client address)."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
 async def answer(reader) -> tuple[int, bytes]:
@@ -83,6 +88,131 @@ async def test_connections_beyond_the_cap_are_closed_at_once(served):
         raise AssertionError("a closed connection's slot was never freed")
 
 
+async def test_one_address_gets_its_share_of_connections_and_no_more(served):
+    app, port = await served(http={"max_connections_per_address": 3, "header_timeout": 60,
+                                   "keepalive_timeout": 60})
+    held = [await connect(port, "127.0.0.2") for _ in range(3)]
+    for _, writer in held:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")          # a request line, and nothing more
+    reader, writer = await connect(port, "127.0.0.2")
+    assert await closed(reader)                                # its fourth
+    assert app[CONNECTIONS].held_by("127.0.0.2") == 3
+    reader, writer = await connect(port)                       # another address is served
+    writer.write(request())
+    assert (await answer(reader))[0] == 200
+    held[0][1].write(b"Host: g\r\nConnection: close\r\n\r\n")   # and the held ones still are
+    assert (await answer(held[0][0]))[0] == 200
+
+
+async def test_at_the_cap_the_connections_never_answered_of_the_address_holding_most_are_shed_first(served):
+    app, port = await served(http={"max_connections": 5, "max_connections_per_address": 5, "header_timeout": 60,
+                                   "keepalive_timeout": 60})
+    connections = app[CONNECTIONS]
+    busy_reader, busy_writer = await connect(port, "127.0.0.2")   # a request in progress (its body)
+    busy_writer.write(request("/v1/event", method="POST", headers=[AUTH_HEADER], body=b'{"url": ', length=100))
+    async with asyncio.timeout(5):
+        while not any(guard.in_request for guard in connections.open.values()):
+            await asyncio.sleep(0.01)
+    idle = [await connect(port, "127.0.0.2") for _ in range(2)]
+    for reader, writer in idle:                                # answered once, idle (keep-alive)
+        writer.write(request(close=False))
+        assert (await answer(reader))[0] == 200
+    fresh = [await connect(port, "127.0.0.2") for _ in range(2)]
+    for _, writer in fresh:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")          # a request line, and nothing more
+    async with asyncio.timeout(5):                             # all five accepted
+        while connections.held_by("127.0.0.2") < 5:
+            await asyncio.sleep(0.01)
+
+    others = [await served_from(port), await served_from(port)]     # the two never answered are shed...
+    for reader, _ in fresh:
+        assert await closed(reader)
+    others.append(await served_from(port))                          # ...then the oldest idle one
+    assert await closed(idle[0][0])
+    assert connections.held_by("127.0.0.2") == 2 and connections.held_by("127.0.0.1") == 3
+    reader, _ = await connect(port)        # 127.0.0.1 now holds the most: its own next is refused
+    assert await closed(reader)
+    busy_writer.write(b"x" * 92)                                    # the request in progress was never shed
+    assert (await answer(busy_reader))[0] == 400
+
+
+async def test_a_connection_never_answered_is_shed_before_an_idle_one_of_a_bigger_holder(served):
+    app, port = await served(http={"max_connections": 5, "max_connections_per_address": 5, "header_timeout": 60,
+                                   "keepalive_timeout": 60})
+    crm = [await served_from(port, "127.0.0.2") for _ in range(3)]          # answered, idle between requests
+    silent = [await connect(port, "127.0.0.3") for _ in range(2)]          # never a whole request
+    for _, writer in silent:
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+    connections = app[CONNECTIONS]
+    async with asyncio.timeout(5):
+        while len(connections.open) < 5:
+            await asyncio.sleep(0.01)
+    await served_from(port)                                                 # takes a silent one's place
+    assert await closed(silent[0][0])
+    assert connections.held_by("127.0.0.2") == 3 and connections.held_by("127.0.0.3") == 1
+    reader, writer = crm[0]
+    writer.write(request(close=False))                                     # the CRM's are all still there
+    assert (await answer(reader))[0] == 200
+
+
+async def served_from(port, source="127.0.0.1"):
+    """A keep-alive connection from ``source`` that had one request answered."""
+    reader, writer = await connect(port, source)
+    writer.write(request(close=False))
+    assert (await answer(reader))[0] == 200
+    return reader, writer
+
+
+FLOOD = """
+import resource, socket, sys
+port, source = int(sys.argv[1]), sys.argv[2]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+for line in sys.stdin:                      # one batch per line: its size
+    for _ in range(int(line)):
+        sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+        sock.sendall(b"GET /readyz HTTP/1.1\\r\\n")     # a request line, and nothing more
+        held.append(sock)
+    print(len(held), flush=True)
+"""
+
+
+async def test_ten_thousand_connections_from_one_address_leave_another_served(served):
+    """The issue's flood: 10,100 connections from 127.0.0.2 (another process: the attacker),
+    each sending only a request line and held open (a client reopening them as their head
+    deadline closes them holds as many: the deadlines are long here, so a slow machine does
+    not close them either), on the default connection limits. A request from 127.0.0.1 is
+    still answered."""
+    flood = 10_100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard >= flood + 512, f"ulimit -Hn is {hard}: the flood needs more"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 12_000)), hard))
+    app, port = await served(http={"header_timeout": 600, "keepalive_timeout": 600})    # held, however slow
+    connections = app[CONNECTIONS]
+    attacker = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOOD, str(port), "127.0.0.2",
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert attacker.stdin is not None and attacker.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            for opened in range(100, flood + 100, 100):     # batches within the listen backlog (128)
+                attacker.stdin.write(b"%d\n" % (min(opened, flood) - (opened - 100)))
+                assert int(await attacker.stdout.readline()) == min(opened, flood)
+                while len(connections.open) + connections.refused < min(opened, flood):
+                    await asyncio.sleep(0.005)          # accepted by the gateway, not only queued by the kernel
+        started = time.monotonic()
+        reader, writer = await connect(port)
+        writer.write(request("/readyz"))
+        status, _ = await answer(reader)
+        took = time.monotonic() - started
+        print(f"\n127.0.0.1's /readyz beside {flood} connections from 127.0.0.2: {status} in {took * 1000:.1f} ms")
+        assert status == 200
+        assert connections.held_by("127.0.0.2") == 2500 and connections.refused == flood - 2500
+    finally:
+        attacker.kill()
+        await attacker.wait()
+
+
 async def test_a_request_head_trickling_in_is_cut_off(served):
     _, port = await served(http={"header_timeout": 0.3})
     reader, writer = await connect(port)
@@ -112,21 +242,59 @@ async def test_an_idle_keepalive_connection_is_closed(served):
     assert await closed(reader)
 
 
-@pytest.mark.parametrize("http, data, status", [
+CRM = "https://crm.example.com"
+
+
+@pytest.mark.parametrize("http, data, status, message", [
     ({"client_max_size": 1000}, request("/v1/event", method="POST", headers=[f"Authorization: Bearer {TOKEN}"],
-                                        body=b"x" * 2000), 413),
-    ({"max_headers": 10}, request(headers=[f"X-{i}: y" for i in range(20)]), 400),
-    ({"max_field_size": 100}, request(headers=["X-Big: " + "y" * 200]), 400),
-    ({"max_line_size": 100}, request("/healthz?" + "a" * 200), 400),
+                                        body=b"y" * 2000), 413, "body: larger than 1000 bytes"),
+    ({"max_headers": 10}, request(headers=[f"X-{i}: y" for i in range(20)]), 400,
+     "request: more than 10 headers (http.max_headers)"),
+    ({"max_field_size": 100}, request(headers=["X-Big: " + "y" * 200]), 400, "request: its line or a header is"),
+    ({"max_line_size": 100}, request("/healthz?" + "y" * 200), 400, "request: its line or a header is"),
+    ({}, request(headers=["X-Big: " + "y" * 9 * 1024]), 400, "request: its line or a header is too long"),
+    ({}, b"GET /healthz HTTP/1.1\r\nHost: g\r\nBad Header\x01: y\r\n\r\n", 400, "request: "),
+    ({}, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03yyyy\r\n\r\n", 400, "request: "),
 ])
-async def test_request_sizes_are_bounded(served, caplog, http, data, status):
-    """Refused by aiohttp itself; its log line is one line (log_filters.py), not a traceback."""
+@pytest.mark.parametrize("origin", [None, CRM])
+async def test_what_aiohttp_refuses_itself_is_the_json_failure_body_with_cors(served, caplog, http, data, status,
+                                                                              message, origin):
+    """Refused by aiohttp itself (sizes, a head it cannot parse, a TLS hello): the API's
+    failure body, never an echo of the request, with CORS headers for a listed origin; its
+    log line is one line (log_filters.py), not a traceback."""
     caplog.set_level("DEBUG")
-    _, port = await served(http=http)
+    _, port = await served(http=http, api={"cors_origins": [CRM]})
+    if origin:
+        head, _, rest = data.partition(b"\r\n")
+        data = head + f"\r\nOrigin: {origin}".encode() + (b"\r\n" + rest if rest else b"")
     reader, writer = await connect(port)
     writer.write(data)
-    assert (await asyncio.wait_for(reader.read(), 5)).split(b" ", 2)[1] == str(status).encode()
+    status_got, headers, body = await whole_answer(reader)
+    assert status_got == status
+    answer = json.loads(body)
+    assert answer["status"] == "fail" and answer["error"] == "INVALID_PARAMS", answer
+    assert answer["message"].startswith(message), answer
+    assert b"yyy" not in body and headers["content-type"].startswith("application/json")
+    assert headers.get("access-control-allow-origin") == origin and headers["vary"] == "Origin"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_without_cors_origins_a_refused_head_has_no_cors_headers(served):
+    _, port = await served()
+    reader, writer = await connect(port)
+    writer.write(request(headers=[f"Origin: {CRM}", "X-Big: " + "y" * 9 * 1024]))
+    status, headers, body = await whole_answer(reader)
+    assert status == 400 and json.loads(body)["error"] == "INVALID_PARAMS"
+    assert "vary" not in headers and "access-control-allow-origin" not in headers
+
+
+async def whole_answer(reader) -> tuple[int, dict[str, str], bytes]:
+    """The answer of a connection the server closes: status, headers (lower-case names), body."""
+    raw = await asyncio.wait_for(reader.read(), 5)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 @pytest.mark.parametrize("access_query", [False, True])
@@ -216,8 +384,11 @@ async def test_the_end_of_a_head_is_seen_however_it_is_cut(pieces):
         def close(self):
             raise AssertionError("closed")
 
+        def get_extra_info(self, name, default=None):
+            return ("192.0.2.1", 40000) if name == "peername" else default
+
     inner = Inner()
-    guard = _Guard(inner, Connections(HttpConfig()))
+    guard = _Guard(lambda _: inner, Connections(HttpConfig()))
     guard.connection_made(Transport())
     for piece in pieces[:-1]:
         guard.data_received(piece)

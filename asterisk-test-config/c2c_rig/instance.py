@@ -230,6 +230,7 @@ class Rig:
                                for e in EXTENSIONS],
                 "hotlines": HOTLINES,
                 "trunk_results": TRUNK_RESULTS,
+                "recordings": {"dir": self.recordings_dir, "local_dir": self.recordings_local_dir},
                 "ports": self.ports.as_dict(),
                 "pids": {k: v["pid"] for k, v in self.procs.items()}}
 

@@ -38,6 +38,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _running_in_group(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies, dead but not reaped, do not)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                            # gone meanwhile
+        if int(fields[2]) == group and fields[0] != "Z":     # state, ppid, pgrp
+            return True
+    return False
+
+
 class PrivatePostgres:
     user = "c2c"
 
@@ -59,7 +74,41 @@ class PrivatePostgres:
         subprocess.run(self._cmd(f"{self.bin}/initdb", "-D", data, "-U", self.user, "-A", "trust",
                                  "-E", "UTF8", "--no-sync", "--no-instructions"),
                        check=True, capture_output=True, timeout=120)
-        log = open(os.path.join(self.dir, "postgres.log"), "wb")  # noqa: SIM115 - the server keeps it
+        try:
+            return self._serve(timeout)
+        except PostgresError:
+            self.stop()
+            raise
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the server and every backend at once (an outage, not a shutdown: clients'
+        connections just break), and return once none of them runs; the data stays for
+        ``restart``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        group = self.proc.pid                   # its own process group (start_new_session)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.proc.wait()
+        deadline = time.monotonic() + timeout
+        while _running_in_group(group):
+            if time.monotonic() > deadline:
+                raise PostgresError(f"PostgreSQL's processes still run {timeout:g} s after SIGKILL")
+            time.sleep(0.02)
+        # Its lock files name a postmaster that is dead, but maybe not reaped (a zombie, where
+        # PID 1 does not reap): a new one would take it for running and refuse to start.
+        socket = os.path.join(self.dir, f".s.PGSQL.{self.port}")
+        for stale in (os.path.join(self.dir, "data", "postmaster.pid"), f"{socket}.lock", socket):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stale)
+
+    def restart(self, timeout: float = 30.0) -> PrivatePostgres:
+        """The server again, on the same data and port, after ``kill`` (crash recovery)."""
+        return self._serve(timeout)
+
+    def _serve(self, timeout: float) -> PrivatePostgres:
+        data = os.path.join(self.dir, "data")
+        log = open(os.path.join(self.dir, "postgres.log"), "ab")  # noqa: SIM115 - the server keeps it
         self.proc = subprocess.Popen(
             self._cmd(f"{self.bin}/postgres", "-D", data, "-k", self.dir, "-p", str(self.port),
                       "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -70,7 +119,7 @@ class PrivatePostgres:
         while subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)],
                              capture_output=True).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
+                self.kill()
                 raise PostgresError(f"PostgreSQL did not start: {self.log_tail()}")
             time.sleep(0.05)
         return self

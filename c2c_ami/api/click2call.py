@@ -45,7 +45,7 @@ async def click2call_v2(request: web.Request) -> web.Response:
     try:
         call_id = await _measured("v2", _click2call_v2(request), request)
     except C2CError as exc:
-        return _v2_failure(v2_named(exc))
+        return _v2_failure(exc)
     except web.HTTPRequestEntityTooLarge:       # aiohttp's own 413, in the v2 shape too
         return _v2_failure(InvalidParams(f"body: larger than {request.app[CONFIG].http.client_max_size} bytes"),
                            status=413)
@@ -86,8 +86,11 @@ async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
 
 async def _click2call_v2(request: web.Request) -> str:
     principal = await principal_of(request)
-    call_request = parse_click_to_call_v2(await body_of(request))
-    return await _place(request, principal, call_request, wait=False)
+    parsed = parse_click_to_call_v2(await body_of(request))      # its errors name the body's keys
+    try:
+        return await _place(request, principal, parsed.request, wait=False)
+    except C2CError as exc:             # ext: ... is agent: ... (or ext: ..., if the body said ext)
+        raise v2_named(exc, parsed.names) from None
 
 
 async def _place(request: web.Request, principal: Principal, call_request: ClickToCallRequest, *,
@@ -96,11 +99,13 @@ async def _place(request: web.Request, principal: Principal, call_request: Click
     service (its guards, the PBX)."""
     if principal.ext is not None and call_request.ext != principal.ext:
         raise Forbidden("ext: this extension is not allowed for this token")
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        key = checked("Idempotency-Key", key, patterns.IDEMPOTENCY_KEY)
+    keys = request.headers.getall("Idempotency-Key", [])
+    if len(keys) > 1:                   # which one counts would depend on the proxy in front
+        raise InvalidParams("Idempotency-Key: given more than once")
+    key = checked("Idempotency-Key", keys[0], patterns.IDEMPOTENCY_KEY) if keys else None
     try:
-        return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
+        return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key,
+                                                caller=principal.token_key.hex())
     except (PhoneBlacklisted, CallerIdNotAllowed) as exc:
         request.app[METRICS].refusals.labels(principal.tenant.domain, exc.code).inc()
         raise

@@ -3,26 +3,49 @@ the answer's envelope."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import AUTH, CONFIG, RATE_LIMITER
+from ..addresses import client_key
+from ..app_keys import AUTH, AUTH_FAILURES, CONFIG, RATE_LIMITER
 from ..auth import Principal
 from ..carrier import zone
-from ..errors import InvalidParams
+from ..errors import InvalidParams, Unauthorized
 from .errors import ClientGone
 from .schemas import KNOWN_PARAMS, checked, parse_query
 
+T = TypeVar("T")
+FAILURE_SCOPE = "auth"      # failed credentials of every kind: static, issued, metrics token, api key
+
 
 async def principal_of(request: web.Request) -> Principal:
-    """Authenticate (401 without a valid Bearer token), then rate-limit per token, before
-    any other work is done."""
-    principal = request.app[AUTH].authenticate(authorization_of(request))
+    """Authenticate (401 without a valid Bearer token; 429 once this address failed too
+    often), then rate-limit per token, before any other work is done."""
+    authorization = authorization_of(request)
+    principal = authenticated(request, authorization, request.app[AUTH].authenticate)
     await request.app[RATE_LIMITER].admit(principal.tenant.domain, principal.token_key.hex())
     return principal
+
+
+def authenticated(request: web.Request, credential: str | None, check: Callable[[str | None], T]) -> T:
+    """``check(credential)``, paid for when it fails: every credential (a static or issued
+    token, the metrics token, an api key) shares one limit of failures per client address
+    (``auth.failure_burst`` at once, refilled at ``auth.failures_per_minute``). Once it is
+    spent the address gets 429 before anything is compared, so guessing cannot go on. No
+    credential at all is no guess: it is not counted. Nothing awaits between the look and
+    the count, so concurrent guesses cannot slip past it."""
+    failures, client = request.app[AUTH_FAILURES], client_key(request.remote)
+    failures.peek(FAILURE_SCOPE, client)
+    try:
+        return check(credential)
+    except Unauthorized:
+        if credential:
+            failures.check(FAILURE_SCOPE, client)       # takes one; the next may be refused
+        raise
 
 
 def authorization_of(request: web.Request) -> str | None:

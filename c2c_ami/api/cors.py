@@ -5,8 +5,9 @@ when origins are listed. It sits outside ``error_middleware`` so every answer to
 origin carries its headers, failures included (401, 400, 429, 503, and aiohttp's own 404,
 405 and 413): without them the browser hides the answer from the page. A preflight
 (``OPTIONS`` with ``Access-Control-Request-Method``) is answered here, before routing, auth
-and rate limits: 204 with the allowed methods and headers for a listed origin, 403 with no
-CORS headers for any other (the browser then never sends the request). It costs a set
+and rate limits: 204 with the allowed methods and headers for a listed origin, 403
+``FORBIDDEN`` (the failure body) with no CORS headers for any other (the browser then never
+sends the request). It costs a set
 look-up, and browsers cache it ``MAX_AGE`` seconds. ``*`` is refused by the config: the API
 takes Bearer tokens, and any page on the web could use one it got hold of.
 """
@@ -18,7 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from .errors import Handler
+from ..errors import Forbidden
+from .errors import Handler, failure_response
 
 ALLOW_METHODS = "GET, POST, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
@@ -36,24 +38,27 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
         listed = origin is not None and origin in allowed
         if request.method == "OPTIONS" and origin is not None and "Access-Control-Request-Method" in request.headers:
             if not listed:
-                return web.Response(status=403, text="origin not allowed", headers={"Vary": "Origin"})
+                refused = failure_response(Forbidden("Origin: not allowed to call this API (api.cors_origins)"))
+                refused.headers["Vary"] = "Origin"
+                return refused
             return web.Response(status=204, headers={
                 "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOW_METHODS,
                 "Access-Control-Allow-Headers": ALLOW_HEADERS, "Access-Control-Max-Age": MAX_AGE,
                 "Vary": "Origin"})
         try:
             response = await handler(request)
-        except web.HTTPException as exc:        # aiohttp's 404, 405, 413: raised, not returned
-            _mark(exc.headers, origin if listed else None)
+        except web.HTTPException as exc:        # (error_middleware answers aiohttp's own; any other)
+            mark(exc.headers, origin if listed else None)
             raise
         if not response.prepared:
-            _mark(response.headers, origin if listed else None)
+            mark(response.headers, origin if listed else None)
         return response
 
     return cors
 
 
-def _mark(headers: CIMultiDict[str], origin: str | None) -> None:
+def mark(headers: CIMultiDict[str], origin: str | None) -> None:
+    """An answer's CORS headers: ``origin`` (a listed one) may read it."""
     headers.add("Vary", "Origin")       # answers differ by Origin: no cache may mix them up
     if origin is not None:
         headers["Access-Control-Allow-Origin"] = origin

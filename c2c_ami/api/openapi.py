@@ -12,13 +12,21 @@ from typing import Any
 from .. import __version__, patterns
 from ..calls.policy import MAX_ENTRIES_PER_REQUEST
 from ..calls.record import LIVE_CALL_KEYS, record_schema
-from ..carrier import DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
+from ..carrier import DATE_RANGE, DATE_RULE, LIVE_STATES, TIME_FIELDS, UNKNOWN_CAUSE
 from ..errors import ERROR_CLASSES
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..scroll import MAX_SCROLL_ID
 from ..store import COUNT_CAP
-from .errors import HTTP_STATUS
-from .schemas import CDR_STATUSES, MAX_JSON_BODY, MAX_JSON_DEPTH, MAX_OFFSET, UNSUPPORTED_CARRIER_EVENTS, V2_OPTIONAL
+from .errors import HTTP_STATUS, ROUTING_CODES
+from .schemas import (
+    CDR_STATUSES,
+    MAX_JSON_BODY,
+    MAX_JSON_DEPTH,
+    MAX_OFFSET,
+    UNSUPPORTED_CARRIER_EVENTS,
+    V2_NAMES,
+    V2_OPTIONAL,
+)
 
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -70,7 +78,8 @@ _CLICK2CALL_PARAMS = [
            "and the dialplan (C2C_CUSTOMER_ID).", pattern=patterns.CUSTOMER_ID.anchored),
     _param("record", "true/false/1/0/yes/no: record this call (overrides the tenant's recording.enabled); "
            "the recording's link is the CDR's recording_url."),
-    _param("Idempotency-Key", "Replays the first answer for the same key (same parameters).",
+    _param("Idempotency-Key", "Replays the first answer for the same key (same parameters); keys are "
+           "remembered per token (an extension-scoped token's are its own). At most once.",
            where="header", pattern=patterns.IDEMPOTENCY_KEY.anchored),
 ]
 
@@ -90,12 +99,19 @@ def _v2_body() -> dict:
         "mobile": field("phone", "Number to call (v1: phone): " + _V1_FIELD["phone"]["description"]),
         "agent": field("ext", "Extension to ring first (v1: ext); must match the tenant's `extensions`."),
     }
+    for v2_name, v1_name in V2_NAMES.items():       # every v1 parameter by its v1 name, not beside its v2 one
+        properties[v1_name] = field(v1_name, f"{v1_name} is {v2_name} by its v1 name: give one of the two "
+                                             "(both: INVALID_PARAMS)")
     for name in V2_OPTIONAL:
         properties[name] = field(name)
         if name in ("auto_answer", "is_encode", "record"):
             properties[name] = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
                                 "description": "true/false (or v1's strings)"}
-    return {"type": "object", "required": ["id", "mobile", "agent"], "properties": properties}
+    one_of_each = [{"oneOf": [{"required": [v2_name]}, {"required": [v1_name]}]}
+                   for v2_name, v1_name in V2_NAMES.items()]
+    return {"type": "object", "allOf": one_of_each, "properties": properties,
+            "description": "id, mobile and agent are required, each by that name or by its v1 name "
+                           "(customer_id, phone, ext), not both. A key given twice is INVALID_PARAMS."}
 
 
 _CALL_ID_PATH = _param("call_id", "The call_id returned by click2call.", required=True,
@@ -334,7 +350,7 @@ GUARD_PATHS: dict[str, Any] = {
 
 
 def build_openapi() -> dict[str, Any]:
-    codes = [cls.code for cls in ERROR_CLASSES]
+    codes = [cls.code for cls in ERROR_CLASSES] + list(ROUTING_CODES.values())   # any path: 404, 405
     record = record_schema()
     return {
         "openapi": "3.0.3",
@@ -487,13 +503,14 @@ def build_openapi() -> dict[str, Any]:
                                "with that ext (another: 403 FORBIDDEN), sees only that extension's calls "
                                "and CDRs (any other: 404 CALL_NOT_FOUND) and may not manage webhooks "
                                "(403). A wrong or missing api_key is 401 UNAUTHORIZED 'invalid api_key'; "
-                               "after auth.failure_burst failures a client address gets 429 RATE_LIMITED "
+                               "after auth.failure_burst failed authentications (of any credential) a "
+                               "client address gets 429 RATE_LIMITED "
                                "(refilled at auth.failures_per_minute). An expired token is 401 "
                                "'token expired'. The body: JSON, at most "
                                f"{MAX_JSON_BODY} bytes (else INVALID_PARAMS naming the field).",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
-                "responses": {**_ok("Token", "the token"), **_failures(400, 401, 403, 429)}}},
+                "responses": {**_ok("Token", "the token"), **_failures(400, 401, 403, 429, 503)}}},
             "/v1/click2call": {"get": {
                 "summary": "Click-to-call, synchronous: returns when the extension answers",
                 "security": _BEARER, "parameters": _CLICK2CALL_PARAMS,
@@ -511,9 +528,12 @@ def build_openapi() -> dict[str, Any]:
                                "phone, ext. Success is {code: '0', status: success, call_id}; a failure "
                                "{code: '1', status: fail, error, message} (plus call_id when a call was "
                                "attempted) with v1's HTTP status; a message names the body's key "
-                               "(id: ..., mobile: ..., agent: ...). Values are JSON strings (auto_answer, "
-                               f"is_encode also booleans); at most {MAX_JSON_BODY} bytes, within "
-                               "http.body_timeout; unknown keys are ignored.",
+                               "(id: ..., mobile: ..., agent: ...; or its v1 name, if the body used it). "
+                               "Each of id, mobile, agent may be given by its v1 name instead (customer_id, "
+                               "phone, ext), never both; a key given twice is INVALID_PARAMS. Values are JSON "
+                               "strings (auto_answer, is_encode also booleans); at most "
+                               f"{MAX_JSON_BODY} bytes, within http.body_timeout; unknown keys are ignored. "
+                               "Two Idempotency-Key headers: INVALID_PARAMS.",
                 "security": _BEARER, "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/ClickToCallV2"}}}},
@@ -522,7 +542,7 @@ def build_openapi() -> dict[str, Any]:
             "/v1/calls/{call_id}": {
                 "get": {"summary": "A call's live state, or its final record", "security": _BEARER,
                         "parameters": [_CALL_ID_PATH],
-                        "responses": {**_ok("CallResponse", "the call"), **_failures(400, 401, 404, 429)}},
+                        "responses": {**_ok("CallResponse", "the call"), **_failures(400, 401, 404, 429, 503)}},
                 "delete": {"summary": "Hang up a call, or cancel it while the extension rings",
                            "security": _BEARER, "parameters": [_CALL_ID_PATH],
                            "responses": {**_ok("Success", "hangup requested"),
@@ -541,7 +561,7 @@ def build_openapi() -> dict[str, Any]:
                               "206": {"description": "the requested range of it"},
                               **_failures(400, 401, 403, 404, 429)}}},
             "/v1/call": {"get": {"summary": "The tenant's live calls ({data, total})", "security": _BEARER,
-                                 "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429)}}},
+                                 "responses": {**_ok("LiveCalls", "live calls"), **_failures(401, 429, 503)}}},
             "/v1/cdr": {"get": {
                 "summary": "Call detail records of ended calls, newest first: pages, or a scroll",
                 "security": _BEARER,
@@ -552,7 +572,8 @@ def build_openapi() -> dict[str, Any]:
                                "an edited or a garbled one is INVALID_PARAMS 'scroll_id: ...'. Dates "
                                f"are {DATE_RULE}; both ends inclusive (a bare end date: that whole day). "
                                "Each parameter at most once (a repeated one is INVALID_PARAMS).",
-                "parameters": [_param("start_date", f"time_started >= start_date: {DATE_RULE}"),
+                "parameters": [_param("start_date", f"time_started >= start_date: {DATE_RULE}; dates "
+                                      f"from {DATE_RANGE[0]} to {DATE_RANGE[1]}"),
                                _param("end_date", "time_started <= end_date, to the second (a bare "
                                       "YYYY-MM-DD: the whole day)"),
                                _param("extension", "exact extension", pattern=patterns.EXTENSION.anchored),
@@ -566,16 +587,16 @@ def build_openapi() -> dict[str, Any]:
                                _param("page", "from 1", kind="integer"),
                                _param("offset", f"rows to skip, 0-{MAX_OFFSET}; replaces page", kind="integer"),
                                _param("scroll_id", "the previous answer's scroll_id", max_length=MAX_SCROLL_ID)],
-                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429)}}},
+                "responses": {**_ok("CdrList", "CDRs"), **_failures(400, 401, 403, 429, 503)}}},
             "/v1/cdr/{id}": {"get": {
                 "summary": "One CDR, by call_id or SIP Call-ID (the carrier's bare record)",
                 "security": _BEARER, "parameters": [_CDR_ID_PATH],
-                "responses": {**_ok("CdrResponse", "the CDR"), **_failures(400, 401, 404, 429)}}},
+                "responses": {**_ok("CdrResponse", "the CDR"), **_failures(400, 401, 404, 429, 503)}}},
             "/v1/event": {
                 "get": {"summary": "The tenant's webhooks, oldest first, by pages", "security": _BEARER,
                         "parameters": [_param("limit", "1-500, default 50", kind="integer"),
                                        _param("page", "from 1", kind="integer")],
-                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429)}},
+                        "responses": {**_ok("Webhooks", "webhooks"), **_failures(400, 401, 403, 429, 503)}},
                 "post": {"summary": "Register a webhook", "security": _BEARER,
                          "description": "Two shapes, told apart by the URL key: c2c-ami's {url, events, secret} "
                                         "answered {status, hook}, and the carrier's {callback_url, event, "
@@ -605,22 +626,26 @@ def build_openapi() -> dict[str, Any]:
                                                "content": {"application/json": {"schema": {"oneOf": [
                                                    {"$ref": "#/components/schemas/WebhookCreated"},
                                                    {"$ref": "#/components/schemas/CarrierWebhookCreated"}]}}}},
-                                       **_failures(400, 401, 403, 409, 429)}},
+                                       **_failures(400, 401, 403, 409, 429, 503)}},
                 "delete": {"summary": "Remove a webhook (same as DELETE /v1/event/{hook_id})",
                            "security": _BEARER,
                            "parameters": [_param("id", "webhook id", required=True)],
-                           "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
+                           "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429, 503)}}},
             "/v1/event/{hook_id}": {"delete": {
                 "summary": "Remove a webhook", "security": _BEARER,
                 "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
-                "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429)}}},
+                "responses": {**_ok("Deleted", "removed"), **_failures(400, 401, 403, 404, 429, 503)}}},
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": _ok("Status", "alive")}},
-            "/readyz": {"get": {"summary": "AMI logged in and usable",
-                                "description": "Each PBX's AMI state, and the findings of the last check of its "
-                                               "Asterisk side (pbxs[].findings). 503 when no PBX can place a call: "
-                                               "no AMI link, or a blocking finding (the AMI user may not "
-                                               "Originate or Getvar, or reads no call events).",
+            "/readyz": {"get": {"summary": "AMI logged in and usable, and the store answering",
+                                "description": "200 when at least one PBX can place a call and the store "
+                                               "answers; 503 when no PBX can (no AMI link, or a blocking "
+                                               "finding of the check of its Asterisk side: the AMI user may "
+                                               "not Originate or Getvar, or reads no call events), or the store "
+                                               "does not (its store.state is unavailable), or while stopping. "
+                                               "Every PBX's state with the findings of its last check "
+                                               "(pbxs[].findings), and the store's (backend, state, "
+                                               "down_seconds), never its address.",
                                 "responses": {**_ok("Status", "ready"),
                                               "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
@@ -629,7 +654,7 @@ def build_openapi() -> dict[str, Any]:
                                  "security": [{}, {"bearerAuth": []}],
                                  "responses": {"200": {"description": "text exposition format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                               **_failures(400, 401)}}},
+                                               **_failures(400, 401, 429)}}},
             **GUARD_PATHS,
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3 document",

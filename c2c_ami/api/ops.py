@@ -8,7 +8,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import bearer_token, check_bearer
 from ..errors import Unauthorized
-from .common import authorization_of
+from .common import authenticated, authorization_of
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()
@@ -23,12 +23,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """200 when calls can be placed on at least one PBX (503 when on none), with every PBX's
-    AMI link state and, when it is not ready, why. ``ami``/``detail`` are the first PBX's."""
+    """200 when calls can be placed on at least one PBX and the store answers (503 else), with
+    every PBX's AMI link state and, when it is not ready, why; and the store's state (never
+    its address). ``ami``/``detail`` are the first PBX's."""
     readiness = request.app[SERVICE].readiness()
     pbxs = [{"name": p.name, "ami": p.ami, **({"detail": p.detail} if p.detail else {}),
              **({"findings": list(p.findings)} if p.findings else {})} for p in readiness.pbxs]
-    body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs}
+    store = readiness.store
+    body = {"status": "ready" if readiness.ready else "not_ready", "ami": pbxs[0]["ami"], "pbxs": pbxs,
+            "store": {"backend": store.backend, "state": store.state,
+                      **({"down_seconds": store.down_seconds} if store.state != "ready" else {})}}
     if "detail" in pbxs[0]:
         body["detail"] = pbxs[0]["detail"]
     return web.json_response(body, status=200 if readiness.ready else 503)
@@ -36,10 +40,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``."""
-    token = request.app[CONFIG].metrics.token
-    if token:
-        check_bearer(authorization_of(request), token)
+    """Open, unless ``metrics.token`` is set: then ``Authorization: Bearer <that token>``
+    (a wrong one counts against the address's failed authentications, as any credential)."""
+    digest = request.app[CONFIG].metrics.token_digest
+    if digest is not None:
+        authorization = authorization_of(request)
+        authenticated(request, authorization, lambda given: check_bearer(given, digest))
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -48,11 +54,12 @@ async def pbx_check(request: web.Request) -> web.Response:
     """The check of every PBX's Asterisk side, now. The operator's: ``metrics.token``, as
     ``/metrics`` takes it (a tenant's token is no such token); closed while it is not set (the
     check runs AMI actions and shows the PBX's configuration)."""
-    token = request.app[CONFIG].metrics.token
-    if not token:
-        bearer_token(authorization_of(request))         # no header: say so first
+    digest = request.app[CONFIG].metrics.token_digest
+    authorization = authorization_of(request)
+    if digest is None:
+        bearer_token(authorization)                     # no header: say so first
         raise Unauthorized("invalid token (GET /v1/pbx/check takes metrics.token, which is not set)")
-    check_bearer(authorization_of(request), token)
+    authenticated(request, authorization, lambda given: check_bearer(given, digest))
     results = await request.app[SERVICE].check_pbxs()
     pbxs = [{"name": name, "findings": [f.as_dict() for f in r.findings], "skipped": list(r.skipped),
              "blocking": r.blocking} for name, r in results.items()]

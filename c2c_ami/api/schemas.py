@@ -22,7 +22,7 @@ from .. import patterns
 from ..calls.call import CdrStatus
 from ..calls.policy import MAX_ENTRIES_PER_REQUEST
 from ..calls.requests import CdrQuery, ClickToCallRequest
-from ..carrier import DATE_RULE, date_bound
+from ..carrier import DATE_RULE, DateOutOfRange, date_bound
 from ..errors import C2CError, InvalidParams
 from ..notify.webhooks import ALL_EVENTS, EVENTS
 from ..patterns import Pattern
@@ -31,9 +31,11 @@ from ..store import MAX_PAGE
 MAX_QUERY_LENGTH = 4096
 KNOWN_PARAMS = ("ext", "phone", "src_cid_name", "src_cid_number", "dest_cid_name",
                 "dest_cid_number", "auto_answer", "hotline", "is_encode", "customer_id", "record")
-# POST /v2/click2call: the carrier's body names -> the v1 parameter each stands for; the other
-# v1 parameters (V2_OPTIONAL) may be given in the body by their v1 names.
+# POST /v2/click2call: the carrier's body names -> the v1 parameter each stands for. Every v1
+# parameter may be given in the body by its v1 name instead (customer_id, phone, ext, and the
+# optional ones, V2_OPTIONAL, which have no other name); both names of one is refused.
 V2_NAMES = {"id": "customer_id", "mobile": "phone", "agent": "ext"}
+_V2_NAME_OF = {v1: v2 for v2, v1 in V2_NAMES.items()}
 V2_OPTIONAL = ("src_cid_name", "src_cid_number", "dest_cid_name", "dest_cid_number", "auto_answer",
                "hotline", "is_encode", "record")
 _V2_BOOLEANS = ("auto_answer", "is_encode", "record")
@@ -94,38 +96,56 @@ def parse_click_to_call(params: dict[str, str]) -> ClickToCallRequest:
     )
 
 
-def parse_click_to_call_v2(raw_body: bytes) -> ClickToCallRequest:
+@dataclass(frozen=True)
+class V2Request:
+    """A v2 body as the v1 request it stands for, and the body's key that gave each of
+    ``customer_id``, ``phone`` and ``ext`` (an error names what the client sent)."""
+    request: ClickToCallRequest
+    names: dict[str, str]
+
+
+def parse_click_to_call_v2(raw_body: bytes) -> V2Request:
     """``POST /v2/click2call`` body: ``{"id": customer, "mobile": phone, "agent": ext}`` (all
-    three required), plus any of ``V2_OPTIONAL`` by its v1 name; unknown keys are ignored.
-    Values are JSON strings (``auto_answer`` and ``is_encode`` may also be JSON booleans;
-    null is the same as absent). Checked exactly as v1 checks them; a message names the
-    body's key (``v2_named``)."""
+    three required; each may be given by its v1 name instead: ``customer_id``, ``phone``,
+    ``ext``, but not by both), plus any of ``V2_OPTIONAL`` by its v1 name; unknown keys are
+    ignored. Values are JSON strings (``auto_answer`` and ``is_encode`` may also be JSON
+    booleans; null is the same as absent). Checked exactly as v1 checks them; a message names
+    the body's key (``v2_named``)."""
     body = json_object(raw_body)
     params: dict[str, str] = {}
-    for key in (*V2_NAMES, *V2_OPTIONAL):
+    names: dict[str, str] = {}          # v1 name -> the body's key that gave it
+    for key in (*V2_NAMES, *_V2_NAME_OF, *V2_OPTIONAL):
         value = body.get(key)
         if value is None:
             continue
+        v1_name = V2_NAMES.get(key, key)
+        if v1_name in names:
+            raise InvalidParams(f"{names[v1_name]}: given twice, as {names[v1_name]} and as {key} "
+                                "(one name per parameter: which was meant cannot be guessed)")
         if isinstance(value, bool) and key in _V2_BOOLEANS:
             value = "true" if value else "false"
         if not isinstance(value, str):
             raise InvalidParams(f"{key}: must be a string" + (" or a boolean" if key in _V2_BOOLEANS else ""))
-        params[V2_NAMES.get(key, key)] = value
+        params[v1_name], names[v1_name] = value, key
     if not params.get("customer_id"):
-        raise InvalidParams("id: required")
+        raise InvalidParams(f"{names.get('customer_id', 'id')}: required")
     try:
-        return parse_click_to_call(params)
+        return V2Request(parse_click_to_call(params), names)
     except InvalidParams as exc:
-        raise v2_named(exc) from None
+        raise v2_named(exc, names) from None
 
 
-def v2_named(error: C2CError) -> C2CError:
-    """The error, its message naming the v2 body's key (``agent: ...`` for ``ext: ...``): a
-    copy, as an error may be shared (a call's outcome)."""
-    for v2_name, v1_name in V2_NAMES.items():
+def v2_named(error: C2CError, names: dict[str, str] | None = None) -> C2CError:
+    """The error, its message naming the v2 body's key for the v1 parameter it names
+    (``agent: ...`` for ``ext: ...``, unless the body said ``ext``; ``names``: v1 name -> the
+    body's key): a copy, as an error may be shared (a call's outcome)."""
+    for v1_name, v2_name in _V2_NAME_OF.items():
         if error.message.startswith(f"{v1_name}:"):
+            key = (names or {}).get(v1_name, v2_name)
+            if key == v1_name:
+                return error
             renamed = copy.copy(error)
-            renamed.message = f"{v2_name}:{error.message[len(v1_name) + 1:]}"
+            renamed.message = f"{key}:{error.message[len(v1_name) + 1:]}"
             renamed.args = (renamed.message,)
             return renamed
     return error
@@ -254,6 +274,8 @@ def _date(params: dict[str, str], name: str, zone: tzinfo, *, end: bool) -> str 
         raise InvalidParams(f"{name}: {DATE_RULE}")
     try:
         return date_bound(value, zone, end=end)
+    except DateOutOfRange as exc:
+        raise InvalidParams(f"{name}: {exc}") from None
     except (ValueError, OverflowError):
         raise InvalidParams(f"{name}: {DATE_RULE}") from None
 
@@ -299,7 +321,7 @@ def json_object(raw_body: bytes, max_bytes: int = MAX_JSON_BODY) -> dict:
     if json_depth_exceeds(text, MAX_JSON_DEPTH):
         raise InvalidParams(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        body = json.loads(text)
+        body = json.loads(text, object_pairs_hook=_without_duplicates)
     except (ValueError, RecursionError):
         raise InvalidParams("body: must be a JSON object") from None
     if not isinstance(body, dict):
@@ -414,6 +436,20 @@ def _api_key(value: object) -> str | None:
     if not isinstance(value, str) or not patterns.HOOK_API_KEY.fullmatch(value):
         raise InvalidParams(f"callback_apikey: {patterns.HOOK_API_KEY.rule}")
     return value
+
+
+def _without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, unless a key repeats in it (at any depth): which value was meant cannot
+    be guessed (parsers keep the first, the last, or either)."""
+    body = dict(pairs)
+    if len(body) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                shown = key if key.isascii() and key.isprintable() and len(key) <= 64 else json.dumps(key[:64])
+                raise InvalidParams(f"{shown}: given more than once in the body")
+            seen.add(key)
+    return body
 
 
 def json_depth_exceeds(text: str, limit: int) -> bool:

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from ..store import Storage, StorageError
+from ..store import Storage, StorageError, StorageUnavailable
 from .registry import CallRegistry
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,10 @@ class Membership:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self.tick()
+            except StorageUnavailable:
+                pass            # the store's health logs the outage; the lease is renewed on the next try
             except StorageError as exc:
-                log.warning("cluster: store unavailable (%s); the lease is renewed on the next try", exc)
+                log.warning("cluster: store unusable (%s); the lease is renewed on the next try", exc)
 
     async def tick(self) -> None:
         """Renew the lease; adopt the calls of instances whose lease ended."""

@@ -39,7 +39,7 @@ from ..errors import (
     UserNotRegistered,
     error_from,
 )
-from ..store import Storage
+from ..store import Storage, StorageError, store_needed
 from ..waits import Background, wait_set
 from .call import Call
 from .legs import Legs, Park, Supervision, SupervisionMode, Transfer
@@ -291,7 +291,8 @@ class CallControl:
     # -- a call another instance tracks --------------------------------------------------------------
     async def _elsewhere(self, tenant: Tenant, call_id: str, scope: str | None, action: str,
                          params: dict[str, Any]) -> Result:
-        row = await self.store.live_call(call_id)
+        with store_needed():
+            row = await self.store.live_call(call_id)
         if row is None or not _visible(row.get("tenant"), row.get("ext"), tenant, scope):
             raise CallNotFound("no live call with this call_id")
         owner = row.get("owner")
@@ -301,9 +302,10 @@ class CallControl:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
         try:
-            await self.store.notify(CONTROL_CHANNEL, json.dumps({
-                "id": request_id, "call_id": call_id, "owner": owner, "reply_to": self.instance_id,
-                "tenant": tenant.domain, "scope": scope, "action": action, "params": params}))
+            with store_needed():
+                await self.store.notify(CONTROL_CHANNEL, json.dumps({
+                    "id": request_id, "call_id": call_id, "owner": owner, "reply_to": self.instance_id,
+                    "tenant": tenant.domain, "scope": scope, "action": action, "params": params}))
             bound = self.calls.ring_timeout + self.transfer_grace if action == "transfer" else 0.0
             try:
                 reply = await asyncio.wait_for(answer, bound + OTHER_INSTANCE_GRACE)
@@ -346,7 +348,11 @@ class CallControl:
         except Exception:
             log.exception("call %s: %s asked by another instance failed", asked.get("call_id"), asked.get("action"))
             reply.update(error=CallFailed.code, message="internal error")
-        await self.store.notify(REPLY_CHANNEL, json.dumps(reply))
+        try:
+            await self.store.notify(REPLY_CHANNEL, json.dumps(reply))
+        except StorageError as exc:          # the asker times out and says the call's owner did not answer
+            log.warning("call %s: the answer to another instance's %s was not sent: %s", asked.get("call_id"),
+                        asked.get("action"), exc)
 
     def _answered(self, payload: str) -> None:
         try:

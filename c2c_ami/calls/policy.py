@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Tenant
-from ..errors import BlacklistEntryNotFound, CallerIdNotAllowed, PbxUnavailable, PhoneBlacklisted
+from ..errors import BlacklistEntryNotFound, CallerIdNotAllowed, PhoneBlacklisted
 from ..numbers import is_possible, number_key
-from ..store import Storage, StorageUnavailable
+from ..store import Storage, store_needed
 
 MAX_ENTRIES_PER_REQUEST = 1000      # POST or DELETE /v1/blacklist: numbers in one body
 DUPLICATE = "phone_number is duplicate"          # the carrier's words
@@ -60,11 +60,8 @@ class DialPolicy:
         key = number_key(phone, tenant.default_region)
         if key in tenant.blacklist:
             raise PhoneBlacklisted("phone: this number is on the do-not-call list")
-        try:
+        with store_needed():                  # never dial a number that may be listed: 503
             listed = await self.store.is_blacklisted(tenant.domain, key)
-        except StorageUnavailable as exc:     # never dial a number that may be listed
-            raise PbxUnavailable(f"the gateway's store is unavailable ({exc}): the do-not-call list "
-                                 "cannot be checked") from None
         if listed:
             raise PhoneBlacklisted("phone: this number is on the do-not-call list")
 
@@ -101,8 +98,9 @@ class DialPolicy:
                 fail.append({given: DUPLICATE})
                 continue
             wanted[key] = (given, description)
-        added = await self.store.add_blacklisted(
-            tenant.domain, [(key, given, description) for key, (given, description) in wanted.items()])
+        with store_needed():
+            added = await self.store.add_blacklisted(
+                tenant.domain, [(key, given, description) for key, (given, description) in wanted.items()])
         fail += [{given: DUPLICATE} for key, (given, _) in wanted.items() if key not in added]
         return BulkResult([given for key, (given, _) in wanted.items() if key in added], fail)
 
@@ -114,18 +112,21 @@ class DialPolicy:
                 fail.append({given: INVALID})
             else:
                 keys.setdefault(number_key(given, tenant.default_region), given)
-        removed = await self.store.remove_blacklisted(tenant.domain, list(keys))
+        with store_needed():
+            removed = await self.store.remove_blacklisted(tenant.domain, list(keys))
         fail += [{given: NOT_LISTED} for key, given in keys.items() if key not in removed]
         return BulkResult([given for key, given in keys.items() if key in removed], fail)
 
     async def listing(self, tenant: Tenant, *, limit: int, offset: int) -> tuple[list[Listing], int]:
-        rows, total = await self.store.list_blacklisted(tenant.domain, limit=limit, offset=offset)
+        with store_needed():
+            rows, total = await self.store.list_blacklisted(tenant.domain, limit=limit, offset=offset)
         return [Listing.of(r) for r in rows], total
 
     async def entry(self, tenant: Tenant, id_or_phone: str) -> Listing:
         """By its id, or by its number in any of its forms."""
         key = number_key(id_or_phone, tenant.default_region)
-        row = await self.store.get_blacklisted(tenant.domain, id_or_phone, key)
+        with store_needed():
+            row = await self.store.get_blacklisted(tenant.domain, id_or_phone, key)
         if row is None:
             raise BlacklistEntryNotFound("no blacklist entry with this id or phone number")
         return Listing.of(row)

@@ -11,7 +11,8 @@ the Originate releases the claim; after it, the call is never dropped on a guess
 Controlling and reading calls: a tenant sees only its own calls and CDRs (another tenant's
 call_id is "not found"), on any instance: a call another instance owns is read from the
 store, and cancelled by telling its owner. PBX failures (``PbxError``, ``calls/pbx_port.py``)
-become the API's errors here and nowhere else.
+become the API's errors here and nowhere else; so does a store that does not answer
+(``StoreUnavailable``: a call is not placed while its record could not be kept).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from typing import Any
 
 from ..auto_answer import BY_USER_AGENT, Bundle
 from ..config import CallsConfig, Tenant
-from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
-from ..store import Storage, StorageError, StorageUnavailable
+from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, StoreUnavailable, UserBusy, UserNotRegistered
+from ..store import Storage, StorageError, StorageUnavailable, store_needed
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
@@ -58,9 +59,17 @@ class PbxReadiness:
 
 
 @dataclass(frozen=True)
+class StoreReadiness:
+    backend: str                # sqlite or postgresql
+    state: str                  # ready, or unavailable
+    down_seconds: int = 0       # how long it has not answered
+
+
+@dataclass(frozen=True)
 class Readiness:
-    ready: bool                 # at least one PBX usable, and not shutting down
+    ready: bool                 # at least one PBX usable, the store answers, and not shutting down
     pbxs: tuple[PbxReadiness, ...]
+    store: StoreReadiness
 
 
 class CallService:
@@ -90,11 +99,12 @@ class CallService:
 
     # -- placing calls -------------------------------------------------------------------------
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool,
-                    idempotency_key: str | None = None) -> str:
+                    idempotency_key: str | None = None, caller: str = "") -> str:
         """Start a click-to-call (with ``wait``: return once the extension answered) and
         return its call_id. A request identical to one in flight joins it; with an
-        ``idempotency_key`` the first answer for that key is replayed. Raises a C2CError
-        for every refusal or failure.
+        ``idempotency_key`` the first answer for that key is replayed. Keys are remembered
+        per ``caller`` (who asks: a token's rate-limit key), so no caller learns whether
+        another used a key. Raises a C2CError for every refusal or failure.
 
         Every request is checked (the tenant owns ext and hotline) before it may join
         another: joining never skips a check. Only an identical request joins (every
@@ -114,8 +124,8 @@ class CallService:
         if idempotency_key is not None:
             shared = self.shared_idempotency
             run = start if shared is None else functools.partial(
-                shared.run, "idempotency", f"{tenant.domain} {idempotency_key}", printed, start)
-            return await self.idempotency.run(tenant.domain, (idempotency_key,), printed, run)
+                shared.run, "idempotency", f"{tenant.domain} {caller} {idempotency_key}", printed, start)
+            return await self.idempotency.run(tenant.domain, (caller, idempotency_key), printed, run)
         shared = self.shared_duplicates
         run = start if shared is None else functools.partial(
             shared.run, "duplicate", f"{tenant.domain} {request.ext} {request.phone} {printed}", printed, start)
@@ -125,6 +135,8 @@ class CallService:
                      wait: bool) -> Call:
         if not self.accepting:
             raise PbxUnavailable("the gateway is shutting down")
+        if not self.store.health.available:     # its record could not be kept
+            raise StoreUnavailable()
         pbx = self.pbxs[tenant.pbx]
         if not pbx.ready:
             raise PbxUnavailable(f"PBX link is {pbx.link_state}")
@@ -158,8 +170,8 @@ class CallService:
         try:
             claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
                                                   self.instance_id, call.facts())
-        except StorageUnavailable as exc:
-            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+        except StorageUnavailable:
+            raise StoreUnavailable() from None
         if not claimed:
             raise UserBusy("a click-to-call to this extension is already in progress")
 
@@ -297,13 +309,14 @@ class CallService:
         return call.call_id
 
     async def _cancel_elsewhere(self, tenant: Tenant, call_id: str, ext: str | None) -> str:
-        row = await self.store.live_call(call_id)
-        if row is None or row.get("tenant") != tenant.domain or (ext is not None and row.get("ext") != ext):
-            raise CallNotFound("no live call with this call_id")
-        owner = await self.store.request_cancel(call_id)
-        if owner is None:
-            raise CallNotFound("no live call with this call_id")     # it ended meanwhile
-        await self.store.notify(CANCEL_CHANNEL, json.dumps({"call_id": call_id, "owner": owner}))
+        with store_needed():
+            row = await self.store.live_call(call_id)
+            if row is None or row.get("tenant") != tenant.domain or (ext is not None and row.get("ext") != ext):
+                raise CallNotFound("no live call with this call_id")
+            owner = await self.store.request_cancel(call_id)
+            if owner is None:
+                raise CallNotFound("no live call with this call_id")     # it ended meanwhile
+            await self.store.notify(CANCEL_CHANNEL, json.dumps({"call_id": call_id, "owner": owner}))
         return call_id
 
     async def listen(self) -> None:
@@ -363,7 +376,8 @@ class CallService:
         if call is not None and call.tenant == tenant.domain and ext in (None, call.ext):
             return call_record(call)
         if self.registry.just_ended(call_id) is None:
-            row = await self.store.live_call(call_id)
+            with store_needed():
+                row = await self.store.live_call(call_id)
             if row is not None and row.get("tenant") == tenant.domain and ext in (None, row.get("ext")):
                 return call_record(Call.from_facts(row))
         return await self.cdr(tenant, call_id, ext, missing="no call with this call_id")
@@ -372,7 +386,9 @@ class CallService:
         """The records of the tenant's live calls (only ``ext``'s, if given), on every instance."""
         own = self.registry.live(tenant.domain)
         known = {call.call_id for call in own}
-        others = [Call.from_facts(row) for row in await self.store.live_calls_of(tenant.domain)
+        with store_needed():
+            stored = await self.store.live_calls_of(tenant.domain)
+        others = [Call.from_facts(row) for row in stored
                   if row.get("call_id") not in known and self.registry.just_ended(row.get("call_id", "")) is None]
         return [call_record(call) for call in [*own, *others] if ext in (None, call.ext)]
 
@@ -382,10 +398,11 @@ class CallService:
         of ``ext``, if given). With ``by_sip_call_id``, ``call_id`` may also be the call's SIP
         Call-ID."""
         record = self.registry.just_ended(call_id)
-        if record is None and by_sip_call_id:
-            record = await self.store.find_call(tenant.domain, call_id)
-        elif record is None:
-            record = await self.store.get_call(tenant.domain, call_id)
+        with store_needed():
+            if record is None and by_sip_call_id:
+                record = await self.store.find_call(tenant.domain, call_id)
+            elif record is None:
+                record = await self.store.get_call(tenant.domain, call_id)
         if record is None or record.get("tenant") != tenant.domain or ext not in (None, record.get("extension")):
             raise CallNotFound(missing)
         return record
@@ -395,10 +412,11 @@ class CallService:
         is exact (else it is a lower bound: ``Storage.list_calls``)."""
         if query.direction == "inbound":       # click-to-call places outbound calls only
             return [], 0, True
-        return await self.store.list_calls(
-            tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
-            phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
-            page=query.page, offset=query.offset)
+        with store_needed():
+            return await self.store.list_calls(
+                tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
+                phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
+                page=query.page, offset=query.offset)
 
     async def scroll_cdrs(self, tenant: Tenant, query: CdrQuery,
                           after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
@@ -406,19 +424,21 @@ class CallService:
         ``after``, newest first (``Storage.scroll_calls``)."""
         if query.direction == "inbound":
             return []
-        return await self.store.scroll_calls(
-            tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
-            phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
-            after=after)
+        with store_needed():
+            return await self.store.scroll_calls(
+                tenant.domain, start_date=query.start_date, end_date=query.end_date, extension=query.extension,
+                phone=query.phone, status=query.status, customer_id=query.customer_id, limit=query.limit,
+                after=after)
 
     # -- the service's own life ----------------------------------------------------------------
     def readiness(self) -> Readiness:
-        """Ready = at least one PBX's AMI link is logged in and usable, and the gateway is not
-        stopping; each PBX's own state besides (its tenants get PBX_UNAVAILABLE while it is down),
-        with what the last check of its Asterisk side found. A PBX whose check found something
-        that stops every call (the AMI user may not Originate or Getvar, or reads no call
-        events) is not usable; other findings (a tenant's context, a trunk, a module) are shown
-        but leave it ready: other tenants' calls still work there."""
+        """Ready = at least one PBX's AMI link is logged in and usable, the store answers, and
+        the gateway is not stopping; each PBX's own state besides (its tenants get
+        PBX_UNAVAILABLE while it is down), with what the last check of its Asterisk side found,
+        and the store's. A PBX whose check found something that stops every call (the AMI user
+        may not Originate or Getvar, or reads no call events) is not usable; other findings (a
+        tenant's context, a trunk, a module) are shown but leave it ready: other tenants' calls
+        still work there."""
         pbxs = []
         for p in self.pbxs.values():
             check = p.last_check
@@ -429,7 +449,10 @@ class CallService:
             pbxs.append(PbxReadiness(p.name, p.link_state, detail,
                                      tuple(f.line() for f in check.findings) if check is not None else (),
                                      p.ready and not blocked))
-        return Readiness(self.accepting and any(p.usable for p in pbxs), tuple(pbxs))
+        health = self.store.health
+        store = StoreReadiness(self.store.backend, "ready" if health.available else "unavailable",
+                               round(health.down_for()))
+        return Readiness(self.accepting and health.available and any(p.usable for p in pbxs), tuple(pbxs), store)
 
     async def check_pbxs(self) -> dict[str, CheckResult]:
         """Check the Asterisk side of every PBX now (GET /v1/pbx/check)."""

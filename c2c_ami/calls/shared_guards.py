@@ -17,14 +17,18 @@ With one instance (SQLite) the in-memory guards of ``guards.py`` do the same wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 
-from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited, error_from
+from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited, StoreUnavailable, error_from
 from ..store import Storage, StorageUnavailable
 from .guards import forgettable
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05      # how often a request waiting on another instance's answer looks
 LIVENESS_EVERY = 20      # polls between checks that the instance holding the key is alive
@@ -59,23 +63,37 @@ class SharedFlight:
                     return _replay(answer)
                 if time.monotonic() > deadline:
                     raise PbxUnavailable("an identical request on another gateway instance is still running")
-        except StorageUnavailable as exc:
-            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+        except StorageUnavailable:
+            raise StoreUnavailable() from None
 
     async def _first(self, scope: str, key: str, start: Callable[[], Awaitable[str]]) -> str:
         try:
             call_id = await start()
         except C2CError as exc:
             if self.remember_failures and not forgettable(exc):
-                await self.store.answer_request(scope, key, json.dumps(_answer_of(exc)), time.time() + self.ttl)
+                await self._keep(scope, key, json.dumps(_answer_of(exc)))
             else:
-                await self.store.drop_request(scope, key)
+                await self._let_go(scope, key)
             raise
         except BaseException:
-            await asyncio.shield(self.store.drop_request(scope, key))
+            await asyncio.shield(self._let_go(scope, key))
             raise
-        await self.store.answer_request(scope, key, json.dumps({"call_id": call_id}), time.time() + self.ttl)
+        await self._keep(scope, key, json.dumps({"call_id": call_id}))
         return call_id
+
+    async def _keep(self, scope: str, key: str, answer: str) -> None:
+        """Keep the first answer for the key's joiners and replays. The request was answered
+        (a call may have been placed): a store gone meanwhile must not turn that answer into
+        an error; the key is then held until ``hold_seconds`` pass, and its joiners are told
+        the store is unavailable."""
+        try:
+            await self.store.answer_request(scope, key, answer, time.time() + self.ttl)
+        except StorageUnavailable:
+            log.warning("%s key: its answer could not be kept (store unavailable)", scope)
+
+    async def _let_go(self, scope: str, key: str) -> None:
+        with contextlib.suppress(StorageUnavailable):       # else it is let go when hold_seconds pass
+            await self.store.drop_request(scope, key)
 
     async def _wait_answer(self, scope: str, key: str, deadline: float) -> str | None:
         """The answer of the request holding the key; None if the key was let go (its request
@@ -127,8 +145,8 @@ class SharedRateLimiter:
         row = f"{self.namespace} {scope} {key}" if self.namespace else key
         try:
             allowed, tokens = await self.store.take_token(row, self.rate, self.burst)
-        except StorageUnavailable as exc:
-            raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
+        except StorageUnavailable:
+            raise StoreUnavailable() from None
         if not allowed:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
             raise RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)

@@ -66,6 +66,7 @@ class CallReporter:
         self.recording_url = recording_url   # an ended call's recording link (calls/recordings.py)
         self.retry_min = retry_min
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._batch: list[_Write] = []                   # taken from the queue, being stored
         self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
@@ -116,10 +117,17 @@ class CallReporter:
         """Wait (bounded) until every queued write is stored; False if some are not."""
         return await wait_set(self._idle, timeout)
 
+    def held(self) -> int:
+        """Writes not stored yet: the batch being stored (kept while the store is away) and
+        the queue behind it."""
+        return len(self._batch) + self._queue.qsize()
+
     async def close(self, timeout: float = 5.0) -> None:
-        """Store what is queued (bounded), then stop."""
-        if not await self.flush(timeout):
-            log.error("%d call writes not stored at shutdown", self._queue.qsize())
+        """Store what is queued (bounded: briefly if the store is away), then stop; say once
+        how many writes could not be stored."""
+        if not await self.flush(timeout if self.storage.health.available else min(timeout, 1.0)):
+            log.error("%d call write(s) not stored at shutdown (the store is unavailable): they are lost",
+                      self.held())
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -127,7 +135,7 @@ class CallReporter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            batch = self._batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             delay = self.retry_min
@@ -135,18 +143,17 @@ class CallReporter:
                 try:
                     await self._store(batch)
                     break
-                except StorageUnavailable as exc:   # the database is away: keep the writes, retry
-                    log.warning("%d call write(s): store unavailable (%s); retrying in %.1f s",
-                                len(batch), exc, delay)
+                except StorageUnavailable:  # the database is away (its health says so once): keep, retry
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
                 except Exception:  # a bad batch: store what can be, one by one, and go on
                     if len(batch) == 1:
                         log.exception("call %s: could not store %s", batch[0].call_id, _what(batch[0]))
                         break
-                    batch = await self._store_singly(batch)
+                    batch = self._batch = await self._store_singly(batch)
                     if not batch:
                         break
+            self._batch = []
             if self._queue.empty():
                 self._idle.set()
             else:

@@ -1,12 +1,13 @@
 """Webhook subscriptions of a tenant: register (within the cap, to a URL the egress policy
-allows), list by pages, remove (``/v1/event``)."""
+allows), list by pages, remove (``/v1/event``); each answers STORE_UNAVAILABLE while the store
+does not."""
 from __future__ import annotations
 
 import secrets
 from typing import Any
 
 from ..errors import HookNotFound, InvalidParams, TooManyHooks
-from ..store import HookLimitReached, Storage
+from ..store import HookLimitReached, Storage, store_needed
 from .egress import EgressPolicy
 
 
@@ -26,8 +27,9 @@ class Subscriptions:
             raise InvalidParams(f"{url_field}: {refusal}")
         secret = secret or secrets.token_urlsafe(32)
         try:
-            hook = await self.storage.add_hook(tenant, url, events, secret, max_hooks=self.max_hooks,
-                                               api_key=api_key)
+            with store_needed():
+                hook = await self.storage.add_hook(tenant, url, events, secret, max_hooks=self.max_hooks,
+                                                   api_key=api_key)
         except HookLimitReached:
             raise TooManyHooks(f"a tenant may have at most {self.max_hooks} webhooks; "
                                "delete one first (webhooks.max_hooks_per_tenant)") from None
@@ -36,8 +38,11 @@ class Subscriptions:
     async def list(self, tenant: str, *, limit: int, page: int) -> tuple[list[dict[str, Any]], int]:
         """One page of the tenant's hooks (oldest first, without secrets, with the receivers'
         api keys) and how many it has."""
-        return await self.storage.list_hooks(tenant, limit=limit, page=page), await self.storage.count_hooks(tenant)
+        with store_needed():
+            return await self.storage.list_hooks(tenant, limit=limit, page=page), await self.storage.count_hooks(tenant)
 
     async def remove(self, tenant: str, hook_id: str) -> None:
-        if not await self.storage.delete_hook(tenant, hook_id):
+        with store_needed():
+            removed = await self.storage.delete_hook(tenant, hook_id)
+        if not removed:
             raise HookNotFound("no webhook with this id")

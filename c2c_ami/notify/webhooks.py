@@ -53,8 +53,9 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from ..log_filters import url_for_log
 from ..patterns import HOOK_API_KEY
-from ..store import Delivery, Storage
+from ..store import Delivery, Storage, StorageUnavailable
 from .egress import EgressPolicy, GuardedResolver, refusal_in
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ class WebhookNotifier:
         while not self._closing:
             try:
                 await self.housekeeping()
+            except StorageUnavailable:
+                pass            # the store's health logs the outage; trying again later
             except Exception:
                 log.exception("webhook outbox housekeeping failed; trying again later")
             await asyncio.sleep(HOUSEKEEPING_EVERY)
@@ -258,6 +261,8 @@ class WebhookNotifier:
             self._wake.clear()
             try:
                 wait = await self._dispatch()
+            except StorageUnavailable:      # the store's health logs the outage (once)
+                wait = ERROR_PAUSE
             except Exception:
                 log.exception("webhook outbox unreadable; retrying in %.0f s", ERROR_PAUSE)
                 wait = ERROR_PAUSE
@@ -352,12 +357,16 @@ class WebhookNotifier:
                 self.dead_count += 1
                 self.outcomes[tenant, "dead"] += 1
                 log.warning("webhook delivery %s (%s, call %s) to %s is dead after %d attempts: %s",
-                            row["delivery_id"], row["event"], row["call_id"], row["url"], attempts, error)
+                            row["delivery_id"], row["event"], row["call_id"], url_for_log(row["url"]), attempts,
+                            error)
             else:
                 await self.storage.mark_retry(row["id"], attempts, retry_at, error)
                 self.outcomes[tenant, "retried"] += 1
             if receiver_down:         # the hook's other due rows wait too, without an attempt
                 await self.storage.defer_hook(row["hook_id"], retry_at, self.clock())
+        except StorageUnavailable:      # the row stays pending as it was: it is sent again
+            log.warning("webhook delivery %s: its outcome could not be recorded (store unavailable); "
+                        "it is sent again", row["delivery_id"])
         except Exception:
             # the row stays pending as it was and is tried again
             log.exception("webhook delivery %s: cannot record its outcome", row["delivery_id"])
@@ -401,7 +410,8 @@ class WebhookNotifier:
             refusal = refusal_in(exc)
             if refusal is not None:
                 return f"egress refused: {refusal}", True
-            return f"{type(exc).__name__}: {exc}"[:500], True
+            # the receiver's URL may be in it: kept and logged without its query (its token)
+            return f"{type(exc).__name__}: {exc}".replace(row["url"], url_for_log(row["url"]))[:500], True
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))

@@ -105,6 +105,7 @@ class AmiClient:
         self._session: AmiSession | None = None
         self._inflight: set[asyncio.Future] = set()
         self._supervisor: asyncio.Task | None = None
+        self._closing = False     # close() asked: the link's end is ours, not a fault
         self._booted: asyncio.Event = asyncio.Event()
         self.booted_seen = False      # FullyBooted came at the last login (the user reads system events)
         self._down_listeners: list[Callable[[], None]] = []
@@ -136,6 +137,7 @@ class AmiClient:
         self._state_listeners.append(callback)
 
     def start(self) -> None:
+        self._closing = False
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="ami-supervisor")
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -145,6 +147,7 @@ class AmiClient:
         """Log off (bounded) and stop reconnecting."""
         if self._supervisor is None:
             return
+        self._closing = True
         if self.ready:
             with contextlib.suppress(AmiError):
                 await self.send({"Action": "Logoff"}, timeout=1.0)
@@ -303,7 +306,11 @@ class AmiClient:
         self._inflight.clear()
         self._set_state(state)
         if was_ready:
-            log.warning("PBX %s: AMI link to %s:%s lost (%s)", self.name, self.config.host, self.config.port, reason)
+            if self._closing:       # a clean stop (Logoff, then the socket closes): nothing is wrong
+                log.info("PBX %s: AMI link to %s:%s closed", self.name, self.config.host, self.config.port)
+            else:
+                log.warning("PBX %s: AMI link to %s:%s lost (%s)", self.name, self.config.host, self.config.port,
+                            reason)
             self._notify(self._down_listeners, "down")
 
     @staticmethod

@@ -2,13 +2,15 @@
 PostgreSQL, with the same schema and migrations."""
 from ..config import StorageConfig
 from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached, Storage, StorageError, StorageUnavailable
+from .health import StoreHealth, keep_watch, store_needed
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .sqlite import SqliteStorage, migrate
 
 __all__ = ["COUNT_CAP", "MAX_PAGE", "CallWrite", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "HookLimitReached",
            "Migration",
            "SqliteStorage", "Storage",
-           "StorageError", "StorageUnavailable", "migrate", "open_storage"]
+           "StorageError", "StorageUnavailable", "StoreHealth", "keep_watch", "migrate", "open_storage",
+           "store_needed"]
 
 
 async def open_storage(config: StorageConfig) -> Storage:

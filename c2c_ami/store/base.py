@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .health import StoreHealth
 
 MAX_PAGE = 500
 COUNT_CAP = 10_000     # a CDR listing counts its matches up to this (or its page's end), no further
@@ -52,6 +55,9 @@ class CallWrite:
 class Storage(Protocol):
     backend: str            # sqlite or postgresql
     schema_version: int
+    health: StoreHealth     # whether it answers (store/health.py)
+
+    async def ping(self) -> None: ...
 
     # calls (CDRs)
     async def save_call(self, record: dict[str, Any]) -> None: ...

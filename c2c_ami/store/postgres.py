@@ -13,14 +13,19 @@ from typing import Any
 
 import asyncpg
 
-from .base import StorageError, StorageUnavailable
+from .base import StorageError
+from .health import StoreHealth
 from .migrations import MIGRATIONS, Migration
 from .sql import Row, SqlStorage
 
 _MIGRATION_LOCK = 0x6332_6361_6D69   # pg_advisory_xact_lock key: "c2cami"
 _PLACEHOLDER = re.compile(r"\?")
-# The server is down, restarting or unreachable, or the connection broke: worth another try.
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+# The server is down, restarting, shutting down (or was killed: its backends' connections
+# broke; a pooled connection whose server died under it can also be left in a protocol state
+# asyncpg calls an internal error), unreachable, or out of connections: worth another try.
+_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
+                asyncpg.InternalClientError)
 
 
 def _numbered(sql: str) -> str:
@@ -74,12 +79,15 @@ class PostgresStorage(SqlStorage):
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         super().__init__()
+        self.health = StoreHealth("PostgreSQL")
         self._pool = pool
         self._url = url
         self._listening: asyncpg.Connection | None = None   # LISTEN needs a connection of its own
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStorage:
+    async def connect(cls, url: str, *, min_size: int = 0, max_size: int = 10) -> PostgresStorage:
+        # min_size 0: no connection floor for asyncpg to restore while the server is away (it
+        # logs a traceback for each try); the store's probe (every 5 s) keeps one open anyway
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -126,7 +134,7 @@ class PostgresStorage(SqlStorage):
             try:
                 self._listening = await asyncpg.connect(self._url)
             except _UNAVAILABLE as exc:
-                raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
+                raise self.health.failed(f"PostgreSQL: {exc}") from exc
         for channel in self._listeners:
             await self._listening.remove_listener(channel, self._dispatch)
             await self._listening.add_listener(channel, self._dispatch)
@@ -141,7 +149,8 @@ class PostgresStorage(SqlStorage):
             async with self._pool.acquire() as conn:
                 yield _Connection(conn)
         except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
+            raise self.health.failed(f"PostgreSQL: {exc}") from exc
+        self.health.answered()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
@@ -149,4 +158,5 @@ class PostgresStorage(SqlStorage):
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _Connection(conn)
         except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
+            raise self.health.failed(f"PostgreSQL: {exc}") from exc
+        self.health.answered()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached
+from .health import StoreHealth
 
 Row = dict[str, Any]
 HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
@@ -54,6 +55,13 @@ class SqlStorage:
         self._json_columns: frozenset[str] = frozenset()
         self._nullable_booleans: frozenset[str] = frozenset()
         self._hooks_cache: dict[str, list[Row]] = {}  # tenant -> hooks, for the event path
+
+    health: StoreHealth               # whether it answers (every session reports to it)
+
+    async def ping(self) -> None:
+        """A trivial query: whether the store answers (``health.keep_watch``'s probe)."""
+        async with self._session() as db:
+            await db.fetch("SELECT 1")
 
     # ---- what a backend provides ---------------------------------------------------------
     def _session(self) -> AbstractAsyncContextManager[Connection]:

@@ -15,6 +15,7 @@ database has no second connection: there they run in place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -25,7 +26,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from .base import StorageError, StorageUnavailable
+from .base import StorageError
+from .health import StoreHealth
 from .migrations import MIGRATIONS, Migration
 from .sql import Row, SqlStorage
 
@@ -79,6 +81,7 @@ class SqliteStorage(SqlStorage):
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         super().__init__()
+        self.health = StoreHealth("SQLite")
         self.path = path
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -125,7 +128,8 @@ class SqliteStorage(SqlStorage):
         try:
             yield self._connection
         except sqlite3.OperationalError as exc:    # locked, disk full, I/O error
-            raise StorageUnavailable(f"SQLite: {exc}") from exc
+            raise self.health.failed(f"SQLite: {exc}") from exc
+        self.health.answered()
         self._changed()
 
     @asynccontextmanager
@@ -137,7 +141,8 @@ class SqliteStorage(SqlStorage):
         try:
             yield self._reader
         except sqlite3.OperationalError as exc:
-            raise StorageUnavailable(f"SQLite: {exc}") from exc
+            raise self.health.failed(f"SQLite: {exc}") from exc
+        self.health.answered()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
@@ -146,15 +151,22 @@ class SqliteStorage(SqlStorage):
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StorageUnavailable(f"SQLite: {exc}") from exc
+            raise self.health.failed(f"SQLite: {exc}") from exc
         try:
             yield self._connection
         except BaseException as exc:
-            self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.OperationalError):     # (the file may be what failed)
+                self._db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):
-                raise StorageUnavailable(f"SQLite: {exc}") from exc
+                raise self.health.failed(f"SQLite: {exc}") from exc
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("ROLLBACK")
+            raise self.health.failed(f"SQLite: {exc}") from exc
+        self.health.answered()
         self._changed()
 
 

@@ -10,7 +10,7 @@ from c2c_ami.config import StorageConfig
 from tests.fixtures_gateway import AUTH, OTHER_TOKEN, TOKEN, gateway_config, started
 
 TENANTS = [
-    {"domain": "default", "tokens": [TOKEN], "api_keys": ["key-default"], "endpoint": "PJSIP/{ext}",
+    {"domain": "default", "tokens": [TOKEN], "api_keys": ["key-default-0123456789"], "endpoint": "PJSIP/{ext}",
      "extensions": "^1[0-9]{2}$", "default_region": "VN", "hotlines": {"02873001234": "hotline-trunk"},
      "caller_ids": ["02873009999"]},
     {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": "PJSIP/{ext}", "extensions": "^2[0-9]{2}$",
@@ -65,7 +65,8 @@ async def test_malformed_bodies_are_refused(client, body, message):
 
 
 async def test_a_token_for_one_extension_reads_but_never_changes_the_list(client):
-    token = (await (await client.post("/v1/auth/token", json={"api_key": "key-default", "ext": "101"})).json())
+    token = (await (await client.post("/v1/auth/token",
+                                      json={"api_key": "key-default-0123456789", "ext": "101"})).json())
     scoped = {"Authorization": f"Bearer {token['data']['token']}"}
     assert (await client.get("/v1/blacklist", headers=scoped)).status == 200
     status, body = await post(client, [{"phone_number": "0899990988"}], headers=scoped)

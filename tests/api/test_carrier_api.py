@@ -227,11 +227,12 @@ async def test_a_garbled_forged_or_other_tenants_scroll_id_is_refused(gateway):
 async def test_an_extension_token_scroll_stays_on_its_extension(make_gateway):
     # an api key and a token for ext 101 only (POST /v1/auth/token)
     client = await make_gateway(tenants=[
-        {"domain": "default", "tokens": ["dev-token"], "api_keys": ["key-0123456789"], "endpoint": "PJSIP/{ext}",
+        {"domain": "default", "tokens": ["dev-token-change-me"], "api_keys": ["api-key-0123456789"],
+         "endpoint": "PJSIP/{ext}",
          "context": "c2c-outbound", "extensions": "^1[0-9]{2}$", "hotlines": {"02873001234": "hotline-trunk"}}])
     await seed(client, *(cdr(f"c{i:03d}", started=f"2024-05-01T10:{i // 60:02d}:{i % 60:02d}.000+00:00",
                              extension="101" if i % 3 else "102") for i in range(150)))
-    issued = await (await client.post("/v1/auth/token", json={"api_key": "key-0123456789", "ext": "101"})).json()
+    issued = await (await client.post("/v1/auth/token", json={"api_key": "api-key-0123456789", "ext": "101"})).json()
     scoped = {"Authorization": f"Bearer {issued['data']['token']}"}
     _, rows = await scroll_all(client, headers=scoped)
     assert len(rows) == 100 and {r["extension"] for r in rows} == {"101"}

@@ -64,7 +64,8 @@ async def test_auto_answer_sends_the_standard_bundle_in_order(gateway, fake_ami)
 
 
 def tenant_with(**changes):
-    return {"domain": "default", "tokens": ["dev-token"], "context": "c2c-outbound", "extensions": "^1[0-9]{2}$",
+    return {"domain": "default", "tokens": ["dev-token-change-me"], "context": "c2c-outbound",
+            "extensions": "^1[0-9]{2}$",
             "hotlines": {"02873001234": "hotline-trunk"}, **changes}
 
 
@@ -160,6 +161,16 @@ async def test_idempotency_key_replays_the_answer(gateway, fake_ami):
     c = await get(gateway, "/v1/click2call/async", headers=headers, ext="101", phone="0900")
     assert c[0] == 400 and c[1]["message"].startswith("Idempotency-Key")
     assert len(fake_ami.actions_named("Originate")) == 1
+
+
+async def test_two_idempotency_keys_are_refused(gateway, fake_ami):
+    """Which one counts would depend on the proxy in front: neither is guessed at."""
+    resp = await gateway.get("/v1/click2call/async", params={"ext": "101", "phone": "0899"},
+                             headers=[*AUTH.items(), ("Idempotency-Key", "crm-1"), ("Idempotency-Key", "crm-2")])
+    body = await resp.json()
+    assert (resp.status, body["error"], body["message"]) == (400, "INVALID_PARAMS",
+                                                             "Idempotency-Key: given more than once")
+    assert fake_ami.actions_named("Originate") == []
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}])
@@ -290,14 +301,14 @@ async def test_a_slow_cdr_query_never_holds_up_the_event_loop(make_gateway, fake
 
 
 async def test_metrics_can_require_a_token(make_gateway, fake_ami):
-    client = await make_gateway(metrics={"token": "scrape-token"})
+    client = await make_gateway(metrics={"token": "scrape-token-0123456789"})
     for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH):     # a tenant's token is not it
         resp = await client.get("/metrics", headers=headers)
         assert (resp.status, (await resp.json())["error"]) == (401, "UNAUTHORIZED")
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
     assert resp.status == 200 and "c2c_ami_up" in await resp.text()
-    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token")] * 2)
+    resp = await client.get("/metrics", headers=[("Authorization", "Bearer scrape-token-0123456789")] * 2)
     assert (resp.status, (await resp.json())["error"]) == (400, "INVALID_PARAMS")
 
 
@@ -341,7 +352,7 @@ async def test_a_phone_that_rings_instead_of_answering_is_counted_per_user_agent
 async def test_readyz_shows_the_checks_findings_and_503_only_when_no_call_can_be_placed(make_gateway, fake_ami):
     fake_ami.dialplan = {"c2c-outbound": [("_X.", 1, "Hangup", "")]}
     fake_ami.device_states.update({"PJSIP/101": "NOT_INUSE", "PJSIP/201": "NOT_INUSE"})    # both tenants' phones
-    client = await make_gateway(metrics={"token": "operator-token"})
+    client = await make_gateway(metrics={"token": "operator-token-0123456789"})
     resp = await client.get("/readyz")
     body = await resp.json()
     assert resp.status == 200 and body["status"] == "ready"            # a dialplan mistake: other tenants work
@@ -349,7 +360,7 @@ async def test_readyz_shows_the_checks_findings_and_503_only_when_no_call_can_be
         "the context 'c2c-outbound' never runs Dial with ${C2C_TRUNK}: the agent's phone rings, but the number is "
         "never dialled"]
     fake_ami.write_classes = frozenset({"call", "reporting"})        # the AMI user loses originate
-    operator = {"Authorization": "Bearer operator-token"}
+    operator = {"Authorization": "Bearer operator-token-0123456789"}
     for headers in ({}, AUTH):
         assert (await client.get("/v1/pbx/check", headers=headers)).status == 401     # never a tenant's token
     checked = await (await client.get("/v1/pbx/check", headers=operator)).json()

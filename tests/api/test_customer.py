@@ -67,6 +67,30 @@ async def test_v2_takes_every_v1_option_by_its_v1_name(gateway, fake_ami):
     assert got["C2C_CUSTOMER_ID"] == "crm:42@shop" and "PJSIP_HEADER(add,Call-Info)" in got
 
 
+async def test_v2_takes_agent_mobile_and_id_by_their_v1_names_too(gateway, fake_ami):
+    """docs/api.md: every v1 parameter may be added by its v1 name (ext, phone, customer_id)."""
+    fake_ami.default_behaviour = RINGING
+    status, body, _ = await v2(gateway, {"customer_id": "KH7", "phone": "0899 111", "ext": "102"})
+    assert (status, body["code"]) == (200, "0"), body
+    originate = await fake_ami.wait_for_action("Originate")
+    assert (originate["Channel"], originate["Exten"]) == ("PJSIP/102", "0899111")
+    assert variables(originate)["C2C_CUSTOMER_ID"] == "KH7"
+    status, body, _ = await v2(gateway, {"id": "KH7", "mobile": "0899", "ext": "250"})
+    assert (status, body["error"]) == (403, "FORBIDDEN") and body["message"].startswith("ext: ")   # as it was said
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"id": "KH1", "mobile": "0899", "agent": "106", "agent": "101"}', "agent: given more than once in the body"),
+    ({"id": "KH1", "mobile": "0899", "agent": "101", "ext": "106"}, "agent: given twice, as agent and as ext"),
+    ({"id": "KH1", "mobile": "0899", "phone": "0900", "agent": "101"}, "mobile: given twice, as mobile and as phone"),
+])
+async def test_v2_ambiguity_is_refused_never_guessed(gateway, fake_ami, body, message):
+    status, answer, _ = await v2(gateway, body)
+    assert (status, answer["code"], answer["error"]) == (400, "1", "INVALID_PARAMS")
+    assert answer["message"].startswith(message), answer
+    assert fake_ami.actions_named("Originate") == []
+
+
 @pytest.mark.parametrize("body, message", [
     ({"mobile": "0899", "agent": "101"}, "id: required"),
     ({"id": "", "mobile": "0899", "agent": "101"}, "id: required"),

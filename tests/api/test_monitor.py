@@ -9,7 +9,7 @@ from c2c_ami.testing.fake_ami import Behaviour
 from tests.fixtures_gateway import AUTH, OTHER_TOKEN, TOKEN, Steps
 
 TENANTS = [
-    {"domain": "default", "tokens": [TOKEN], "api_keys": ["key-default"], "endpoint": "PJSIP/{ext}",
+    {"domain": "default", "tokens": [TOKEN], "api_keys": ["key-default-0123456789"], "endpoint": "PJSIP/{ext}",
      "extensions": "^1[0-9]{2}$", "hotlines": {"02873001234": "hotline-trunk"},
      "agents": {"101": "Nguyễn Văn A"}},
     {"domain": "other", "tokens": [OTHER_TOKEN], "endpoint": "SIP/{ext}", "extensions": "^2[0-9]{2}$",
@@ -91,7 +91,8 @@ async def test_the_gateways_calls_ringing_then_talking(client, fake_ami):
 
 
 async def test_an_extensions_token_sees_itself_only(client):
-    token = (await (await client.post("/v1/auth/token", json={"api_key": "key-default", "ext": "102"})).json())
+    token = (await (await client.post("/v1/auth/token",
+                                      json={"api_key": "key-default-0123456789", "ext": "102"})).json())
     data = await agents(client, {"Authorization": f"Bearer {token['data']['token']}"})
     assert [a["extension"] for a in data] == ["102"]
     assert (await client.get("/v1/monitor/agent")).status == 401

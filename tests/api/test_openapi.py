@@ -24,14 +24,16 @@ async def test_every_route_is_documented_and_every_documented_path_routed(gatewa
 def test_every_error_code_is_documented():
     spec = build_openapi()
     enum = spec["components"]["schemas"]["Failure"]["properties"]["error"]["enum"]
-    assert enum == [cls.code for cls in ERROR_CLASSES]
+    assert enum == [cls.code for cls in ERROR_CLASSES] + ["NOT_FOUND", "METHOD_NOT_ALLOWED"]
 
 
 def test_v2_click2call_and_customer_id_are_documented():
     spec = build_openapi()
     v2 = spec["paths"]["/v2/click2call"]["post"]
     body = spec["components"]["schemas"]["ClickToCallV2"]
-    assert body["required"] == ["id", "mobile", "agent"]
+    assert body["allOf"] == [{"oneOf": [{"required": [v2]}, {"required": [v1]}]}
+                             for v2, v1 in (("id", "customer_id"), ("mobile", "phone"), ("agent", "ext"))]
+    assert {"customer_id", "phone", "ext"} <= set(body["properties"])
     assert {"src_cid_name", "hotline", "auto_answer", "is_encode"} <= set(body["properties"])
     assert body["properties"]["id"]["pattern"] == patterns.CUSTOMER_ID.anchored
     assert v2["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SuccessV2")

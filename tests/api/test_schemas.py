@@ -1,10 +1,18 @@
 """Validation: every parameter is checked, and the error names it."""
 import base64
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from c2c_ami import patterns
-from c2c_ami.api.schemas import parse_cdr_query, parse_click_to_call, parse_click_to_call_v2, parse_query, v2_named
+from c2c_ami.api.schemas import (
+    json_object,
+    parse_cdr_query,
+    parse_click_to_call,
+    parse_click_to_call_v2,
+    parse_query,
+    v2_named,
+)
 from c2c_ami.calls.requests import ClickToCallRequest
 from c2c_ami.errors import Forbidden, InvalidParams, UserBusy
 
@@ -107,10 +115,66 @@ def test_v1_customer_id_is_optional_and_checked():
 
 
 def test_v2_body_maps_to_the_v1_request():
-    req = parse_click_to_call_v2(b'{"id": "KH1", "mobile": "+84 899", "agent": "101", "auto_answer": true}')
+    req = parse_click_to_call_v2(b'{"id": "KH1", "mobile": "+84 899", "agent": "101", "auto_answer": true}').request
     assert req == ClickToCallRequest(ext="101", phone="84899", customer_id="KH1", auto_answer=True)
-    assert parse_click_to_call_v2(b'{"id": "KH1", "mobile": "0899", "agent": "101", "hotline": null}').hotline is None
-    assert parse_click_to_call_v2(b'{"id": "KH1", "mobile": "0899", "agent": "101", "ext": "999"}').ext == "101"
+    body = b'{"id": "KH1", "mobile": "0899", "agent": "101", "hotline": null}'
+    assert parse_click_to_call_v2(body).request.hotline is None
+
+
+def test_v2_takes_each_parameter_by_its_v1_name_as_documented():
+    parsed = parse_click_to_call_v2(b'{"customer_id": "KH1", "phone": "0899", "ext": "102"}')
+    assert parsed.request == ClickToCallRequest(ext="102", phone="0899", customer_id="KH1")
+    assert parsed.names == {"customer_id": "customer_id", "phone": "phone", "ext": "ext"}
+    mixed = parse_click_to_call_v2(b'{"id": "KH1", "phone": "0899", "agent": "102"}')
+    assert (mixed.request.phone, mixed.names["phone"], mixed.names["ext"]) == ("0899", "phone", "agent")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"id": "KH1", "mobile": "0899", "agent": "101", "ext": "999"}', "agent: given twice, as agent and as ext"),
+    (b'{"id": "KH1", "mobile": "0899", "agent": "101", "ext": "101"}', "agent: given twice, as agent and as ext"),
+    (b'{"id": "KH1", "mobile": "0899", "phone": "0900", "agent": "101"}', "mobile: given twice, as mobile"),
+    (b'{"id": "KH1", "customer_id": "KH2", "mobile": "0899", "agent": "101"}', "id: given twice"),
+    (b'{"id": "KH1", "phone": "08 99 x", "ext": "101"}', "phone: must be"),      # named as the body names it
+    (b'{"id": "KH1", "mobile": "0899", "ext": "1 01"}', "ext: must be"),
+    (b'{"customer_id": "", "mobile": "0899", "agent": "101"}', "customer_id: required"),
+    (b'{"id": "KH1", "mobile": "0899"}', "agent: required"),
+])
+def test_v2_refuses_a_parameter_given_by_both_names_and_names_what_the_body_said(body, message):
+    with pytest.raises(InvalidParams) as info:
+        parse_click_to_call_v2(body)
+    assert info.value.message.startswith(message), info.value.message
+
+
+@pytest.mark.parametrize("body, key", [
+    (b'{"id": "KH1", "mobile": "0899", "agent": "106", "agent": "101"}', "agent"),
+    (b'{"id": "KH1", "id": "KH1", "mobile": "0899", "agent": "101"}', "id"),
+    (b'{"url": "http://x/", "events": ["cdr"], "x": {"a": 1, "a": 2}}', "a"),
+    (b'{"url": "http://x/", "events": [{"e": 1, "e": 1}]}', "e"),
+    (b'{"a\\u0000b": 1, "a\\u0000b": 2}', '"a\\u0000b"'),
+])
+def test_a_key_given_twice_anywhere_in_a_json_body_is_refused_naming_it(body, key):
+    with pytest.raises(InvalidParams) as info:
+        json_object(body)
+    assert info.value.message == f"{key}: given more than once in the body"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("end_date", "9999-12-31"), ("start_date", "0001-01-01"), ("end_date", "9999-12-31 23:59:59"),
+    ("start_date", "0001-01-01T00:00:00+14:00"), ("end_date", "1899-12-31"),
+])
+def test_a_date_outside_the_supported_range_says_so(name, value):
+    with pytest.raises(InvalidParams) as info:
+        parse_cdr_query({name: value}, ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert info.value.message == f"{name}: outside the supported range (1900-01-01 to 9998-12-31)"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Ho_Chi_Minh"])
+def test_the_edges_of_the_supported_range_are_dates_in_every_zone(zone):
+    query = parse_cdr_query({"start_date": "1900-01-01", "end_date": "9998-12-31"}, ZoneInfo(zone))
+    assert query.start_date.startswith(("1899-12-31T", "1900-01-01T"))
+    assert query.end_date.startswith(("9998-12-31T", "9999-01-01T"))
+    query = parse_cdr_query({"start_date": "1900-01-01T00:00:00-12:00", "end_date": "9998-12-31T23:59:59+14:00"})
+    assert query.start_date and query.end_date
 
 
 def test_v2_names_errors_by_the_bodys_keys_on_a_copy():
@@ -120,6 +184,7 @@ def test_v2_names_errors_by_the_bodys_keys_on_a_copy():
     assert original.message.startswith("ext:") and isinstance(renamed, Forbidden)
     assert v2_named(InvalidParams("phone: bad")).message == "mobile: bad"
     assert v2_named(InvalidParams("customer_id: bad")).message == "id: bad"
+    assert v2_named(original, {"ext": "ext"}) is original            # the body said ext
     busy = UserBusy("the extension is busy")
     assert v2_named(busy) is busy
 

@@ -9,7 +9,8 @@ from c2c_ami.store import SqliteStorage
 
 def tenant(**extra):
     raw = {"calls": {"blacklist": ["0899990977"]},
-           "tenants": [{"tokens": ["t"], "hotlines": {"02873001234": "trunk"}, "default_region": "VN", **extra}]}
+           "tenants": [{"tokens": ["t-0123456789abcdef"], "hotlines": {"02873001234": "trunk"},
+                        "default_region": "VN", **extra}]}
     return parse_config(raw, {}).tenants[0]
 
 

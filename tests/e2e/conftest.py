@@ -13,7 +13,7 @@ from c2c_ami.config import parse_config
 from c2c_rig import HOTLINES
 
 TOKEN = "e2e-token-default"
-OTHER_TOKEN = "e2e-token-other"
+OTHER_TOKEN = "e2e-token-other-tenant"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OTHER = {"Authorization": f"Bearer {OTHER_TOKEN}"}
 RING_TIMEOUT = 4

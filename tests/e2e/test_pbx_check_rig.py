@@ -19,7 +19,7 @@ from .drivers import rig_on_each_driver  # noqa: F401  (rig: each driver in turn
 
 pytestmark = pytest.mark.rig
 
-OPERATOR = {"Authorization": "Bearer operator-token"}
+OPERATOR = {"Authorization": "Bearer operator-token-0123456789"}
 
 
 def dial(tech):
@@ -32,11 +32,11 @@ def raw_config(rig):
     tenant typo: a context name with a typo."""
     return {
         "ami": {**rig.ami, "reconnect_min": 0.05, "reconnect_max": 0.5},
-        "metrics": {"token": "operator-token"},
+        "metrics": {"token": "operator-token-0123456789"},
         "tenants": [
             {"domain": "default", "tokens": [TOKEN], "endpoint": f"{rig.tech}/{{ext}}", "extensions": "^[0-9]{3}$",
              "default_region": "VN", "hotlines": {"02873001234": "hotline-trunk", "02873005678": "no-such-trunk"}},
-            {"domain": "typo", "tokens": ["typo-token"], "endpoint": f"{rig.tech}/{{ext}}",
+            {"domain": "typo", "tokens": ["typo-token-0123456789"], "endpoint": f"{rig.tech}/{{ext}}",
              "extensions": "^1[0-9]{2}$", "context": "c2c-outbnd", "hotlines": {"02439990000": "hotline-trunk"}},
         ]}
 

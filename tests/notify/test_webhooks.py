@@ -259,6 +259,23 @@ async def test_retries_back_off_then_the_delivery_is_dead(receiver, store, notif
     assert len(receiver.hits) == 3
 
 
+async def test_a_dead_delivery_is_logged_without_the_receivers_query_string(receiver, store, notifiers, caplog):
+    """Receivers often put their token in the query string: it is neither logged nor kept."""
+    receiver.plans["down"] = lambda hit: 503
+    refused = f"http://127.0.0.1:{free_port()}/refused?token=s3cret-in-the-url"      # connection refused
+    await store.add_hook("acme", receiver.url("down") + "?token=s3cret-in-the-url", ["cdr"], "k")
+    await store.add_hook("acme", refused, ["cdr"], "k")
+    n = await notifiers(store, max_attempts=1, backoff_base=0.05)
+    with caplog.at_level(logging.WARNING, logger="c2c_ami.notify.webhooks"):
+        await n.publish("acme", "cdr", {"call_id": "c1"})
+        await receiver.until(lambda: len(receiver.hits) == 1)
+        assert await n.wait_idle(5)
+    assert (await store.outbox_counts())["dead"] == 2
+    dead = [r.getMessage() for r in caplog.records if "is dead" in r.getMessage()]
+    assert len(dead) == 2 and f"to {receiver.url('down')} is dead" in "".join(dead)
+    assert "s3cret-in-the-url" not in caplog.text
+
+
 async def test_outbox_is_durable_across_a_restart(aiohttp_server, storage_url, notifiers):
     port = free_port()
     store = await open_storage(StorageConfig(url=storage_url))

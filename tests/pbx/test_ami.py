@@ -46,6 +46,27 @@ async def test_wrong_credentials_are_logged_and_never_ready(fake_ami, caplog):
     assert logins and all(a["Secret"] == "wrong-secret" for a in logins)
 
 
+async def test_a_clean_stop_is_said_at_info_and_a_lost_link_still_warns(fake_ami, caplog):
+    caplog.set_level(logging.INFO, logger="c2c_ami.pbx.ami")
+    ami = AmiClient(gateway_config(fake_ami.port).ami)
+    ami.start()
+    assert await ami.wait_ready(3)
+    await ami.close()                           # Logoff: the PBX closes the socket, then we stop
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "AMI link" in r.getMessage()]
+    assert said == [("INFO", f"PBX default: AMI link to 127.0.0.1:{fake_ami.port} closed")]
+    caplog.clear()
+    wait = state_waiter(ami)
+    ami.start()                                 # the same client again: a drop is a fault
+    try:
+        assert await ami.wait_ready(3)
+        await fake_ami.drop_connections()
+        await wait(AmiState.DISCONNECTED, AmiState.CONNECTING)
+        assert [r.levelname for r in caplog.records if "AMI link" in r.getMessage() and "lost" in r.getMessage()] \
+            == ["WARNING"]
+    finally:
+        await ami.close()
+
+
 async def test_readyz_reports_the_login_failure(make_gateway, fake_ami, aiohttp_client):
     from c2c_ami.app import create_app
     app = create_app(gateway_config(fake_ami.port, ami={"secret": "nope-nope"}))

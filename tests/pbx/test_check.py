@@ -11,7 +11,7 @@ from c2c_ami.testing.fake_ami import ALL_CLASSES, FakeAmiServer
 
 def config(port, **tenant):
     return parse_config({"ami": {"port": port, "boot_wait": 0.3}, "tenants": [
-        {"tokens": ["t"], "extensions": "^1[0-9]{2}$", "default_region": "VN",
+        {"tokens": ["t-0123456789abcdef"], "extensions": "^1[0-9]{2}$", "default_region": "VN",
          "hotlines": {"02873001234": "hotline-trunk"}, **tenant}]}, {})
 
 
