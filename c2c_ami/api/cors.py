@@ -21,9 +21,10 @@ from multidict import CIMultiDict
 from .errors import Handler
 
 ALLOW_METHODS = "GET, POST, DELETE"
-ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"   # EventSource resumes with it
 EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"
 MAX_AGE = "600"
+_ORIGIN = "c2c_cors_origin"     # the request's listed Origin (None: not listed), set by the middleware
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:
@@ -41,6 +42,7 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
                 "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOW_METHODS,
                 "Access-Control-Allow-Headers": ALLOW_HEADERS, "Access-Control-Max-Age": MAX_AGE,
                 "Vary": "Origin"})
+        request[_ORIGIN] = origin if listed else None      # a stream marks its answer itself (mark_stream)
         try:
             response = await handler(request)
         except web.HTTPException as exc:        # aiohttp's 404, 405, 413: raised, not returned
@@ -51,6 +53,13 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
         return response
 
     return cors
+
+
+def mark_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """A streamed answer is prepared by its handler, before the middleware sees it: the handler
+    marks it first (nothing when CORS is off)."""
+    if _ORIGIN in request:
+        _mark(response.headers, request[_ORIGIN])
 
 
 def _mark(headers: CIMultiDict[str], origin: str | None) -> None:
