@@ -265,7 +265,8 @@ class EventHub:
                 return
             for feed in feeds.values():
                 feed.dirty = False
-            rows = await self.storage.read_events({t: f.cursor for t, f in feeds.items()}, READ_BATCH)
+            batch = max(1, min(READ_BATCH, self.buffer // 2))   # a burst never overflows the ring at once
+            rows = await self.storage.read_events({t: f.cursor for t, f in feeds.items()}, batch)
             touched: set[str] = set()
             for row in rows:
                 feed = feeds[row["tenant"]]
@@ -281,10 +282,11 @@ class EventHub:
             for tenant in touched:      # every stream moves on (a scoped one past others' frames)
                 for sub in feeds[tenant].subscribers:
                     sub.wake.set()
-            if len(rows) < READ_BATCH:
+            if len(rows) < batch:
                 return
-            for tenant in touched:            # a full batch: there may be more
+            for tenant in touched:            # a full batch: there may be more...
                 feeds[tenant].dirty = True
+            await asyncio.sleep(0)            # ...once the streams took this one
 
     async def _purge_loop(self) -> None:
         while True:
