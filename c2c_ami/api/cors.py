@@ -13,6 +13,7 @@ takes Bearer tokens, and any page on the web could use one it got hold of.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -24,7 +25,8 @@ ALLOW_METHODS = "GET, POST, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"   # EventSource resumes with it
 EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"
 MAX_AGE = "600"
-_ORIGIN = "c2c_cors_origin"     # the request's listed Origin (None: not listed), set by the middleware
+# the request's listed Origin (None: not listed), set by the middleware for mark_stream
+_ORIGIN: Any = web.RequestKey("c2c_cors_origin", str) if hasattr(web, "RequestKey") else "c2c_cors_origin"
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:

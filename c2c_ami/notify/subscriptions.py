@@ -2,6 +2,7 @@
 allows), list by pages, remove (``/v1/event``)."""
 from __future__ import annotations
 
+import builtins
 import secrets
 from typing import Any
 
@@ -41,3 +42,18 @@ class Subscriptions:
     async def remove(self, tenant: str, hook_id: str) -> None:
         if not await self.storage.delete_hook(tenant, hook_id):
             raise HookNotFound("no webhook with this id")
+
+    async def deliveries(self, tenant: str) -> builtins.list[dict[str, Any]]:
+        """Every hook of the tenant (oldest first) with its deliveries ``pending``,
+        ``delivered`` and ``dead`` still in the outbox and its ``last_error``."""
+        hooks = await self.storage.list_hooks(tenant)
+        stats = await self.storage.hook_stats(tenant)
+        empty = {"pending": 0, "delivered": 0, "dead": 0, "last_error": None}
+        return [{**hook, **stats.get(hook["id"], empty)} for hook in hooks]
+
+    async def retry_dead(self, tenant: str, hook_id: str) -> int:
+        """Queue the hook's dead deliveries again; how many."""
+        retried = await self.storage.retry_dead(tenant, hook_id)
+        if retried is None:
+            raise HookNotFound("no webhook with this id")
+        return retried
