@@ -125,6 +125,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     events = config.events
     app[EVENTS] = EventHub(storage, buffer=events.buffer, retention=events.retention,
                            max_streams=events.max_streams, max_streams_per_tenant=events.max_streams_per_tenant)
+    app[METRICS].watch_streams(app[EVENTS])
     await webhooks.start()
     reporter.start()
     await app[EVENTS].start()

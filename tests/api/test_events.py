@@ -207,3 +207,13 @@ async def test_stream_limits_are_per_tenant(make_gateway, fake_ami):
     refused = await client.get("/v1/events/stream", headers=AUTH)
     assert refused.status == 429 and "Retry-After" in refused.headers
     await open_stream(client, {"Authorization": f"Bearer {OTHER_TOKEN}"})    # another tenant's is not refused
+
+
+async def test_metrics_count_streams_and_events(client):
+    stream = await open_stream(client)
+    await call(client)
+    await stream.until(lambda e: e.event == "cdr")
+    text = await (await client.get("/metrics")).text()
+    assert "c2c_event_streams 1.0" in text
+    sent = next(line for line in text.splitlines() if line.startswith("c2c_event_frames_sent_total"))
+    assert float(sent.split()[-1]) >= 6
