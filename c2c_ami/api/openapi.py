@@ -348,9 +348,8 @@ SEE_PATHS: dict[str, Any] = {
                        "is within events.retention. Heartbeats (': ping') every events.heartbeat seconds. "
                        "An extension-scoped token sees only its extension's calls and agent. The token may be "
                        "given as ?token= (EventSource cannot set headers); it is never logged.",
-        "security": [{"bearerAuth": []}, {}],
-        "parameters": [_param("token", "the Bearer token, for clients that cannot set headers"),
-                       _param("last_event_id", "resume after this id (as the Last-Event-ID header)",
+        "security": [{"bearerAuth": []}, {"queryToken": []}],
+        "parameters": [_param("last_event_id", "resume after this id (as the Last-Event-ID header)",
                               pattern="^[0-9]{1,19}$"),
                        _param("Last-Event-ID", "resume after this id (EventSource sends it on reconnect)",
                               where="header")],
@@ -423,7 +422,10 @@ def build_openapi() -> dict[str, Any]:
                  "description": "HTTP click-to-call gateway for Asterisk. Ring an extension; when "
                                 "it answers, dial a number through a hotline trunk."},
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"},
+                                "queryToken": {"type": "apiKey", "in": "query", "name": "token",
+                                               "description": "a Bearer token in the query (GET /v1/events/stream "
+                                                              "only: EventSource cannot set headers)"}},
             "schemas": {
                 "Success": {"type": "object", "required": ["status", "call_id"],
                             "properties": {"status": {"type": "string", "enum": ["success"]},
