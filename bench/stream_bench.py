@@ -94,7 +94,7 @@ def _write_cost(streams: int = 1000, events: int = 20) -> dict:
         async def sink(data: bytes) -> None:
             return None
         for r in responses:
-            r.write = sink            # type: ignore[method-assign]
+            r.write = sink            # type: ignore[method-assign,assignment]
         started = time.perf_counter()
         for n in range(events):
             for r in responses:
