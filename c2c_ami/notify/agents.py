@@ -92,8 +92,9 @@ class AgentFeed:
 
     async def _write_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RESYNC_SECONDS)
+            try:        # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancel
+                async with asyncio.timeout(RESYNC_SECONDS):   # that comes as the event is set
+                    await self._wake.wait()
             except TimeoutError:
                 self._full = True
             self._wake.clear()

@@ -242,8 +242,9 @@ class EventHub:
 
     async def _read_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            try:        # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancel
+                async with asyncio.timeout(POLL_SECONDS):     # that comes as the event is set
+                    await self._wake.wait()
             except TimeoutError:
                 for feed in self._feeds.values():
                     feed.dirty = True
