@@ -12,7 +12,10 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-IMAGES = pathlib.Path(__file__).resolve().parent.parent / "docs" / "images"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The docs' screenshots are refreshed with C2C_SCREENSHOTS=docs (then commit docs/images);
+# otherwise they go to var/screenshots/, so a test run leaves the work tree clean.
+IMAGES = ROOT / ("docs/images" if os.environ.get("C2C_SCREENSHOTS") == "docs" else "var/screenshots")
 
 
 def start_chromium(width: int = 1280, height: int = 860):
@@ -54,7 +57,7 @@ def wait_until(driver, condition, timeout: float = 15.0, message: str = ""):
 
 
 def screenshot(driver, name: str) -> pathlib.Path:
-    """A PNG for the docs (docs/images/NAME.png)."""
+    """A PNG of the page: docs/images/NAME.png with C2C_SCREENSHOTS=docs, else var/screenshots/."""
     IMAGES.mkdir(parents=True, exist_ok=True)
     path = IMAGES / f"{name}.png"
     driver.save_screenshot(str(path))
