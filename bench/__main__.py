@@ -3,7 +3,8 @@
   python -m bench            items 1-3 + the fake-AMI latency proxy of item 4 (~2 min)
   python -m bench --rig      also item 4 against the real Asterisk rig (skipped if absent)
   python -m bench --smoke    tiny counts, a few seconds; checks the harness, not the speed
-  --only async,stores,sync,ingest,latency,blacklist   run a subset;  --out PATH  (default bench/results/latest.json)
+  --only async,stores,sync,ingest,latency,blacklist,stream   run a subset
+  --out PATH  (default bench/results/latest.json)
 """
 from __future__ import annotations
 
@@ -126,6 +127,17 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
                     f"{refusal['p50_ms']} / {refusal['p99_ms']}")
             row(f"5 do-not-call {store}: lookup alone p50 us (empty / listed)",
                 f"{r['lookup']['none']['p50_us']} / {r['lookup']['listed']['p50_us']}")
+    sm = results.get("stream")
+    if sm and "streams" in sm:
+        n = sm["streams"]
+        row(f"6 stream: {n:,} open streams, gateway RSS KiB per stream", sm["kib_per_stream"])
+        row(f"6 stream: events/s fanned out to {n:,} streams", sm["fanned_out_per_second"])
+        row("6 stream: AMI event -> SSE frame p50 / p99 ms",
+            f"{sm['ami_to_frame_ms']['p50']} / {sm['ami_to_frame_ms']['p99']}")
+        row("6 stream: streams that got every event", f"{sm['streams_complete']:,} of {n:,}")
+        wc = sm["write_cost"]
+        row("6 stream: write one event, us per stream (aiohttp-sse send / encoded once)",
+            f"{wc['send_us']} / {wc['encoded_once_us']}")
     for part, r in results.items():
         if isinstance(r, dict) and "error" in r:
             row(f"{part}", "ERROR: " + r["error"][:80], "", False)
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny counts: check the harness works")
     parser.add_argument("--rig", action="store_true", help="also item 4 on the real Asterisk rig")
-    parser.add_argument("--only", default="async,stores,sync,ingest,latency,blacklist")
+    parser.add_argument("--only", default="async,stores,sync,ingest,latency,blacklist,stream")
     parser.add_argument("--out", default=None, help="JSON output (default bench/results/latest.json, "
                                                       "smoke: bench/results/smoke.json)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke,
                      "machine": machine()}
     failed = False
-    from . import async_bench, blacklist_bench, ingest, latency_bench, sync_bench
+    from . import async_bench, blacklist_bench, ingest, latency_bench, stream_bench, sync_bench
     with workdir() as wd:
         for part in parts:
             started = time.monotonic()
@@ -188,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 elif part == "blacklist":
                     results[part] = (blacklist_bench.run(wd, listed=2000, samples=10, postgres=False) if args.smoke
                                      else blacklist_bench.run(wd))
+                elif part == "stream":
+                    results[part] = (stream_bench.run(wd, streams=20, calls=2, rate=5) if args.smoke
+                                     else stream_bench.run(wd))
                 else:
                     raise ValueError(f"unknown part {part!r}")
             except Exception as exc:

@@ -19,12 +19,14 @@ from aiohttp import web
 from .api import error_middleware, setup_routes
 from .api.cors import cors_middleware
 from .app_keys import (
+    AGENT_FEEDS,
     AMI,
     AMIS,
     AUTH,
     AUTH_FAILURES,
     CONFIG,
     CONTROL,
+    EVENTS,
     INSTANCE_ID,
     MEMBERSHIP,
     METRICS,
@@ -56,8 +58,10 @@ from .config import Config, LimitsConfig, Tenant
 from .http_server import CONNECTIONS, Connections, handler_args, request_over
 from .log_filters import throttle_tracebacks
 from .metrics import Metrics
+from .notify.agents import AgentFeed
 from .notify.egress import EgressPolicy
 from .notify.reporter import CallReporter
+from .notify.stream import EventHub
 from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
@@ -92,6 +96,7 @@ def create_app(config: Config) -> web.Application:
                                      capacity=config.limits.remembered_per_tenant)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(pbx_ctx)
+    app.on_shutdown.append(end_streams)
     app.on_shutdown.append(drain_calls)
     setup_routes(app)
     return app
@@ -117,10 +122,16 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].watch_webhooks(webhooks)
     if storage.backend != "sqlite":       # several instances may share it: so do the limits
         app[RATE_LIMITER] = SharedRateLimiter(storage, config.limits.rate_per_minute, config.limits.rate_burst)
+    events = config.events
+    app[EVENTS] = EventHub(storage, buffer=events.buffer, retention=events.retention,
+                           max_streams=events.max_streams, max_streams_per_tenant=events.max_streams_per_tenant)
+    app[METRICS].watch_streams(app[EVENTS])
     await webhooks.start()
     reporter.start()
     watch = asyncio.get_running_loop().create_task(keep_watch(storage.health, storage.ping), name="store-watch")
+    await app[EVENTS].start()
     yield
+    await app[EVENTS].close()
     watch.cancel()
     await asyncio.gather(watch, return_exceptions=True)
     await reporter.close()
@@ -176,6 +187,9 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MONITOR] = AgentMonitor(phones, devices, registry, app[STORAGE],
                                 {pbx.name: pbx.ami.host for pbx in config.pbxs}, zone(config.api.timezone),
                                 shared_store=not sole_owner)
+    tenants = {t.domain: t for t in config.tenants}
+    app[AGENT_FEEDS] = {name: AgentFeed(name, tenants, app[MONITOR], phones, devices, app[STORAGE], instance_id,
+                                        lease_seconds=config.cluster.lease_seconds) for name in amis}
     app[AMIS], app[AMI], app[REGISTRY] = amis, amis[config.pbxs[0].name], registry
     app[SERVICE], app[RECONCILER], app[MEMBERSHIP] = service, reconciler, membership
     app[CONTROL] = control
@@ -184,7 +198,10 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     await membership.join()
     await service.listen()
     await control.listen()
+    for feed in app[AGENT_FEEDS].values():
+        feed.start()
     yield
+    await asyncio.gather(*(feed.close() for feed in app[AGENT_FEEDS].values()))
     await app[REPORTER].flush(5 if app[STORAGE].health.available else 1)   # the live calls' facts, then...
     await membership.leave()                        # ...others may adopt them at once
     await reconciler.close()
@@ -210,6 +227,11 @@ def click_limiter(limits: LimitsConfig, storage: Storage, sole_owner: bool) -> L
     if sole_owner:
         return RateLimiter(per_minute, per_minute, what=what, capacity=limits.remembered_per_tenant)
     return SharedRateLimiter(storage, per_minute, per_minute, what=what, namespace="ext")
+
+
+async def end_streams(app: web.Application) -> None:
+    """Shutdown: end every event stream (its client resumes on another instance)."""
+    await app[EVENTS].close()
 
 
 async def drain_calls(app: web.Application) -> None:

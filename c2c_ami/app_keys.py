@@ -16,7 +16,9 @@ from .calls.registry import CallRegistry
 from .calls.service import CallService
 from .config import Config
 from .metrics import Metrics
+from .notify.agents import AgentFeed
 from .notify.reporter import CallReporter
+from .notify.stream import EventHub
 from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient
@@ -45,3 +47,5 @@ CONTROL = web.AppKey("control", CallControl)      # transfer, park, supervise, r
 RECORDINGS = web.AppKey("recordings", RecordingLinks)   # signed recording links
 PHONES = web.AppKey("phones", PhoneBook)            # every PBX's registered phones, kept from AMI events
 MONITOR = web.AppKey("monitor", AgentMonitor)        # GET /v1/monitor/agent
+EVENTS = web.AppKey("events", EventHub)              # GET /v1/events/stream: the fan-out of the event log
+AGENT_FEEDS = web.AppKey("agent_feeds", dict[str, AgentFeed])   # PBX name -> its agent events' writer

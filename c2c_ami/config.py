@@ -196,6 +196,17 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """The event stream, GET /v1/events/stream (docs/api.md, "The event stream")."""
+    retention: float = 3600.0       # seconds events stay in the log: a client may resume this long after
+    heartbeat: float = 15.0         # seconds between two heartbeats (an SSE comment) on an idle stream
+    buffer: int = 1000              # events of each streamed tenant kept in memory; a stream further behind is dropped
+    send_timeout: float = 30.0      # a write to a client stuck this long drops its stream
+    max_streams: int = 10000        # open streams on one instance; more: 429
+    max_streams_per_tenant: int = 1000   # open streams of one tenant on one instance; more: 429
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Several gateway instances on one PostgreSQL (docs/operations.md, "Several instances")."""
     instance_id: str = ""           # unique per running instance; "" = this host's name + pid
@@ -264,6 +275,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     api: ApiConfig = ApiConfig()
     recording: RecordingConfig = RecordingConfig()
+    events: EventsConfig = EventsConfig()
 
     @property
     def ami(self) -> AmiConfig:
@@ -278,6 +290,7 @@ SECTIONS: Mapping[str, type] = {
     "listen": ListenConfig, "ami": AmiConfig, "calls": CallsConfig, "limits": LimitsConfig,
     "storage": StorageConfig, "webhooks": WebhooksConfig, "cluster": ClusterConfig, "http": HttpConfig,
     "metrics": MetricsConfig, "log": LogConfig, "auth": AuthConfig, "api": ApiConfig, "recording": RecordingConfig,
+    "events": EventsConfig,
 }
 # Keys a section accepts besides its fields (read and removed before the section is built):
 SECTION_EXTRA_KEYS: Mapping[str, frozenset[str]] = {
@@ -352,6 +365,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     if metrics.token:
         _token(metrics.token, "metrics.token")
     log = _section(root, "log", LogConfig)
+    events = _section(root, "events", EventsConfig)
     auth = _auth(root)
     api = _api(root)
     recording = _recording(root.get("recording"), "recording", RecordingConfig())
@@ -363,7 +377,7 @@ def parse_config(raw: Any, environ: Mapping[str, str]) -> Config:
     _check_unique(tenants)
     return Config(listen=listen, pbxs=pbxs, calls=calls, tenants=tenants, limits=limits,
                   storage=storage, webhooks=webhooks, cluster=cluster, http=http, metrics=metrics, log=log,
-                  auth=auth, api=api, recording=recording)
+                  auth=auth, api=api, recording=recording, events=events)
 
 
 def _pbxs(root: dict) -> tuple[PbxConfig, ...]:

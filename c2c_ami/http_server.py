@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -342,13 +343,20 @@ class _Handler(web.RequestHandler):
         return answer
 
 
+# ?token= (an EventSource's Bearer token, GET /v1/events/stream) is never logged, even with
+# log.access_query
+_TOKEN_IN_QUERY = re.compile(r"((?:^|&)token=)[^&]*")
+
+
 class AccessLogger(AbstractAccessLogger):
     """``remote "METHOD /path HTTP/1.1" status bytes seconds``: no query string (it holds
-    phone numbers)."""
+    phone numbers) unless ``log.access_query``, and then without its ``token=``."""
     with_query = False
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        target = request.path_qs if self.with_query else request.path
+        target = request.path
+        if self.with_query and request.query_string:
+            target += "?" + _TOKEN_IN_QUERY.sub(r"\1[redacted]", request.query_string)
         version = request.version
         self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.3fs', request.remote, request.method, target,
                          version.major, version.minor, response.status, response.body_length, time)

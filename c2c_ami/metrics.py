@@ -12,6 +12,7 @@ from .calls.registry import CallRegistry
 from .pbx import AmiClient, AmiState
 
 if TYPE_CHECKING:
+    from .notify.stream import EventHub
     from .notify.webhooks import WebhookNotifier
 
 __all__ = ["Metrics"]
@@ -57,6 +58,10 @@ class Metrics:
         outbox's pending rows (all instances, as of the notifier's last housekeeping)."""
         self.registry.register(_WebhookCollector(notifier))
 
+    def watch_streams(self, hub: EventHub) -> None:
+        """The event stream on this instance: open streams, events read, frames sent, streams dropped."""
+        self.registry.register(_StreamCollector(hub))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -100,3 +105,19 @@ class _AutoAnswerCollector:
         for (user_agent, honoured), count in sorted(self.tally.counts.items()):
             family.add_metric([user_agent, "true" if honoured else "false"], count)
         yield family
+
+
+class _StreamCollector:
+    def __init__(self, hub: EventHub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Any]:
+        hub = self.hub
+        yield GaugeMetricFamily("c2c_event_streams", "Open event streams (GET /v1/events/stream) on this instance",
+                                value=hub.streams)
+        yield CounterMetricFamily("c2c_event_log_read", "Events this instance read from the event log",
+                                  value=hub.frames_read)
+        yield CounterMetricFamily("c2c_event_frames_sent", "Events this instance wrote to its streams",
+                                  value=hub.frames_sent)
+        yield CounterMetricFamily("c2c_event_streams_dropped", "Streams dropped for falling behind (they resume "
+                                  "with Last-Event-ID)", value=hub.dropped)

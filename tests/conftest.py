@@ -6,6 +6,7 @@
 * ``postgres``: a private PostgreSQL server for the session; ``storage_url``: a fresh
   database per test, on each backend (``sqlite`` and ``postgresql``).
 * ``receiver``: a local webhook receiver.
+* ``chromium``: Debian's headless chromium through Selenium (``tests/browser.py``), per module.
 """
 import asyncio
 
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from c2c_rig.fixtures import driver_rig, rig, rig_chan_sip, rig_factory, rig_pjsip  # noqa: F401
 from c2c_rig.postgres import PrivatePostgres
+from tests.browser import chromium  # noqa: F401
 from tests.fixtures_gateway import fake_ami, gateway, make_gateway  # noqa: F401
 
 

@@ -39,6 +39,7 @@ def test_token_never_appears_in_repr_of_tenant():
 
 PUBLIC = {"/v1/openapi.json", "/v1/auth/token"}
 SIGNED = {"/v1/recording/{call_id}"}        # a signed link, or else a token
+IN_QUERY = {"/v1/events/stream"}            # the token in the header, or in ?token= (EventSource)
 
 
 def v1_routes(app):
@@ -73,5 +74,7 @@ async def test_the_openapi_document_marks_every_v1_route_secured(gateway):
         for method, operation in operations.items():
             if path in SIGNED:
                 assert operation.get("security") == [{}, {"bearerAuth": []}], (method, path)
+            elif path in IN_QUERY:
+                assert operation.get("security") == [{"bearerAuth": []}, {"queryToken": []}], (method, path)
             elif path.startswith("/v1/") and path not in PUBLIC:
                 assert operation.get("security") == [{"bearerAuth": []}], (method, path)

@@ -52,14 +52,21 @@ def _encoded(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._~" else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
 
-async def _send(port: int, method: str, target: str, headers: list[str], body: bytes = b"") -> int:
+async def _send(port: int, method: str, target: str, headers: list[str], body: bytes = b"",
+                streams: list[asyncio.StreamWriter] | None = None) -> int:
+    """Send one request and read its answer; an event stream's head only, its connection kept
+    in ``streams`` (its access log line is written when it ends: at the gateway's shutdown)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = [f"{method} {target} HTTP/1.1", "Host: gateway", "Connection: close", *headers]
     if body:
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    answer = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    if b"text/event-stream" in answer.lower() and streams is not None:
+        streams.append(writer)
+    else:
+        await asyncio.wait_for(reader.read(), 10)
+        writer.close()
     return int(answer.split(b" ", 2)[1])
 
 
@@ -76,7 +83,7 @@ async def test_nothing_a_client_sends_through_any_route_forges_a_log_line(tmp_pa
     routes = sorted({(route.method, route.resource.canonical) for route in
                      create_app(gateway_config(fake_ami.port)).router.routes() if route.method != "HEAD"})
     proc, seen = await start_gateway(path)
-    sent, logged = 0, {}
+    sent, logged, streams = 0, {}, []
     try:
         for method, template in [*routes, ("GET", "/nope/{id}")]:
             for auth in ([], [f"Authorization: Bearer {TOKEN}"]):
@@ -86,12 +93,14 @@ async def test_nothing_a_client_sends_through_any_route_forges_a_log_line(tmp_pa
                 target += "?" + "&".join(f"{name}={_encoded(hostile)}" for name in ("ext", "phone", "id", "scroll_id"))
                 body = json.dumps({key: hostile for key in ("agent", "mobile", "id", "url", "callback_url",
                                                            "api_key", "events", "secret")}).encode()
-                await _send(port, method, target, auth, body if method == "POST" else b"")
+                await _send(port, method, target, auth, body if method == "POST" else b"", streams)
                 logged[sent] = access_query or "{" in template      # the path or query holds it
     finally:
         proc.terminate()
         rest = await asyncio.wait_for(proc.stderr.read(), 30)
         await proc.wait()
+        for writer in streams:
+            writer.close()
     log = "".join(seen) + rest.decode("utf-8")
     lines = log.split("\n")[:-1]
     assert not [line for line in lines if line.startswith(FAKE_STAMP)]

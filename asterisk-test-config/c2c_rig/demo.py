@@ -12,6 +12,7 @@ from typing import Any
 DEMO_TOKEN = "dev-token-change-me"          # a static Bearer token of the tenant
 DEMO_API_KEY = "dev-api-key-change-me"      # exchanged by POST /v1/auth/token for an issued token
 GATEWAY = "http://127.0.0.1:8080"
+CRM_PAGE = "http://127.0.0.1:8081"          # scripts/demo's sample CRM page with the widget (api.cors_origins)
 
 
 def demo_config(rig: dict[str, Any], signing_secret: str | None = None) -> str:
@@ -28,10 +29,12 @@ ami: {{host: {ami['host']}, port: {ami['port']}, username: {ami['username']}, se
 calls: {{ring_timeout: 30, dial_timeout: 60, sync_timeout: 45}}
 storage: {{path: var/demo.sqlite3}}
 {recording}auth: {{signing_secret: {secret}}}
+api: {{cors_origins: ['{CRM_PAGE}']}}   # the sample CRM page (the widget)
 tenants:
   - domain: default
     tokens: [{DEMO_TOKEN}]
-    api_keys: [{DEMO_API_KEY}]
+    api_keys: [{DEMO_API_KEY}]     # sign in to /console with it; a CRM backend mints widget tokens with it
+    agents: {{'101': 'Nguyễn Văn An', '102': 'Trần Thị Bích', '201': 'Lê Hoàng Cường'}}
     endpoint: {rig['endpoint']}
     context: c2c-outbound
     extensions: '^[0-9]{{3}}$'
@@ -45,6 +48,7 @@ def banner(rig: dict[str, Any]) -> str:
     return f"""
 Rig up: {rig['asterisk_version']} ({rig['driver']}), AMI {ami['host']}:{ami['port']}, SIP 127.0.0.1:{rig['sip']['port']}
 Gateway: {GATEWAY}  (config var/demo.yaml: token {DEMO_TOKEN}, api key {DEMO_API_KEY})
+Console: {GATEWAY}/console  (sign in with the api key {DEMO_API_KEY})
 Try, from another terminal:
   curl -s {auth} '{GATEWAY}/v1/click2call?ext=101&phone=0899098899'
   curl -s {auth} '{GATEWAY}/v1/click2call?ext=102&phone=0899098899'   # USER_BUSY

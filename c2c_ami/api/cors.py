@@ -14,6 +14,7 @@ takes Bearer tokens, and any page on the web could use one it got hold of.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -23,9 +24,11 @@ from ..errors import Forbidden
 from .errors import Handler, failure_response
 
 ALLOW_METHODS = "GET, POST, DELETE"
-ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"   # EventSource resumes with it
 EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"
 MAX_AGE = "600"
+# the request's listed Origin (None: not listed), set by the middleware for mark_stream
+_ORIGIN: Any = web.RequestKey("c2c_cors_origin", str) if hasattr(web, "RequestKey") else "c2c_cors_origin"
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:
@@ -45,6 +48,7 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
                 "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": ALLOW_METHODS,
                 "Access-Control-Allow-Headers": ALLOW_HEADERS, "Access-Control-Max-Age": MAX_AGE,
                 "Vary": "Origin"})
+        request[_ORIGIN] = origin if listed else None      # a stream marks its answer itself (mark_stream)
         try:
             response = await handler(request)
         except web.HTTPException as exc:        # (error_middleware answers aiohttp's own; any other)
@@ -55,6 +59,13 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
         return response
 
     return cors
+
+
+def mark_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """A streamed answer is prepared by its handler, before the middleware sees it: the handler
+    marks it first (nothing when CORS is off)."""
+    if _ORIGIN in request:
+        mark(response.headers, request[_ORIGIN])
 
 
 def mark(headers: CIMultiDict[str], origin: str | None) -> None:

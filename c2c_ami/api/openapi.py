@@ -349,6 +349,86 @@ GUARD_PATHS: dict[str, Any] = {
 }
 
 
+# -- the event stream, the console and the widget (docs/api.md, "The event stream") ------------
+_STREAM_EVENTS = "ringing, answered, hangup, cdr, state, agent, reset"
+SEE_PATHS: dict[str, Any] = {
+    "/v1/events/stream": {"get": {
+        "summary": "The tenant's events as Server-Sent Events (text/event-stream)",
+        "description": f"Events: {_STREAM_EVENTS}. ringing/answered/hangup/cdr: data is the webhook body "
+                       "(WebhookPayload, with event); state: the same payload whenever a live call's state or "
+                       "call control changes (call_state tells the state); agent: the agent monitor's row of one "
+                       "extension (MonitorAgents' item and registered: true, or {extension, agent_name, "
+                       "domain_name, registered: false}); reset: Last-Event-ID cannot be resumed "
+                       "({reason: purged|unknown, last_event_id, id}). id: the tenant's event sequence; a client "
+                       "that reconnects with Last-Event-ID (or ?last_event_id=) gets every event after it that "
+                       "is within events.retention. Heartbeats (': ping') every events.heartbeat seconds. "
+                       "An extension-scoped token sees only its extension's calls and agent. The token may be "
+                       "given as ?token= (EventSource cannot set headers); it is never logged.",
+        "security": [{"bearerAuth": []}, {"queryToken": []}],
+        "parameters": [_param("last_event_id", "resume after this id (as the Last-Event-ID header)",
+                              pattern="^[0-9]{1,19}$"),
+                       _param("Last-Event-ID", "resume after this id (EventSource sends it on reconnect)",
+                              where="header")],
+        "responses": {"200": {"description": "the stream", "content": {"text/event-stream": {
+                          "schema": {"type": "string"}}}},
+                      **_failures(400, 401, 429)}}},
+    "/v1/event/deliveries": {"get": {
+        "summary": "Every webhook of the tenant with its deliveries: pending, delivered, dead, last error",
+        "description": "Counts of the deliveries still in the outbox (delivered and dead ones are purged after "
+                       "webhooks.retention_days). A token for one extension may not (403).",
+        "security": _BEARER,
+        "responses": {**_ok("HookDeliveries", "the webhooks"), **_failures(401, 403, 429)}}},
+    "/v1/event/{hook_id}/retry": {"post": {
+        "summary": "Queue the webhook's dead deliveries again, from their first attempt",
+        "security": _BEARER,
+        "parameters": [_param("hook_id", "webhook id", required=True, where="path")],
+        "responses": {**_ok("HookRetried", "how many were queued again"), **_failures(400, 401, 403, 404, 429)}}},
+    "/v1/pbx/status": {"get": {
+        "summary": "The tenant's own PBX: its AMI link and the findings of the last check that concern the tenant",
+        "description": "What the console shows a tenant: no check is run (GET /v1/pbx/check, the operator's, "
+                       "runs one); findings about other tenants of the PBX are left out. A token for one "
+                       "extension may not (403).",
+        "security": _BEARER,
+        "responses": {**_ok("PbxStatus", "the PBX"), **_failures(401, 403, 429)}}},
+    "/console": {"get": {
+        "summary": "The operations console (HTML): sign in with a tenant's api key",
+        "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/console/{asset}": {"get": {
+        "summary": "The console's script and style (console.js, console.css)",
+        "parameters": [_param("asset", "console.js or console.css", required=True, where="path")],
+        "responses": {"200": {"description": "the file", "content": {"text/javascript": {"schema": {"type": "string"}},
+                                                                    "text/css": {"schema": {"type": "string"}}}},
+                      "404": {"description": "no such file"}}}},
+    "/widget.js": {"get": {
+        "summary": "The click-to-call widget a CRM page includes (data-token: an extension-scoped token)",
+        "responses": {"200": {"description": "the script",
+                              "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+}
+
+SEE_SCHEMAS: dict[str, Any] = {
+    "HookDeliveries": {"type": "object", "required": ["status", "data", "total"], "properties": {
+        "status": {"type": "string", "enum": ["success"]}, "total": {"type": "integer"},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "event": {"type": "string", "description": "the carrier's view of events ('*' for all)"},
+            "created_at": {"type": "string"}, "pending": {"type": "integer"}, "delivered": {"type": "integer"},
+            "dead": {"type": "integer"},
+            "last_error": {"type": "string", "nullable": True,
+                           "description": "the error of the latest delivery that failed an attempt"}}}}}},
+    "HookRetried": {"type": "object", "required": ["status", "id", "retried"], "properties": {
+        "status": {"type": "string", "enum": ["success"]}, "id": {"type": "string"}, "retried": {"type": "integer"}}},
+    "PbxStatus": {"type": "object", "required": ["status", "pbx"], "properties": {
+        "status": {"type": "string", "enum": ["success"]},
+        "pbx": {"type": "object", "properties": {
+            "name": {"type": "string"}, "ami": {"type": "string", "description": "the AMI link's state"},
+            "detail": {"type": "string", "nullable": True, "description": "why calls cannot be placed, when not"},
+            "usable": {"type": "boolean"}, "checked_at": {"type": "number", "nullable": True},
+            "findings": {"type": "array", "items": _FINDING},
+            "skipped": {"type": "array", "items": {"type": "string"}}}}}},
+}
+
+
 def build_openapi() -> dict[str, Any]:
     codes = [cls.code for cls in ERROR_CLASSES] + list(ROUTING_CODES.values())   # any path: 404, 405
     record = record_schema()
@@ -358,7 +438,10 @@ def build_openapi() -> dict[str, Any]:
                  "description": "HTTP click-to-call gateway for Asterisk. Ring an extension; when "
                                 "it answers, dial a number through a hotline trunk."},
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"},
+                                "queryToken": {"type": "apiKey", "in": "query", "name": "token",
+                                               "description": "a Bearer token in the query (GET /v1/events/stream "
+                                                              "only: EventSource cannot set headers)"}},
             "schemas": {
                 "Success": {"type": "object", "required": ["status", "call_id"],
                             "properties": {"status": {"type": "string", "enum": ["success"]},
@@ -493,6 +576,7 @@ def build_openapi() -> dict[str, Any]:
                         "expired": {"type": "integer", "description": "when it expires, unix seconds"},
                         "user_id": {"type": "string", "description": "the tenant's domain"}}}}},
                 **GUARD_SCHEMAS,
+                **SEE_SCHEMAS,
             },
         },
         "paths": {
@@ -656,6 +740,7 @@ def build_openapi() -> dict[str, Any]:
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
                                                **_failures(400, 401, 429)}}},
             **GUARD_PATHS,
+            **SEE_PATHS,
             "/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3 document",
                                                                "content": {"application/json": {

@@ -7,8 +7,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import bearer_token, check_bearer
-from ..errors import Unauthorized
-from .common import authenticated, authorization_of
+from ..errors import Forbidden, Unauthorized
+from .common import authenticated, authorization_of, principal_of
 from .openapi import build_openapi
 
 routes = web.RouteTableDef()
@@ -64,6 +64,16 @@ async def pbx_check(request: web.Request) -> web.Response:
     pbxs = [{"name": name, "findings": [f.as_dict() for f in r.findings], "skipped": list(r.skipped),
              "blocking": r.blocking} for name, r in results.items()]
     return web.json_response({"status": "findings" if any(p["findings"] for p in pbxs) else "ok", "pbxs": pbxs})
+
+
+@routes.get("/v1/pbx/status")
+async def pbx_status(request: web.Request) -> web.Response:
+    """The tenant's own PBX: its AMI link and the last check's findings that concern the tenant
+    (the console's view; the operator's ``GET /v1/pbx/check`` runs the check of every PBX)."""
+    principal = await principal_of(request)
+    if principal.ext is not None:
+        raise Forbidden("token: a token for one extension may not read the PBX's configuration")
+    return web.json_response({"status": "success", "pbx": request.app[SERVICE].pbx_status(principal.tenant)})
 
 
 @routes.get("/v1/openapi.json")

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import patterns
-from ..app_keys import SUBSCRIPTIONS
+from ..app_keys import SUBSCRIPTIONS, WEBHOOKS
 from ..config import Tenant
 from ..errors import Forbidden
 from ..notify.webhooks import ALL_EVENTS
@@ -82,3 +82,25 @@ async def delete_hook(request: web.Request) -> web.Response:
     hook_id = request.match_info.get("hook_id") or query_of(request, HOOK_PARAMS).get("id", "")
     await request.app[SUBSCRIPTIONS].remove(tenant.domain, checked("id", hook_id, patterns.HOOK_ID))
     return success(deleted=True)
+
+
+@routes.get("/v1/event/deliveries")
+async def hook_deliveries(request: web.Request) -> web.Response:
+    """Every webhook of the tenant with its deliveries: ``pending``, ``delivered``, ``dead``
+    (those still in the outbox, i.e. of the last ``webhooks.retention_days``) and the last
+    error a receiver gave (the console's webhooks tab)."""
+    tenant = await _tenant_of(request)
+    hooks = await request.app[SUBSCRIPTIONS].deliveries(tenant.domain)
+    return success(data=[{**_c2c_view(h), "event": carrier_event(h["events"]), "pending": h["pending"],
+                          "delivered": h["delivered"], "dead": h["dead"], "last_error": h["last_error"]}
+                         for h in hooks], total=len(hooks))
+
+
+@routes.post("/v1/event/{hook_id}/retry")
+async def retry_dead(request: web.Request) -> web.Response:
+    """Queue the hook's dead deliveries again (from their first attempt)."""
+    tenant = await _tenant_of(request)
+    hook_id = checked("id", request.match_info["hook_id"], patterns.HOOK_ID)
+    retried = await request.app[SUBSCRIPTIONS].retry_dead(tenant.domain, hook_id)
+    request.app[WEBHOOKS].wake()
+    return success(id=hook_id, retried=retried)

@@ -105,6 +105,10 @@ class Finding:
     where: str
     fix: str
     blocking: bool = False
+    tenants: tuple[str, ...] = ()   # the tenants it concerns; () = the whole PBX (all its tenants)
+
+    def concerns(self, tenant: str) -> bool:
+        return not self.tenants or tenant in self.tenants
 
     def line(self) -> str:
         return f"{self.what} [{self.where}]: {self.fix}"

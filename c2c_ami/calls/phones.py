@@ -46,6 +46,12 @@ class PhoneBook:
         self._phones: dict[tuple[str, str], Phone] = {}
         self.synced: dict[str, float] = {}        # PBX -> when its last snapshot completed
         self._synced_events: dict[str, asyncio.Event] = {}
+        # told of each change: (pbx, device), or (pbx, None) when a snapshot replaced the PBX's
+        self.listeners: list[Callable[[str, str | None], None]] = []
+
+    def _changed(self, pbx: str, device: str | None) -> None:
+        for listener in self.listeners:
+            listener(pbx, device)
 
     def get(self, pbx: str, device: str) -> Phone | None:
         return self._phones.get((pbx, _canonical(device)))
@@ -70,6 +76,7 @@ class PhoneBook:
             phone.since = at or time.time()
             if state in ABSENT_STATES:
                 phone.user_agent = phone.address = ""
+            self._changed(pbx, phone.device)
         return phone
 
     def contact_learned(self, pbx: str, device: str, user_agent: str, address: str) -> None:
@@ -77,8 +84,9 @@ class PhoneBook:
         phone = self._phones.get((pbx, _canonical(device)))
         if phone is None and self.wanted(pbx, device):
             phone = self._phones[pbx, _canonical(device)] = Phone(device)
-        if phone is not None:
+        if phone is not None and (phone.user_agent, phone.address) != (user_agent, address):
             phone.user_agent, phone.address = user_agent, address
+            self._changed(pbx, phone.device)
 
     def replace(self, pbx: str, phones: Iterable[Phone], at: float | None = None) -> None:
         """A snapshot of the PBX's devices: it replaces what was known of that PBX."""
@@ -89,6 +97,7 @@ class PhoneBook:
                 self._phones[pbx, _canonical(phone.device)] = phone
         self.synced[pbx] = at or time.time()
         self._synced_event(pbx).set()
+        self._changed(pbx, None)
 
     async def wait_synced(self, pbx: str, timeout: float) -> bool:
         """Until the PBX's first snapshot is in (bounded); whether it is."""

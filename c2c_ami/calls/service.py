@@ -454,6 +454,18 @@ class CallService:
                                round(health.down_for()))
         return Readiness(self.accepting and health.available and any(p.usable for p in pbxs), tuple(pbxs), store)
 
+    def pbx_status(self, tenant: Tenant) -> dict[str, Any]:
+        """The tenant's own PBX as the tenant may see it (GET /v1/pbx/status): its AMI link,
+        whether calls can be placed, and the last check's findings that concern it (the whole
+        PBX's and its own, not other tenants'); nothing is asked of the PBX."""
+        pbx = self.pbxs[tenant.pbx]
+        check = pbx.last_check
+        ready = next(p for p in self.readiness().pbxs if p.name == tenant.pbx)
+        findings = [f.as_dict() for f in (check.findings if check is not None else ()) if f.concerns(tenant.domain)]
+        return {"name": pbx.name, "ami": ready.ami, "detail": ready.detail, "usable": ready.usable,
+                "checked_at": check.checked_at if check is not None else None,
+                "findings": findings, "skipped": list(check.skipped) if check is not None else []}
+
     async def check_pbxs(self) -> dict[str, CheckResult]:
         """Check the Asterisk side of every PBX now (GET /v1/pbx/check)."""
         results = await asyncio.gather(*(p.check() for p in self.pbxs.values()))

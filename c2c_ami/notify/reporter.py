@@ -1,6 +1,11 @@
 """What goes out about a call: a log line per step, its durable facts while it is live, its
 CDR at the end, and the webhooks of each step.
 
+Each step also goes into the tenant's event log (GET /v1/events/stream), in the same
+transaction: one event per webhook event (its data the webhook body, whether or not the
+tenant has hooks) and a ``state`` event whenever what a live-calls view shows changes (the
+state, or what call control did).
+
 It is the calls' observer (the registry tells it, once per change, the steps a call took and
 hands it the call; once at the end, the ended call), so it runs inside the AMI event path and
 must not wait: it only decides what to write and queues it. One writer task stores the queue in order, in batches of
@@ -11,7 +16,6 @@ webhook worker. ``flush`` waits until everything queued is stored.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +25,9 @@ from typing import Any
 from ..calls.call import Call, CallState, Step
 from ..calls.record import call_record
 from ..carrier import hook_payload
-from ..store import CallWrite, Delivery, Storage, StorageUnavailable
+from ..store import CallWrite, Delivery, LogEvent, Storage, StorageUnavailable
 from ..waits import wait_set
-from .webhooks import WebhookNotifier
+from .webhooks import WebhookNotifier, hook_body
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ log = logging.getLogger(__name__)
 # ended call sends hangup, then cdr, once. The payload is the carrier's (``carrier.hook_payload``).
 RETRY_MIN, RETRY_MAX = 0.5, 5.0      # seconds between tries while the store is unavailable
 _WEBHOOK_EVENTS: dict[Step, str] = {"ringing": "ringing", "answered": "answered"}
-_END_EVENTS = ("hangup", "cdr")
+_END_EVENTS = ("state", "hangup", "cdr")
+STATE = "state"          # the event log's own event: what a live-calls view shows changed
 _LEGS: dict[CallState, str] = {CallState.EXT_RINGING: "extension", CallState.EXT_ANSWERED: "extension",
                                CallState.NUMBER_RINGING: "number", CallState.NUMBER_ANSWERED: "number"}
 
@@ -44,11 +49,21 @@ class _Write:
     pbx: str
     facts: dict[str, Any] | None         # a live call's facts; None once it ended
     record: dict[str, Any] | None        # the record (CDR at the end) for the webhooks
-    events: tuple[tuple[str, str | None], ...]   # (webhook event, its leg: ringing/answered's
-                                                 # "extension" or "number", else None)
+    events: tuple[tuple[str, str | None], ...]   # (event: state or a webhook's, its leg:
+                                                 # ringing/answered's "extension" or "number", else None)
 
 
 MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place: a few ms at most)
+
+
+def _view(call: Call) -> tuple[Any, ...]:
+    """What a live-calls view shows of a call: a ``state`` event is logged when it changes."""
+    transfer = call.transfers[-1] if call.transfers else None
+    park = call.parks[-1] if call.parks else None
+    return (call.state, call.unobserved_since is not None, len(call.transfers), transfer and transfer.answered,
+            len(call.parks), park and park.outcome, len(call.supervisors),
+            sum(s.time_started is not None for s in call.supervisors), call.recording_started_at is not None,
+            len(call.masks), bool(call.masks) and call.masks[-1].end is None)
 
 
 def _digest(facts: dict[str, Any]) -> int:
@@ -68,6 +83,7 @@ class CallReporter:
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._batch: list[_Write] = []                   # taken from the queue, being stored
         self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
+        self._shown: dict[str, tuple[Any, ...]] = {}     # call_id -> its view last logged (``_view``)
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
@@ -78,6 +94,10 @@ class CallReporter:
         """Log each step; store the call's facts if they changed since last queued, with the
         webhooks of its steps. Facts and record are each built once."""
         events: list[tuple[str, str | None]] = []
+        view = _view(call)
+        if self._shown.get(call.call_id) != view:
+            self._shown[call.call_id] = view
+            events.append((STATE, None))
         for step, state in steps:
             log.info("call %s: %s (ext %s -> %s)", call.call_id, state.value, call.ext, call.phone)
             event = _WEBHOOK_EVENTS.get(step)
@@ -98,6 +118,7 @@ class CallReporter:
         log.info("call %s: %s (ext %s -> %s) status=%s cause=%s%s", call.call_id, call.state.value, call.ext,
                  call.phone, record["status"], record["cause"], " unobserved" if call.ended_unobserved else "")
         self._written.pop(call.call_id, None)
+        self._shown.pop(call.call_id, None)
         self._ending[call.call_id] = record
         self._put(_Write(call.call_id, call.tenant, call.pbx, None, record,
                          tuple((event, None) for event in _END_EVENTS)))
@@ -178,14 +199,18 @@ class CallReporter:
             if write.record is None and last_of_call[write.call_id] != n:
                 continue                  # facts only, replaced by a later write of the call
             deliveries: list[Delivery] = []
+            logged: list[LogEvent] = []
             if write.record is not None:
                 link = self.recording_url(write.record) if self.recording_url and write.facts is None else ""
+                ext = write.record.get("extension")
                 for event, leg in write.events:
-                    payload = functools.partial(hook_payload, write.record, event, self.zone, leg=leg,
-                                                recording_url=link)
-                    deliveries += await self.webhooks.deliveries(write.tenant, event, payload)
+                    body = hook_body(event, hook_payload(write.record, event, self.zone, leg=leg, recording_url=link))
+                    logged.append(LogEvent(write.tenant, event, body.decode("utf-8"), ext, write.call_id))
+                    if event != STATE:
+                        deliveries += await self.webhooks.deliveries_of(write.tenant, event, write.call_id, body)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
-                                    write.record if write.facts is None else None, tuple(deliveries)))
+                                    write.record if write.facts is None else None, tuple(deliveries),
+                                    tuple(logged)))
         await self.storage.save_call_writes(writes)
         for write in batch:
             if write.facts is None:

@@ -3,6 +3,7 @@ allows), list by pages, remove (``/v1/event``); each answers STORE_UNAVAILABLE w
 does not."""
 from __future__ import annotations
 
+import builtins
 import secrets
 from typing import Any
 
@@ -46,3 +47,20 @@ class Subscriptions:
             removed = await self.storage.delete_hook(tenant, hook_id)
         if not removed:
             raise HookNotFound("no webhook with this id")
+
+    async def deliveries(self, tenant: str) -> builtins.list[dict[str, Any]]:
+        """Every hook of the tenant (oldest first) with its deliveries ``pending``,
+        ``delivered`` and ``dead`` still in the outbox and its ``last_error``."""
+        with store_needed():
+            hooks = await self.storage.list_hooks(tenant)
+            stats = await self.storage.hook_stats(tenant)
+        empty = {"pending": 0, "delivered": 0, "dead": 0, "last_error": None}
+        return [{**hook, **stats.get(hook["id"], empty)} for hook in hooks]
+
+    async def retry_dead(self, tenant: str, hook_id: str) -> int:
+        """Queue the hook's dead deliveries again; how many."""
+        with store_needed():
+            retried = await self.storage.retry_dead(tenant, hook_id)
+        if retried is None:
+            raise HookNotFound("no webhook with this id")
+        return retried

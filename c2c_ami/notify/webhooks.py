@@ -98,6 +98,13 @@ def verify(secret: str, timestamp_header: str | None, signature_header: str | No
     return hmac.compare_digest(expected.encode(), signature_header[len(SIGNATURE_PREFIX):].encode())
 
 
+def hook_body(event: str, payload: dict[str, Any]) -> bytes:
+    """A delivery's body: the payload and its ``event``, as compact UTF-8 JSON (the event
+    stream's ``data`` is the same text)."""
+    return json.dumps({**payload, "event": event}, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
 class WebhookNotifier:
     """Turns published events into outbox rows and delivers them in the background.
 
@@ -147,17 +154,18 @@ class WebhookNotifier:
                          payload: dict[str, Any] | Callable[[], dict[str, Any]]) -> list[Delivery]:
         """The outbox rows ``event`` makes: one per hook of ``tenant`` subscribed to it. The
         caller stores them (with the call's own facts, in one transaction), then ``wake``s
-        the worker. ``payload`` may be a function: it is built only if some hook wants it
-        (most calls of most tenants have none, and a payload is ~15 % of a call's CPU)."""
+        the worker. ``payload`` may be a function: it is built only if some hook wants it."""
         hooks = await self.storage.hooks_for(tenant, event)
         if not hooks:
             return []
         if callable(payload):
             payload = payload()
-        body = json.dumps({**payload, "event": event}, separators=(",", ":"),
-                          ensure_ascii=False, default=str).encode("utf-8")
-        call_id = str(payload.get("call_id") or "")
-        return [Delivery(hook["id"], call_id, event, body) for hook in hooks]
+        return [Delivery(hook["id"], str(payload.get("call_id") or ""), event, hook_body(event, payload))
+                for hook in hooks]
+
+    async def deliveries_of(self, tenant: str, event: str, call_id: str, body: bytes) -> list[Delivery]:
+        """The same, for a body already encoded (``hook_body``: the event log holds it too)."""
+        return [Delivery(hook["id"], call_id, event, body) for hook in await self.storage.hooks_for(tenant, event)]
 
     async def publish(self, tenant: str, event: str, payload: dict[str, Any]) -> int:
         """Queue ``event`` for every hook of ``tenant`` subscribed to it; returns how many."""

@@ -216,6 +216,7 @@ class PbxCheck:
 
     async def _dialplan(self, context: str, tenants: list[Tenant]) -> tuple[list[Finding], dict[str, str]]:
         tenant = tenants[0]
+        concerned = tuple(t.domain for t in tenants)
         number = example_number(tenant.default_region)
         where = f"extensions.conf [{context}]"
         dial = _dial_line(tenant)
@@ -225,9 +226,10 @@ class PbxCheck:
                 return [Finding("context_missing", f"the dialplan has no context {context!r} (tenant "
                                 f"{tenant.domain}'s context)", f"{where}; tenants[{self._index(tenant)}].context",
                                 f"[{context}] with exten => _X.,1,NoOp() then same => n,{dial}, "
-                                "or the tenant's context set to the one that has them")], {}
+                                "or the tenant's context set to the one that has them", tenants=concerned)], {}
             return [Finding("context_no_match", f"the context {context!r} has no extension matching a dialled "
-                            f"number such as {number}", where, f"exten => _X.,1,NoOp() ... same => n,{dial}")], {}
+                            f"number such as {number}", where, f"exten => _X.,1,NoOp() ... same => n,{dial}",
+                            tenants=concerned)], {}
         seen: dict[str, _Context] = {context: first}
         queue = [first]
         depth = 0
@@ -253,10 +255,10 @@ class PbxCheck:
         if dials:
             return [Finding("dial_without_trunk", f"the context {context!r} dials {dials[0]!r} without "
                             "${C2C_TRUNK}: the number would not go out through the hotline's trunk", where,
-                            f"same => n,{dial}")], apps
+                            f"same => n,{dial}", tenants=concerned)], apps
         return [Finding("context_no_dial", f"the context {context!r} never runs Dial with ${{C2C_TRUNK}}: the "
                         "agent's phone rings, but the number is never dialled", where,
-                        f"same => n,{dial}")], apps
+                        f"same => n,{dial}", tenants=concerned)], apps
 
     async def _show(self, context: str, exten: str | None) -> _Context | str:
         """The context's lines (for ``exten``), or Asterisk's error message."""
@@ -292,7 +294,8 @@ class PbxCheck:
                     found.append(Finding(
                         "trunk_missing", f"the trunk {trunk!r} of hotline {hotline} (tenant {tenant.domain}) is no "
                         f"{tech} {kind}", f"{conf}; tenants[{self._index(tenant)}].hotlines",
-                        f"[{trunk}] type={kind} ... in {conf}, or the hotline's trunk set to an existing {kind}"))
+                        f"[{trunk}] type={kind} ... in {conf}, or the hotline's trunk set to an existing {kind}",
+                        tenants=(tenant.domain,)))
         return found
 
     async def _endpoints(self) -> list[Finding]:
@@ -308,7 +311,8 @@ class PbxCheck:
                     "endpoint_missing", f"no device of the PBX matches tenant {tenant.domain}'s endpoint "
                     f"{tenant.endpoint!r} with an extension matching {tenant.extensions.pattern!r}",
                     f"{conf}; tenants[{self._index(tenant)}].endpoint",
-                    f"one per extension (e.g. {example}), or the tenant's endpoint and extensions set to match them"))
+                    f"one per extension (e.g. {example}), or the tenant's endpoint and extensions set to match them",
+                    tenants=(tenant.domain,)))
         return found
 
     def _index(self, tenant: Tenant) -> int:

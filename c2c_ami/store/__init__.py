@@ -1,13 +1,24 @@
 """Persistence behind one interface (``Storage``): SQLite (embedded, the default) or
 PostgreSQL, with the same schema and migrations."""
 from ..config import StorageConfig
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached, Storage, StorageError, StorageUnavailable
+from .base import (
+    COUNT_CAP,
+    MAX_PAGE,
+    CallWrite,
+    Delivery,
+    HookLimitReached,
+    LogEvent,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+)
 from .health import StoreHealth, keep_watch, store_needed
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from .sql import EVENTS_CHANNEL
 from .sqlite import SqliteStorage, migrate
 
-__all__ = ["COUNT_CAP", "MAX_PAGE", "CallWrite", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "HookLimitReached",
-           "Migration",
+__all__ = ["COUNT_CAP", "EVENTS_CHANNEL", "MAX_PAGE", "CallWrite", "MIGRATIONS", "SCHEMA_VERSION", "Delivery",
+           "HookLimitReached", "LogEvent", "Migration",
            "SqliteStorage", "Storage",
            "StorageError", "StorageUnavailable", "StoreHealth", "keep_watch", "migrate", "open_storage",
            "store_needed"]

@@ -299,6 +299,70 @@ MIGRATIONS: list[Migration] = [
     """, postgresql="""
         ALTER TABLE calls ADD COLUMN auto_answer_honoured BOOLEAN;
     """),
+    # The event log behind GET /v1/events/stream: each tenant's events in one durable order
+    # (``seq``, per tenant, allocated under the tenant's ``event_heads`` row lock, so rows
+    # commit in seq order and a reader never skips one), kept ``events.retention`` seconds;
+    # ``purged_seq`` says how far a tenant's log was purged (a resume from before it is told
+    # ``reset``). ``ext``: the extension an event is about (extension-scoped streams).
+    # ``agent_rows``: the agent monitor's last logged row per extension, so an agent change is
+    # logged once whichever instance sees it; ``leases``: which instance writes them.
+    Migration(12, sqlite="""
+        CREATE TABLE events (
+            tenant TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            ext TEXT,
+            call_id TEXT,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (tenant, seq)
+        );
+        CREATE INDEX events_created ON events (created_at);
+        CREATE TABLE event_heads (
+            tenant TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            purged_seq INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE agent_rows (
+            tenant TEXT NOT NULL,
+            ext TEXT NOT NULL,
+            row TEXT NOT NULL,
+            PRIMARY KEY (tenant, ext)
+        );
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            lease_until REAL NOT NULL
+        );
+    """, postgresql="""
+        CREATE TABLE events (
+            tenant TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            event TEXT NOT NULL,
+            ext TEXT,
+            call_id TEXT,
+            data TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (tenant, seq)
+        );
+        CREATE INDEX events_created ON events (created_at);
+        CREATE TABLE event_heads (
+            tenant TEXT PRIMARY KEY,
+            last_seq BIGINT NOT NULL,
+            purged_seq BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE agent_rows (
+            tenant TEXT NOT NULL,
+            ext TEXT NOT NULL,
+            row TEXT NOT NULL,
+            PRIMARY KEY (tenant, ext)
+        );
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            lease_until DOUBLE PRECISION NOT NULL
+        );
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -118,6 +118,12 @@ class PostgresStorage(SqlStorage):
         async with self._session() as db:
             await db.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
+    async def _notify_in(self, db: Any, channel: str, payload: str) -> None:
+        await db.execute("SELECT pg_notify(?, ?)", (channel, payload))     # sent at the commit
+
+    async def _announce(self, heads: Any) -> None:
+        """NOTIFY went with the commit (``_notify_in``)."""
+
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
         self._listeners.setdefault(channel, []).append(callback)
         await self._keep_listening(again=True)

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached
+from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached, LogEvent
 from .health import StoreHealth
 
 Row = dict[str, Any]
 HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
+EVENTS_CHANNEL = "c2c_events"     # NOTIFY "<last seq> <tenant>": the tenant's event log grew
 BUCKET_IDLE_SECONDS = 86400.0   # a rate bucket untouched this long is full again (any sane rate)
 
 
@@ -41,6 +42,7 @@ def _json(value: Any) -> str:
 class SqlStorage:
     backend = "sql"
     least = "LEAST"                   # the smaller of two values (SQLite: min)
+    greatest = "GREATEST"             # the larger of two values (SQLite: max)
     lock_row = ""                     # wait for a row's lock (PostgreSQL: FOR UPDATE)
     skip_locked_rows = ""             # pass over locked rows (PostgreSQL: FOR UPDATE SKIP LOCKED)
     order_tiebreak = "call_id"        # within one time_started: the backend's insertion order
@@ -230,6 +232,7 @@ class SqlStorage:
         """Store the writes in order, in one transaction: a live call's durable facts replace
         its last ones; a CDR replaces the live facts; each step's webhooks are queued with it."""
         now = time.time()
+        events = [event for write in writes for event in write.events]
         async with self._transaction() as db:
             for write in writes:
                 if write.record is not None and write.facts is None:
@@ -242,6 +245,8 @@ class SqlStorage:
                                      (write.call_id, write.tenant, write.pbx, _json(write.facts), now))
                 for delivery in write.deliveries:
                     await self._enqueue(db, delivery, now)
+            heads = await self._append_events(db, events, now)    # last: the tenants' rows stay locked briefly
+        await self._announce(heads)
 
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]:
         """The durable facts of every call still live (of one PBX), oldest first, each with
@@ -463,6 +468,119 @@ class SqlStorage:
             return bool(await db.fetch("SELECT 1 AS listed FROM blacklist WHERE tenant = ? AND phone = ?",
                                        (tenant, phone)))
 
+    # ---- the event log (GET /v1/events/stream) ---------------------------------------------
+    # Each tenant's events have their own sequence, allocated under the lock of the tenant's
+    # event_heads row (held to the commit), so a tenant's rows commit in seq order: a reader
+    # that has seen seq N and reads "seq > N" after a notification never skips a row. Tenants
+    # are locked in name order, so two writers never deadlock.
+    async def _append_events(self, db: Connection, events: Sequence[LogEvent], now: float) -> dict[str, int]:
+        """In a transaction: append ``events`` (in order) to their tenants' logs; returns each
+        tenant's new last seq, to announce once committed."""
+        by_tenant: dict[str, list[LogEvent]] = {}
+        for event in events:
+            by_tenant.setdefault(event.tenant, []).append(event)
+        heads: dict[str, int] = {}
+        for tenant in sorted(by_tenant):
+            batch = by_tenant[tenant]
+            rows = await db.fetch("INSERT INTO event_heads (tenant, last_seq) VALUES (?, ?) ON CONFLICT (tenant) "
+                                  "DO UPDATE SET last_seq = event_heads.last_seq + excluded.last_seq "
+                                  "RETURNING last_seq", (tenant, len(batch)))
+            last = int(rows[0]["last_seq"])
+            first = last - len(batch) + 1
+            for start in range(0, len(batch), _BATCH):
+                chunk = batch[start:start + _BATCH]
+                await db.execute("INSERT INTO events (tenant, seq, event, ext, call_id, data, created_at) VALUES "
+                                 + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                                 [v for n, e in enumerate(chunk, first + start)
+                                  for v in (tenant, n, e.event, e.ext, e.call_id, e.data, now)])
+            heads[tenant] = last
+            await self._notify_in(db, EVENTS_CHANNEL, f"{last} {tenant}")
+        return heads
+
+    async def _notify_in(self, db: Connection, channel: str, payload: str) -> None:
+        """Inside a transaction: tell the listeners once it commits (PostgreSQL: NOTIFY, which
+        is transactional; here: ``_announce`` after the commit, this process only)."""
+
+    async def _announce(self, heads: Mapping[str, int]) -> None:
+        """After the commit of ``_append_events``: the in-process notification (SQLite)."""
+        for tenant, last in heads.items():
+            await self.notify(EVENTS_CHANNEL, f"{last} {tenant}")
+
+    async def log_events(self, events: Sequence[LogEvent]) -> None:
+        """Append events to their tenants' logs, in one transaction."""
+        async with self._transaction() as db:
+            heads = await self._append_events(db, events, time.time())
+        await self._announce(heads)
+
+    async def read_events(self, cursors: Mapping[str, int], limit: int) -> list[dict[str, Any]]:
+        """The events after each tenant's cursor (``{tenant: last seq seen}``), by tenant and
+        seq, at most ``limit``: one statement for every tenant an instance streams."""
+        if not cursors:
+            return []
+        where = " OR ".join(["(tenant = ? AND seq > ?)"] * len(cursors))
+        args: list[Any] = [v for tenant, seq in cursors.items() for v in (tenant, int(seq))]
+        async with self._session() as db:
+            return await db.fetch(f"SELECT tenant, seq, event, ext, call_id, data FROM events WHERE {where} "
+                                  "ORDER BY tenant, seq LIMIT ?", [*args, int(limit)])
+
+    async def events_after(self, tenant: str, seq: int, limit: int) -> list[dict[str, Any]]:
+        """The tenant's events after ``seq``, oldest first, at most ``limit`` (a resume)."""
+        async with self._session() as db:
+            return await db.fetch("SELECT tenant, seq, event, ext, call_id, data FROM events "
+                                  "WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?", (tenant, int(seq), int(limit)))
+
+    async def event_head(self, tenant: str) -> tuple[int, int]:
+        """(the tenant's last seq, the last seq purged): 0, 0 for a log never written."""
+        async with self._session() as db:
+            rows = await db.fetch("SELECT last_seq, purged_seq FROM event_heads WHERE tenant = ?", (tenant,))
+        return (int(rows[0]["last_seq"]), int(rows[0]["purged_seq"])) if rows else (0, 0)
+
+    async def purge_events(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` events written before ``before`` (oldest first) and note, per
+        tenant, the last seq purged; returns how many."""
+        async with self._transaction() as db:
+            rows = await db.fetch("DELETE FROM events WHERE (tenant, seq) IN (SELECT tenant, seq FROM events "
+                                  "WHERE created_at < ? ORDER BY created_at LIMIT ?) RETURNING tenant, seq",
+                                  (before, int(limit)))
+            purged: dict[str, int] = {}
+            for row in rows:
+                purged[row["tenant"]] = max(purged.get(row["tenant"], 0), int(row["seq"]))
+            for tenant in sorted(purged):
+                await db.execute(f"UPDATE event_heads SET purged_seq = {self.greatest}(purged_seq, ?) "
+                                 "WHERE tenant = ?", (purged[tenant], tenant))
+        return len(rows)
+
+    async def log_agent_rows(self, tenant: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+        """The agent monitor's rows ``(ext, row JSON)``: each one that differs from the row last
+        logged for its extension is stored and appended to the tenant's log as an ``agent``
+        event, in one transaction (so whichever instance logs a change, it is logged once);
+        returns the extensions logged."""
+        logged: list[str] = []
+        now = time.time()
+        async with self._transaction() as db:
+            for ext, row in rows:
+                changed = await db.fetch("INSERT INTO agent_rows (tenant, ext, row) VALUES (?, ?, ?) "
+                                         "ON CONFLICT (tenant, ext) DO UPDATE SET row = excluded.row "
+                                         "WHERE agent_rows.row <> excluded.row RETURNING ext", (tenant, ext, row))
+                if changed:
+                    logged.append(ext)
+            heads = await self._append_events(
+                db, [LogEvent(tenant, "agent", row, ext) for ext, row in rows if ext in logged], now)
+        await self._announce(heads)
+        return logged
+
+    async def take_lease(self, name: str, owner: str, until: float) -> bool:
+        """Hold the lease ``name`` until ``until`` if it is free, expired or already
+        ``owner``'s; whether ``owner`` holds it now."""
+        now = time.time()
+        async with self._session() as db:
+            rows = await db.fetch("INSERT INTO leases (name, owner, lease_until) VALUES (?, ?, ?) "
+                                  "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                                  "lease_until = excluded.lease_until "
+                                  "WHERE leases.owner = excluded.owner OR leases.lease_until < ? RETURNING owner",
+                                  (name, owner, until, now))
+        return bool(rows)
+
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,
                        max_hooks: int | None = None, api_key: str | None = None) -> dict[str, Any]:
@@ -658,6 +776,37 @@ class SqlStorage:
             for row in await db.fetch("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state"):
                 counts[row["state"]] = int(row["n"])
         return counts
+
+    async def hook_stats(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """Per hook of the tenant: its deliveries ``pending``, ``delivered`` and ``dead`` (those
+        still in the outbox: finished ones are purged after ``webhooks.retention_days``), and
+        the error of the latest delivery that failed an attempt (``last_error``, None if none)."""
+        async with self._read_session() as db:
+            counts = await db.fetch("SELECT o.hook_id, o.state, COUNT(*) AS n FROM outbox o JOIN hooks h "
+                                    "ON h.id = o.hook_id WHERE h.tenant = ? GROUP BY o.hook_id, o.state", (tenant,))
+            errors = await db.fetch(
+                "SELECT hook_id, last_error FROM outbox WHERE id IN (SELECT MAX(e.id) FROM outbox e JOIN hooks h "
+                "ON h.id = e.hook_id WHERE h.tenant = ? AND e.last_error IS NOT NULL GROUP BY e.hook_id)", (tenant,))
+        stats: dict[str, dict[str, Any]] = {}
+        for row in counts:
+            entry = stats.setdefault(row["hook_id"], {"pending": 0, "delivered": 0, "dead": 0, "last_error": None})
+            entry[row["state"]] = int(row["n"])
+        for row in errors:
+            entry = stats.setdefault(row["hook_id"], {"pending": 0, "delivered": 0, "dead": 0})
+            entry["last_error"] = row["last_error"]
+        return stats
+
+    async def retry_dead(self, tenant: str, hook_id: str) -> int | None:
+        """Queue the hook's dead deliveries again (due now, attempts from zero); how many,
+        None if the tenant has no such hook."""
+        now = time.time()
+        async with self._transaction() as db:
+            if not await db.fetch("SELECT 1 AS found FROM hooks WHERE tenant = ? AND id = ?", (tenant, hook_id)):
+                return None
+            rows = await db.fetch("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                                  "claimed_until = 0, finished_at = NULL WHERE hook_id = ? AND state = 'dead' "
+                                  "RETURNING id", (now, hook_id))
+        return len(rows)
 
     async def pending_by_tenant(self) -> dict[str, int]:
         """Undelivered deliveries per tenant (for ``/metrics``): a read of every pending row,

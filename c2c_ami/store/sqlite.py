@@ -76,6 +76,7 @@ class SqliteStorage(SqlStorage):
     """``path`` may be ``:memory:``."""
     backend = "sqlite"
     least = "min"
+    greatest = "max"
     order_tiebreak = "rowid"     # ON CONFLICT ... DO UPDATE keeps a row's rowid
     hook_order = "created_at, rowid"
 

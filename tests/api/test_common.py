@@ -1,5 +1,6 @@
 """What every handler shares: who is calling. Failed authentication costs, whatever the
-credential: static tokens, issued tokens, the metrics token and api keys share one limit of
+credential: static tokens, issued tokens, the metrics token, api keys and the event stream's
+``?token=`` share one limit of
 failures per client address, checked before anything is compared."""
 import pytest
 
@@ -49,7 +50,12 @@ async def _wrong_api_key(client):
     return await client.post("/v1/auth/token", json={"api_key": "an-api-key-guess-000001"})
 
 
-@pytest.mark.parametrize("guess", [_wrong_static, _wrong_issued, _wrong_metrics, _wrong_api_key])
+async def _wrong_stream_token(client):
+    return await client.get("/v1/events/stream", params={"token": "a-stream-token-guess-01"})
+
+
+@pytest.mark.parametrize("guess", [_wrong_static, _wrong_issued, _wrong_metrics, _wrong_api_key,
+                                   _wrong_stream_token])
 async def test_every_kind_of_wrong_credential_spends_the_addresses_failures(keyed_gateway, fake_ami, guess):
     client = await keyed_gateway(LIMITED, metrics={"token": METRICS_TOKEN})
     for _ in range(3):

@@ -32,7 +32,7 @@ async def test_preflight_from_a_listed_origin_is_204_without_auth(make_gateway, 
     assert resp.status == 204
     assert cors_headers(resp) == {
         "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, POST, DELETE",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, Last-Event-ID",
         "Access-Control-Max-Age": "600"}
     assert resp.headers["Vary"] == "Origin"
     assert fake_ami.actions_named("Originate") == []

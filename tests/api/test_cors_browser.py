@@ -11,7 +11,6 @@ chromium cannot start, these tests fail, they are never skipped.
 """
 import asyncio
 import json
-import os
 
 import pytest
 from aiohttp import web
@@ -19,9 +18,6 @@ from aiohttp import web
 from tests.fixtures_gateway import TOKEN
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>CRM</title></head><body>
@@ -38,28 +34,6 @@ fetch(api + "/v1/click2call/async?ext=101&phone=0899098899", {headers: {Authoriz
   .catch((e) => show({error: e.name, message: String(e.message)}));
 </script></body></html>
 """.replace("%TOKEN%", TOKEN)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless chromium for the module; a failure to start fails the tests."""
-    os.environ.setdefault("SE_OFFLINE", "true")     # Selenium Manager: never download anything
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    except Exception as exc:    # noqa: BLE001 - any failure to start is the test environment's
-        pytest.fail(f"chromium did not start ({CHROMIUM}, {CHROMEDRIVER}; scripts/setup installs "
-                    f"Debian's chromium and chromium-driver): {exc}", pytrace=False)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture

@@ -126,6 +126,8 @@ async def test_an_outage_is_said_by_readyz_and_every_request_that_needs_the_stor
         client.get("/v1/event", headers=AUTH), client.post("/v1/event", json={"url": "http://127.0.0.1:9/x"},
                                                            headers=AUTH),
         client.delete(f"/v1/event/{hook['id']}", headers=AUTH),
+        client.get("/v1/event/deliveries", headers=AUTH), client.post(f"/v1/event/{hook['id']}/retry", headers=AUTH),
+        client.get("/v1/events/stream", headers=AUTH),
         client.get("/v1/click2call", params={"ext": "101", "phone": "0899"}, headers=AUTH),
         client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899"}, headers=AUTH),
         client.post("/v2/click2call", json={"id": "KH1", "mobile": "0899", "agent": "101"}, headers=AUTH),

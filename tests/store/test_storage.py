@@ -803,3 +803,94 @@ async def test_blacklist_takes_a_thousand_numbers_in_one_request(store):
     assert len(await store.add_blacklisted("acme", entries)) == 1200
     assert (await store.list_blacklisted("acme", limit=1, offset=0))[1] == 1200
     assert len(await store.remove_blacklisted("acme", [e[0] for e in entries[:700]])) == 700
+
+
+# ---- the event log (GET /v1/events/stream) ------------------------------------------------------
+
+def log_event(tenant, n, ext="101"):
+    from c2c_ami.store import LogEvent
+    return LogEvent(tenant, "state", f'{{"n":{n}}}', ext, f"call-{n}")
+
+
+async def test_each_tenant_log_has_its_own_gapless_sequence(store):
+    notified = []
+    from c2c_ami.store import EVENTS_CHANNEL
+    await store.listen(EVENTS_CHANNEL, notified.append)
+    await store.log_events([log_event("acme", 1), log_event("other", 1), log_event("acme", 2)])
+    await store.log_events([log_event("acme", 3)])
+    rows = await store.events_after("acme", 0, 10)
+    assert [(r["seq"], r["data"], r["ext"], r["call_id"]) for r in rows] == [
+        (1, '{"n":1}', "101", "call-1"), (2, '{"n":2}', "101", "call-2"), (3, '{"n":3}', "101", "call-3")]
+    assert [r["seq"] for r in await store.events_after("other", 0, 10)] == [1]
+    assert await store.event_head("acme") == (3, 0) and await store.event_head("nobody") == (0, 0)
+    for _ in range(50):                          # PostgreSQL's NOTIFY comes back over its own connection
+        if len(notified) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    assert set(notified) >= {"2 acme", "1 other", "3 acme"}
+
+
+async def test_one_read_serves_every_tenant_after_its_cursor(store):
+    await store.log_events([log_event("acme", n) for n in range(1, 6)] + [log_event("other", n) for n in range(1, 4)])
+    rows = await store.read_events({"acme": 3, "other": 1, "absent": 0}, 100)
+    assert [(r["tenant"], r["seq"]) for r in rows] == [("acme", 4), ("acme", 5), ("other", 2), ("other", 3)]
+    assert len(await store.read_events({"acme": 0, "other": 0}, 3)) == 3
+    assert await store.read_events({}, 10) == []
+
+
+async def test_the_events_of_a_call_write_commit_with_it(store):
+    from c2c_ami.store import CallWrite
+    await store.save_call_writes([CallWrite("c1", "acme", "default", {"call_id": "c1", "tenant": "acme"},
+                                            events=(log_event("acme", 1), log_event("acme", 2)))])
+    assert [r["seq"] for r in await store.events_after("acme", 0, 10)] == [1, 2]
+    with pytest.raises(ValueError):           # a bad write rolls its events back too: no seq is lost
+        await store.save_call_writes([CallWrite("c2", "acme", "default", None, {"call_id": "c2"},
+                                                events=(log_event("acme", 3),))])
+    assert await store.event_head("acme") == (2, 0)
+    await store.log_events([log_event("acme", 4)])
+    assert [r["seq"] for r in await store.events_after("acme", 0, 10)] == [1, 2, 3]
+
+
+async def test_purging_notes_how_far_each_log_went(store):
+    await store.log_events([log_event("acme", n) for n in range(1, 4)] + [log_event("other", 1)])
+    assert await store.purge_events(time.time() + 1, 2) == 2
+    assert await store.purge_events(time.time() + 1, 100) == 2
+    assert await store.event_head("acme") == (3, 3) and await store.event_head("other") == (1, 1)
+    await store.log_events([log_event("acme", 4)])
+    assert [r["seq"] for r in await store.events_after("acme", 0, 10)] == [4]
+    assert await store.purge_events(time.time() - 3600, 100) == 0
+
+
+async def test_agent_rows_are_logged_once_per_change(store):
+    assert await store.log_agent_rows("acme", [("101", '{"s":"IDLE"}'), ("102", '{"s":"IDLE"}')]) == ["101", "102"]
+    assert await store.log_agent_rows("acme", [("101", '{"s":"IDLE"}'), ("102", '{"s":"RINGING"}')]) == ["102"]
+    assert await store.log_agent_rows("acme", [("101", '{"s":"IDLE"}')]) == []        # another writer, same view
+    rows = await store.events_after("acme", 0, 10)
+    assert [(r["event"], r["ext"], r["data"]) for r in rows] == [
+        ("agent", "101", '{"s":"IDLE"}'), ("agent", "102", '{"s":"IDLE"}'), ("agent", "102", '{"s":"RINGING"}')]
+
+
+async def test_a_lease_has_one_holder_until_it_lapses(store):
+    now = time.time()
+    assert await store.take_lease("agents:default", "a", now + 10)
+    assert not await store.take_lease("agents:default", "b", now + 10)
+    assert await store.take_lease("agents:default", "a", now + 20)        # renewed
+    assert await store.take_lease("agents:other", "b", now + 10)
+    assert await store.take_lease("agents:default", "a", now - 1)         # lapses...
+    assert await store.take_lease("agents:default", "b", now + 10)        # ...and another takes it
+
+
+async def test_hook_stats_and_retrying_dead_deliveries(store):
+    hook = await store.add_hook("acme", "https://crm.example/hook", [], "secret")
+    other = await store.add_hook("other", "https://other.example/hook", [], "secret")
+    ids = [await store.enqueue(hook["id"], f"call-{n}", "cdr", b"{}") for n in range(3)]
+    await store.enqueue(other["id"], "call-x", "cdr", b"{}")
+    await store.mark_delivered(ids[0])
+    await store.mark_retry(ids[1], 1, time.time() + 60, "HTTP 500")
+    await store.mark_dead(ids[2], "HTTP 404")
+    stats = await store.hook_stats("acme")
+    assert stats == {hook["id"]: {"pending": 1, "delivered": 1, "dead": 1, "last_error": "HTTP 404"}}
+    assert await store.retry_dead("other", hook["id"]) is None          # not the other tenant's
+    assert await store.retry_dead("acme", hook["id"]) == 1
+    assert (await store.hook_stats("acme"))[hook["id"]]["dead"] == 0
+    assert ids[2] in [r["id"] for r in await store.due_heads(time.time() + 1, per_hook=10, per_tenant=10)]
