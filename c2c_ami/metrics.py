@@ -30,6 +30,8 @@ class Metrics:
                             registry=self.registry)
         self.ami_state = Gauge("c2c_ami_state", "AMI link state (1 for the current one)", ["pbx", "state"],
                                registry=self.registry)
+        self._amis: dict[str, AmiClient] = {}
+        self.registry.register(_AmiEventsCollector(self._amis))
         self.ami_reconnects = Gauge("c2c_ami_reconnect_attempts", "AMI reconnect attempts since start", ["pbx"],
                                     registry=self.registry)
 
@@ -38,6 +40,7 @@ class Metrics:
         self.calls_in_flight.labels(pbx).set_function(lambda: len(calls.live(pbx=pbx)))
         self.ami_up.labels(pbx).set_function(lambda: 1.0 if ami.ready else 0.0)
         self.ami_reconnects.labels(pbx).set_function(lambda: float(ami.reconnects))
+        self._amis[pbx] = ami
 
         def is_current(state: AmiState) -> Callable[[], float]:
             return lambda: 1.0 if ami.state is state else 0.0
@@ -74,3 +77,20 @@ class _WebhookCollector:
         for tenant, count in sorted(self.notifier.pending_by_tenant.items()):
             pending.add_metric([tenant], count)
         yield pending
+
+
+class _AmiEventsCollector:
+    """Events each PBX's Asterisk sent, read at scrape time (a counter the link keeps)."""
+
+    def __init__(self, amis: dict[str, AmiClient]) -> None:
+        self.amis = amis
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        events = CounterMetricFamily("c2c_ami_events_received", "AMI events the PBX sent, kept or not "
+                                     "(what its event mask and filters let through)", labels=["pbx"])
+        for pbx, ami in sorted(self.amis.items()):
+            events.add_metric([pbx], ami.events_received)
+        yield events

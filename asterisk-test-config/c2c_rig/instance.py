@@ -17,6 +17,7 @@ import wave
 from .ami import Ami
 from .errors import RigError
 from .plan import (
+    AMI_READ_ALL_USER,
     AMI_SECRET,
     AMI_USER,
     DEFAULT_DRIVER,
@@ -209,8 +210,13 @@ class Rig:
 
     @property
     def ami(self):
-        """What the gateway needs to connect to AMI."""
+        """What the gateway needs to connect to AMI (its user: read = call,system)."""
         return {"host": "127.0.0.1", "port": self.ports.ami, "username": AMI_USER, "secret": AMI_SECRET}
+
+    @property
+    def ami_read_all(self):
+        """The same, as the user with read = all."""
+        return {**self.ami, "username": AMI_READ_ALL_USER}
 
     def info(self):
         return {"name": self.name, "offset": self.offset, "dir": self.dir, "ami": self.ami,

@@ -99,6 +99,7 @@ class AmiClient:
         self._event_handlers: tuple[EventHandler, ...] = ()
         self.state = AmiState.DISCONNECTED
         self.reconnects = 0
+        self._events_before = 0       # events received by the sessions that ended
         self.last_error: str | None = None
         self._session: AmiSession | None = None
         self._inflight: set[asyncio.Future] = set()
@@ -113,6 +114,12 @@ class AmiClient:
     @property
     def ready(self) -> bool:
         return self.state is AmiState.READY
+
+    @property
+    def events_received(self) -> int:
+        """Events Asterisk sent since start (all sessions), kept or not: what the link costs."""
+        session = self._session
+        return self._events_before + (session.events_received if session is not None else 0)
 
     def subscribe(self, handler: EventHandler) -> None:
         """``handler`` gets every event, synchronously, in the order Asterisk sent them; it
@@ -285,6 +292,7 @@ class AmiClient:
         was_ready = self.ready
         session, self._session = self._session, None
         if session is not None:
+            self._events_before += session.events_received
             session.close()
             if not session.lost.done():
                 session.lost.set_result(None)

@@ -50,6 +50,7 @@ class AmiProtocol(AMIProtocol):
         for block in blocks:
             block = block.strip()
             if dispatch is not None and block.startswith("Event: "):
+                factory.events_received += 1
                 event = parse_event_fast(block)
                 if not (_answers_pending_action(event, responses) or _is_shutdown(event)):
                     dispatch(event)
@@ -80,6 +81,7 @@ class AmiSession(Manager):
         super().__init__(**config)
         self.lost: asyncio.Future[Any] = self.loop.create_future()
         self._on_event = on_event
+        self.events_received = 0      # every event block Asterisk sent this session
 
     def connection_made(self, f: asyncio.Future) -> None:
         if f.cancelled() or f.exception() is not None:

@@ -21,6 +21,7 @@ class _Session:
     forgetable_actions = ("originate", "getvar")
 
     def __init__(self):
+        self.events_received = 0
         self.events = []
         self.lost = []
         self.awaiting_actions = []
