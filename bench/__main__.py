@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drivers", default="pjsip,chan_sip", help="item 5: the rig's drivers")
     parser.add_argument("--reads", default="call,system;all", help="item 5: the AMI users' read= (';'-separated)")
     parser.add_argument("--stores", default="sqlite,postgresql", help="item 5: the gateway's stores")
+    parser.add_argument("--profile", default=None, help="item 5: py-spy each gateway into this directory")
     args = parser.parse_args(argv)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[part] = (percall.run(wd, calls=args.calls, repeat=args.repeat,
                                                  drivers=tuple(args.drivers.split(",")),
                                                  reads=tuple(args.reads.split(";")),
-                                                 stores=tuple(args.stores.split(",")))
+                                                 stores=tuple(args.stores.split(",")),
+                                                 profile=args.profile)
                                      if args.rig else {"skipped": "needs --rig (the real Asterisk rig)"})
                 else:
                     raise ValueError(f"unknown part {part!r}")

@@ -20,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import signal
 import statistics
+import subprocess
 import time
 from typing import Any
 
 import aiohttp
 
-from .common import TOKEN, Processes, free_port, gateway_yaml, start_gateway, tree_cpu_seconds, wait_ready
+from .common import PYTHON, TOKEN, Processes, free_port, gateway_yaml, start_gateway, tree_cpu_seconds, wait_ready
 from .latency_bench import rig_module
 
 DRIVERS = ("pjsip", "chan_sip")
@@ -103,8 +106,27 @@ async def _wave(http: aiohttp.ClientSession, base: str, byes: _Byes, tag: str,
     return call_ids, failures
 
 
+def _spy(pid: int, out: str) -> subprocess.Popen | None:
+    """py-spy (a developer tool: ``pip install py-spy``) recording ``pid`` until stopped."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(PYTHON), "py-spy")
+    if not os.path.exists(spy):
+        raise RuntimeError("--profile needs py-spy (pip install py-spy into the venv)")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_spy(spy: subprocess.Popen | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)      # py-spy writes its file on SIGINT
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+
+
 async def _measure(rig: Any, workdir: str, name: str, *, read: str, storage_url: str | None,
-                   pg_pid: int | None, calls: int) -> dict:
+                   pg_pid: int | None, calls: int, profile: str | None = None) -> dict:
     ami = rig.ami if read == "call,system" else rig.ami_read_all
     with Processes(workdir) as procs:
         port = free_port()
@@ -129,6 +151,7 @@ async def _measure(rig: Any, workdir: str, name: str, *, read: str, storage_url:
             loadavg = os.getloadavg()[0]
             call_ids: list[str] = []
             failures: list[str] = warm_failures
+            spy = _spy(gateway.pid, os.path.join(profile, f"{name}.collapsed")) if profile else None
             started = time.monotonic()
             for wave in range(-(-calls // WAVE)):
                 if wave:
@@ -139,6 +162,7 @@ async def _measure(rig: Any, workdir: str, name: str, *, read: str, storage_url:
                 failures += failed
             await asyncio.sleep(TAIL_SECONDS)
             end, wall = _cpu(pids), time.monotonic() - started
+            _stop_spy(spy)
             events = await _events_received(http, base) - events_before
             statuses: dict[str, int] = {}
             for call_id in call_ids + warm:
@@ -176,7 +200,9 @@ def _median_of(runs: list[dict]) -> dict:
 
 
 def run(workdir: str, *, calls: int = 150, repeat: int = 1, drivers: tuple[str, ...] = DRIVERS,
-        reads: tuple[str, ...] = READS, stores: tuple[str, ...] = STORES) -> dict:
+        reads: tuple[str, ...] = READS, stores: tuple[str, ...] = STORES, profile: str | None = None) -> dict:
+    """``profile``: a directory where py-spy's record of each gateway (collapsed stacks) is
+    written (the CPU figures then include py-spy's sampling: use them for the profile only)."""
     rig_pkg = rig_module()
     if rig_pkg is None:
         return {"skipped": "the c2c_rig package is not installed (pip install -e ./asterisk-test-config)"}
@@ -201,7 +227,7 @@ def run(workdir: str, *, calls: int = 150, repeat: int = 1, drivers: tuple[str, 
                             runs.setdefault(name, []).append(asyncio.run(_measure(
                                 rig, workdir, name, read=read, storage_url=url,
                                 pg_pid=pg.proc.pid if pg is not None and pg.proc is not None else None,
-                                calls=calls)))
+                                calls=calls, profile=profile)))
                 for name, each in runs.items():
                     out["settings"][name] = {"driver": driver, "asterisk": rig.asterisk.get("version"),
                                              **_median_of(each)}

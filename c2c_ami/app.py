@@ -139,7 +139,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
     membership = Membership(app[STORAGE], registry, reconciler, instance_id, config.cluster.lease_seconds,
                             sole_owner=sole_owner)
     for name, ami in amis.items():
-        ami.subscribe(events[name])
+        ami.subscribe(events[name], CallEvents.EVENTS)
         ami.on_down(functools.partial(reconciler.link_lost, name))
         ami.on_ready(functools.partial(reconciler.link_ready, name))
         app[METRICS].watch(name, ami, registry)

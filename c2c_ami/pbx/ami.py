@@ -26,7 +26,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from panoramisk.actions import Action
@@ -35,6 +35,7 @@ from panoramisk.message import Message
 from ..calls.pbx_port import PbxError, PbxLinkDown, PbxRefused, PbxTimeout
 from ..config import AmiConfig
 from ..waits import wait_set
+from .event_classes import event_mask
 from .parser import AmiEvent
 from .protocol import AmiProtocol, AmiSession, EventHandler
 
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 
 # Every action we send is "forgetable": panoramisk must never replay one after a reconnect.
 _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
-                 "command", "coreshowchannels")
+                 "command", "coreshowchannels", "events")
+# Events the link itself reads: FullyBooted (ready), Shutdown (panoramisk closes the session).
+_OWN_EVENTS = ("FullyBooted", "Shutdown")
+EVERY_EVENT = "*"
 
 
 # A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
@@ -91,12 +95,16 @@ def check_safe(headers: dict[str, Any]) -> None:
 class AmiClient:
     """Owns the AMI link for the app's lifetime; ``send`` works only while ``ready``.
 
-    Construct it, ``subscribe`` the event consumers, then ``start`` it."""
+    Construct it, ``subscribe`` the event consumers, then ``start`` it. Asterisk is asked
+    for the event classes the subscribers' events belong to (``event_classes.py``), and of
+    what it sends, only the events a subscriber reads are parsed; the rest are counted and
+    dropped unread (``protocol.py``)."""
 
     def __init__(self, config: AmiConfig, name: str = "default") -> None:
         self.config = config
         self.name = name          # the PBX's, for logs
         self._event_handlers: tuple[EventHandler, ...] = ()
+        self._wanted: set[str] | None = set(_OWN_EVENTS)   # None: every event
         self.state = AmiState.DISCONNECTED
         self.reconnects = 0
         self._events_before = 0       # events received by the sessions that ended
@@ -109,6 +117,7 @@ class AmiClient:
         self._ready_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[AmiState], None]] = []
         self._ready_event = asyncio.Event()
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -121,10 +130,39 @@ class AmiClient:
         session = self._session
         return self._events_before + (session.events_received if session is not None else 0)
 
-    def subscribe(self, handler: EventHandler) -> None:
-        """``handler`` gets every event, synchronously, in the order Asterisk sent them; it
-        runs inside the socket read and must not block (it may spawn tasks)."""
+    def subscribe(self, handler: EventHandler, events: Iterable[str] | str) -> None:
+        """``handler`` gets the events named in ``events`` (exactly as Asterisk spells them;
+        ``"*"``: every event), synchronously, in the order Asterisk sent them; it runs inside
+        the socket read and must not block (it may spawn tasks). It may get other events too
+        (another subscriber's): it ignores what it does not read. The names decide what the
+        link asks Asterisk for and parses, so a subscriber must name every event it reads."""
         self._event_handlers = (*self._event_handlers, handler)
+        if events == EVERY_EVENT or self._wanted is None:
+            self._wanted = None
+        elif isinstance(events, str):
+            raise TypeError("events: an iterable of event names, or '*'")
+        else:
+            self._wanted.update(events)
+        session = self._session
+        if session is not None:        # subscribed while connected: widen at once
+            session.wanted = self.wanted_events
+            if self.ready and session.events_mask != self.event_mask:
+                session.events_mask = self.event_mask
+                asyncio.get_running_loop().create_task(self._widen_mask(session.events_mask))
+
+    @property
+    def wanted_events(self) -> frozenset[str] | None:
+        """The event names some subscriber reads (None: every event)."""
+        return None if self._wanted is None else frozenset(self._wanted)
+
+    @property
+    def event_mask(self) -> str:
+        """The event classes asked of Asterisk at login: those of the events read."""
+        return event_mask(self._wanted)
+
+    async def _widen_mask(self, mask: str) -> None:
+        with contextlib.suppress(AmiError):
+            await self.send({"Action": "Events", "EventMask": mask})
 
     def on_down(self, callback: Callable[[], None]) -> None:
         """Called (synchronously) each time a ready link is lost."""
@@ -150,9 +188,13 @@ class AmiClient:
         if self.ready:
             with contextlib.suppress(AmiError):
                 await self.send({"Action": "Logoff"}, timeout=1.0)
-        self._supervisor.cancel()
+        self._closing = True
+        supervisor = self._supervisor
+        while not supervisor.done():      # Python 3.11's wait_for can swallow a cancel: insist
+            supervisor.cancel()
+            await asyncio.wait({supervisor}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError):
-            await self._supervisor
+            await supervisor
         self._supervisor = None
 
     # -- actions -----------------------------------------------------------------------------
@@ -202,7 +244,7 @@ class AmiClient:
     # -- supervision -------------------------------------------------------------------------
     async def _supervise(self) -> None:
         delay = self.config.reconnect_min
-        while True:
+        while not self._closing:
             was_ready = False
             try:
                 was_ready = await self._run_session()
@@ -236,10 +278,12 @@ class AmiClient:
         loop = asyncio.get_running_loop()
         self._set_state(AmiState.CONNECTING)
         self._booted = asyncio.Event()
+        mask = self.event_mask
         session = AmiSession(self._route, loop=loop, host=cfg.host, port=cfg.port,
-                             username=cfg.username, secret=cfg.secret, events="on",
+                             username=cfg.username, secret=cfg.secret, events=mask,
                              encoding="utf-8", protocol_factory=AmiProtocol, ping_delay=10**6,
                              forgetable_actions=_NEVER_REPLAY, log=log)
+        session.wanted, session.events_mask = self.wanted_events, mask
         self._session = session
         await asyncio.wait_for(session.connect(), cfg.connect_timeout)
         login = session.authenticated_future
