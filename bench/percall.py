@@ -111,7 +111,7 @@ def _spy(pid: int, out: str) -> subprocess.Popen | None:
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(PYTHON), "py-spy")
     if not os.path.exists(spy):
         raise RuntimeError("--profile needs py-spy (pip install py-spy into the venv)")
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
                              "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

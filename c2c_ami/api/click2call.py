@@ -15,8 +15,9 @@ from .. import patterns
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import Principal
 from ..calls.requests import ClickToCallRequest
+from ..calls.shared_guards import Charge
 from ..errors import C2CError, CallFailed, Forbidden, InvalidParams
-from .common import body_of, principal_of, query_of, success
+from .common import body_of, charged, principal_and_charge, query_of, success
 from .errors import ClientGone, failure_response
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
 
@@ -79,19 +80,21 @@ async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> 
 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
-    principal = await principal_of(request)
-    call_request = parse_click_to_call(query_of(request))
-    return success(call_id=await _place(request, principal, call_request, wait=wait))
+    principal, charge = await principal_and_charge(request)
+    async with charged(charge):
+        call_request = parse_click_to_call(query_of(request))
+        return success(call_id=await _place(request, principal, call_request, wait=wait, charge=charge))
 
 
 async def _click2call_v2(request: web.Request) -> str:
-    principal = await principal_of(request)
-    call_request = parse_click_to_call_v2(await body_of(request))
-    return await _place(request, principal, call_request, wait=False)
+    principal, charge = await principal_and_charge(request)
+    async with charged(charge):
+        call_request = parse_click_to_call_v2(await body_of(request))
+        return await _place(request, principal, call_request, wait=False, charge=charge)
 
 
 async def _place(request: web.Request, principal: Principal, call_request: ClickToCallRequest, *,
-                 wait: bool) -> str:
+                 wait: bool, charge: Charge | None = None) -> str:
     """The one path of every click-to-call: the token's extension, the Idempotency-Key, the
     service (its guards, the PBX)."""
     if principal.ext is not None and call_request.ext != principal.ext:
@@ -99,5 +102,6 @@ async def _place(request: web.Request, principal: Principal, call_request: Click
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = checked("Idempotency-Key", key, patterns.IDEMPOTENCY_KEY)
-    return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key)
+    return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key,
+                                            charge=charge)
 

@@ -3,6 +3,8 @@ the answer's envelope."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import tzinfo
 from typing import Any
 
@@ -11,6 +13,7 @@ from aiohttp import web
 from .. import patterns
 from ..app_keys import AUTH, CONFIG, RATE_LIMITER
 from ..auth import Principal
+from ..calls.shared_guards import Charge, SharedRateLimiter
 from ..carrier import zone
 from ..errors import InvalidParams
 from .errors import ClientGone
@@ -23,6 +26,31 @@ async def principal_of(request: web.Request) -> Principal:
     principal = request.app[AUTH].authenticate(authorization_of(request))
     await request.app[RATE_LIMITER].admit(principal.tenant.domain, principal.token_key.hex())
     return principal
+
+
+async def principal_and_charge(request: web.Request) -> tuple[Principal, Charge | None]:
+    """``principal_of`` for a click: with a limit shared in the store, the request's token is
+    not taken now but with the click's claim (one round trip less), or at the end
+    (``charged``); RATE_LIMITED all the same."""
+    limiter = request.app[RATE_LIMITER]
+    if not isinstance(limiter, SharedRateLimiter):
+        return await principal_of(request), None
+    principal = request.app[AUTH].authenticate(authorization_of(request))
+    return principal, limiter.charge(principal.tenant.domain, principal.token_key.hex())
+
+
+@asynccontextmanager
+async def charged(charge: Charge | None) -> AsyncIterator[None]:
+    """Take the charge's token at the end if the click did not: over the limit, the answer is
+    RATE_LIMITED whatever else happened (as if it had been taken first)."""
+    try:
+        yield
+    except Exception:
+        if charge is not None:
+            await charge.settle()
+        raise
+    if charge is not None:
+        await charge.settle()
 
 
 def authorization_of(request: web.Request) -> str | None:

@@ -79,6 +79,10 @@ class CallObserver(Protocol):
     def call_ended(self, call: Call) -> None:
         """Once, after the call left the registry."""
 
+    def call_stored(self, call: Call) -> None:
+        """The call's facts as they are now are in the store already (its claim wrote them):
+        nothing to write until they change."""
+
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that ended and whose CDR is not stored yet, if any."""
 

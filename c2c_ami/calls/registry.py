@@ -83,6 +83,11 @@ class CallRegistry:
         self._empty.clear()
         return True
 
+    def stored(self, call: Call) -> None:
+        """The call's facts as they are now were stored with its claim (several instances)."""
+        if self.observer is not None:
+            self.observer.call_stored(call)
+
     def suspend(self, pbx: str, since: float) -> list[Call]:
         """The PBX's link dropped: its calls are unobserved until it is asked again; they
         keep only the unobserved deadline."""

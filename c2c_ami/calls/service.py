@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import CallsConfig, Tenant
-from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, UserBusy, UserNotRegistered
-from ..store import Storage, StorageError, StorageUnavailable
+from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, RateLimited, UserBusy, UserNotRegistered
+from ..store import Bucket, ClickClaim, LiveClaim, Storage, StorageError, StorageUnavailable
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
@@ -33,7 +33,7 @@ from .pbx_port import Availability, Originate, PbxError, PbxLinkDown, PbxPort, P
 from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
-from .shared_guards import SharedFlight
+from .shared_guards import Charge, KeyHeld, SharedFlight, SharedRateLimiter, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class CallService:
 
     # -- placing calls -------------------------------------------------------------------------
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool,
-                    idempotency_key: str | None = None) -> str:
+                    idempotency_key: str | None = None, charge: Charge | None = None) -> str:
         """Start a click-to-call (with ``wait``: return once the extension answered) and
         return its call_id. A request identical to one in flight joins it; with an
         ``idempotency_key`` the first answer for that key is replayed. Raises a C2CError
@@ -91,14 +91,21 @@ class CallService:
         another: joining never skips a check. Only an identical request joins (every
         parameter, sync or async alike); a different one to the same extension meanwhile is
         USER_BUSY, as the extension is taken. The extension's click limit counts only
-        requests that would start a call: a replay or a joiner gets the first answer."""
+        requests that would start a call: a replay or a joiner gets the first answer.
+
+        Several instances on one store: the click's request key, its extension, its click
+        limit and the request's ``charge`` (its token of the per-token limit, if not taken
+        yet) are taken in one statement, and the key is answered once the Originate is
+        queued: two round trips."""
         hotline, trunk = self._authorize(tenant, request)
         printed = fingerprint(request, wait)
 
-        async def start() -> str:
-            if self.clicks is not None:
+        async def start(ticket: Ticket | None = None) -> str:
+            in_claim = ticket is not None and isinstance(self.clicks, SharedRateLimiter)
+            if self.clicks is not None and not in_claim:
                 await self.clicks.admit(tenant.domain, request.ext)
-            return (await self._place(tenant, request, hotline, trunk, wait=wait)).call_id
+            return (await self._place(tenant, request, hotline, trunk, wait=wait, ticket=ticket,
+                                      charge=charge)).call_id
 
         if idempotency_key is not None:
             shared = self.shared_idempotency
@@ -111,7 +118,7 @@ class CallService:
         return await self.duplicates.run(tenant.domain, (request.ext, request.phone, printed), printed, run)
 
     async def _place(self, tenant: Tenant, request: ClickToCallRequest, hotline: str, trunk: str, *,
-                     wait: bool) -> Call:
+                     wait: bool, ticket: Ticket | None = None, charge: Charge | None = None) -> Call:
         if not self.accepting:
             raise PbxUnavailable("the gateway is shutting down")
         pbx = self.pbxs[tenant.pbx]
@@ -123,7 +130,7 @@ class CallService:
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
-            await self._claim_in_store(call)
+            await self._claim_in_store(call, ticket, charge)
         except BaseException:
             self.registry.release(call)
             raise
@@ -138,18 +145,43 @@ class CallService:
             await self._wait_answered(call)
         return call
 
-    async def _claim_in_store(self, call: Call) -> None:
+    async def _claim_in_store(self, call: Call, ticket: Ticket | None = None, charge: Charge | None = None) -> None:
         """The extension, cluster-wide: the store holds one live call per extension and PBX,
-        whichever instance placed it. (Alone on its store, the registry's claim is enough.)"""
+        whichever instance placed it. (Alone on its store, the registry's claim is enough.)
+        With the click's ``ticket``, one statement takes everything the click takes."""
         if not self.shared_claims:
             return
         try:
-            claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
-                                                  self.instance_id, call.facts())
+            if ticket is None:
+                claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
+                                                      self.instance_id, call.facts())
+            else:
+                claimed = await self._claim_click(call, ticket, charge)
         except StorageUnavailable as exc:
             raise PbxUnavailable(f"the gateway's store is unavailable ({exc})") from None
         if not claimed:
             raise UserBusy("a click-to-call to this extension is already in progress")
+        self.registry.stored(call)
+
+    async def _claim_click(self, call: Call, ticket: Ticket, charge: Charge | None) -> bool:
+        """The charge's token, the ticket's key, the click limit's token and the extension;
+        False if the extension is taken. Raises KeyHeld, or RateLimited for a spent bucket."""
+        charged = charge is not None and not charge.taken
+        clicks = self.clicks if isinstance(self.clicks, SharedRateLimiter) else None
+        buckets: tuple[Bucket, ...] = (charge.bucket,) if charged and charge is not None else ()
+        key_buckets = (clicks.bucket(call.tenant, call.ext),) if clicks is not None else ()
+        result = await self.store.claim_click(ClickClaim(
+            buckets, ticket.key, key_buckets,
+            LiveClaim(call.call_id, call.tenant, call.pbx, call.device, self.instance_id, call.facts())))
+        if charged and charge is not None:
+            charge.taken = True
+        ticket.taken = result.key_taken
+        if result.refused == "key":
+            raise KeyHeld(result.held or {})
+        if result.refused == "bucket":
+            limiter = charge.limiter if charged and result.bucket == 0 and charge is not None else clicks
+            raise limiter.refusal(result.tokens) if limiter is not None else RateLimited("rate limit exceeded")
+        return result.refused is None
 
     async def _release_in_store(self, call: Call) -> None:
         if not self.shared_claims:

@@ -1,11 +1,26 @@
 """Persistence behind one interface (``Storage``): SQLite (embedded, the default) or
 PostgreSQL, with the same schema and migrations."""
 from ..config import StorageConfig
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached, Storage, StorageError, StorageUnavailable
+from .base import (
+    COUNT_CAP,
+    MAX_PAGE,
+    Bucket,
+    CallWrite,
+    ClickClaim,
+    ClickClaimed,
+    Delivery,
+    HookLimitReached,
+    LiveClaim,
+    RequestKey,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+)
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .sqlite import SqliteStorage, migrate
 
-__all__ = ["COUNT_CAP", "MAX_PAGE", "CallWrite", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "HookLimitReached",
+__all__ = ["COUNT_CAP", "MAX_PAGE", "Bucket", "CallWrite", "ClickClaim", "ClickClaimed", "LiveClaim", "RequestKey",
+           "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "HookLimitReached",
            "Migration",
            "SqliteStorage", "Storage",
            "StorageError", "StorageUnavailable", "migrate", "open_storage"]

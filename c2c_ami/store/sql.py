@@ -15,7 +15,18 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached
+from .base import (
+    COUNT_CAP,
+    MAX_PAGE,
+    Bucket,
+    CallWrite,
+    ClickClaim,
+    ClickClaimed,
+    Delivery,
+    HookLimitReached,
+    LiveClaim,
+    RequestKey,
+)
 
 Row = dict[str, Any]
 HOOKS_CHANNEL = "c2c_hooks"       # NOTIFY: a tenant whose webhooks changed
@@ -242,11 +253,33 @@ class SqlStorage:
         """Register a new live call owned by ``owner`` and take its extension; False if that
         extension (on that PBX) already has a live call -- on any instance."""
         async with self._session() as db:
-            rows = await db.fetch(
-                "INSERT INTO live_calls (call_id, tenant, pbx, device, owner, facts, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING call_id",
-                (call_id, tenant, pbx, device, owner, _json(facts), time.time()))
+            return await self._claim_call(db, LiveClaim(call_id, tenant, pbx, device, owner, facts))
+
+    async def _claim_call(self, db: Connection, call: LiveClaim) -> bool:
+        rows = await db.fetch(
+            "INSERT INTO live_calls (call_id, tenant, pbx, device, owner, facts, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING call_id",
+            (call.call_id, call.tenant, call.pbx, call.device, call.owner, _json(call.facts), time.time()))
         return bool(rows)
+
+    async def claim_click(self, claim: ClickClaim) -> ClickClaimed:
+        """Everything a click takes in the store, in one transaction, in the order of
+        ``ClickClaim``; stops at the first refusal (what was taken before it stays taken)."""
+        async with self._transaction() as db:
+            for n, bucket in enumerate(claim.buckets):
+                allowed, tokens = await self._take_token(db, bucket)
+                if not allowed:
+                    return ClickClaimed("bucket", n, tokens)
+            held = await self._claim_request(db, claim.key)
+            if held is not None:
+                return ClickClaimed("key", held=held)
+            for n, bucket in enumerate(claim.key_buckets, start=len(claim.buckets)):
+                allowed, tokens = await self._take_token(db, bucket)
+                if not allowed:
+                    return ClickClaimed("bucket", n, tokens, key_taken=True)
+            if not await self._claim_call(db, claim.call):
+                return ClickClaimed("call", key_taken=True)
+        return ClickClaimed(key_taken=True)
 
     async def release_call(self, call_id: str) -> None:
         """Forget a call that never reached the PBX (and free its extension)."""
@@ -341,18 +374,21 @@ class SqlStorage:
                             expires_at: float) -> dict[str, Any] | None:
         """Take a request key if it is free (or expired): None. Else the row of whoever holds
         it: ``fingerprint``, ``owner``, ``answer`` (None while that request runs)."""
-        now = time.time()
         async with self._transaction() as db:
-            await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ? AND expires_at < ?",
-                             (scope, key, now))
-            rows = await db.fetch("INSERT INTO request_keys (scope, key, fingerprint, owner, expires_at) "
-                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key",
-                                  (scope, key, fingerprint, owner, expires_at))
-            if rows:
-                return None
-            held = await db.fetch("SELECT fingerprint, owner, answer FROM request_keys WHERE scope = ? AND key = ?",
-                                  (scope, key))
-        return held[0] if held else {"fingerprint": fingerprint, "owner": owner, "answer": None}
+            return await self._claim_request(db, RequestKey(scope, key, fingerprint, owner, expires_at))
+
+    async def _claim_request(self, db: Connection, key: RequestKey) -> dict[str, Any] | None:
+        now = time.time()
+        await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ? AND expires_at < ?",
+                         (key.scope, key.key, now))
+        rows = await db.fetch("INSERT INTO request_keys (scope, key, fingerprint, owner, expires_at) "
+                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key",
+                              (key.scope, key.key, key.fingerprint, key.owner, key.expires_at))
+        if rows:
+            return None
+        held = await db.fetch("SELECT fingerprint, owner, answer FROM request_keys WHERE scope = ? AND key = ?",
+                              (key.scope, key.key))
+        return held[0] if held else {"fingerprint": key.fingerprint, "owner": key.owner, "answer": None}
 
     async def request_answer(self, scope: str, key: str) -> dict[str, Any] | None:
         async with self._session() as db:
@@ -379,16 +415,25 @@ class SqlStorage:
     async def take_token(self, key: str, rate: float, burst: float) -> tuple[bool, float]:
         """One request against the token bucket ``key`` (``rate`` tokens per second, at most
         ``burst``): (allowed, tokens left). One statement, so instances never race."""
-        now = time.time()
-        refill = f"{self.least}(?, rate_buckets.tokens + (excluded.updated_at - rate_buckets.updated_at) * ?)"
         async with self._session() as db:
-            rows = await db.fetch(
-                "INSERT INTO rate_buckets (key, tokens, updated_at, allowed) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                f"tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END, "
-                f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens",
-                (key, burst - 1, now, True, burst, rate, burst, rate, burst, rate, burst, rate))
+            return await self._take_token(db, Bucket(key, rate, burst))
+
+    async def _take_token(self, db: Connection, bucket: Bucket) -> tuple[bool, float]:
+        rows = await db.fetch(
+            f"INSERT INTO rate_buckets (key, tokens, updated_at, allowed) VALUES (?, ?, ?, ?) {self._take_tail()}",
+            (bucket.key, bucket.burst - 1, time.time(), True, *self._refill_args(bucket)))
         return bool(rows[0]["allowed"]), float(rows[0]["tokens"])
+
+    def _take_tail(self) -> str:
+        """A token take after its ``INSERT INTO rate_buckets ...`` (arguments: ``_refill_args``)."""
+        refill = f"{self.least}(?, rate_buckets.tokens + (excluded.updated_at - rate_buckets.updated_at) * ?)"
+        return ("ON CONFLICT (key) DO UPDATE SET "
+                f"tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END, "
+                f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens")
+
+    @staticmethod
+    def _refill_args(bucket: Bucket) -> tuple[float, ...]:
+        return (bucket.burst, bucket.rate) * 4
 
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,

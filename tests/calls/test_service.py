@@ -52,6 +52,9 @@ class Reported:
     def call_ended(self, call):
         self.ended.append(call.call_id)
 
+    def call_stored(self, call):
+        pass
+
     def unstored_end(self, call_id):
         return None
 

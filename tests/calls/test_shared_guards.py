@@ -76,3 +76,34 @@ async def test_rate_buckets_idle_for_a_day_are_pruned_and_the_rest_kept(store):
     assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is False    # kept: still empty
     await store.prune(time.time() + BUCKET_IDLE_SECONDS + 1)
     assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)    # forgotten: full
+
+
+async def test_a_click_on_postgresql_costs_two_round_trips(make_gateway, fake_ami, postgres, monkeypatch):
+    """Every statement the gateway sends PostgreSQL for one async click, counted at asyncpg
+    (a pool's reset query would count too): the claim (token, key, click limit, extension in
+    one statement) and the key's answer once the Originate is queued. Nothing else: the
+    call's facts were stored with its claim."""
+    import asyncpg
+
+    from c2c_ami.app_keys import REPORTER
+    from c2c_ami.testing.fake_ami import Behaviour
+    from tests.fixtures_gateway import AUTH
+
+    statements: list[str] = []
+    create_pool = asyncpg.create_pool
+
+    async def log_queries(conn):
+        conn.add_query_logger(lambda query: statements.append(query.query))
+    monkeypatch.setattr(asyncpg, "create_pool", lambda *args, **kw: create_pool(*args, init=log_queries, **kw))
+    client = await make_gateway(storage={"url": postgres.create_database()}, cluster={"lease_seconds": 600},
+                                limits={"per_extension_per_minute": 10})
+    fake_ami.default_behaviour = Behaviour("silent")      # no event: only the click's own writes
+    reporter = client.app[REPORTER]
+    for n, ext in enumerate(("101", "102", "103")):
+        assert await reporter.flush(3)
+        statements.clear()
+        resp = await client.get("/v1/click2call/async", params={"ext": ext, "phone": f"090000{n}"}, headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        assert await reporter.flush(3)
+        assert len(statements) == 2, statements
+        assert statements[0].startswith("WITH") and "request_keys" in statements[1]
