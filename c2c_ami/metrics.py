@@ -30,10 +30,23 @@ class Metrics:
                             registry=self.registry)
         self.ami_state = Gauge("c2c_ami_state", "AMI link state (1 for the current one)", ["pbx", "state"],
                                registry=self.registry)
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
         self._amis: dict[str, AmiClient] = {}
         self.registry.register(_AmiEventsCollector(self._amis))
         self.ami_reconnects = Gauge("c2c_ami_reconnect_attempts", "AMI reconnect attempts since start", ["pbx"],
                                     registry=self.registry)
+
+    def request_done(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """One click-to-call request (the labelled series are looked up once each)."""
+        counter = self._counters.get((endpoint, outcome))
+        if counter is None:
+            counter = self._counters[endpoint, outcome] = self.requests.labels(endpoint, outcome)
+        histogram = self._histograms.get(endpoint)
+        if histogram is None:
+            histogram = self._histograms[endpoint] = self.latency.labels(endpoint)
+        counter.inc()
+        histogram.observe(seconds)
 
     def watch(self, pbx: str, ami: AmiClient, calls: CallRegistry) -> None:
         """Read one PBX's live values at scrape time rather than mirroring every change."""

@@ -75,8 +75,7 @@ async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> 
         outcome = "ERROR"
         raise
     finally:
-        metrics.requests.labels(endpoint, outcome).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        metrics.request_done(endpoint, outcome, time.perf_counter() - started)
 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:

@@ -219,12 +219,13 @@ class AmiClient:
             raise AmiLinkDown(f"PBX link is {self.state.value}", sent=False)
         future = session.send_action(action, as_list=action.as_list)
         self._inflight.add(future)
+        limit = timeout or self.config.action_timeout
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout or self.config.action_timeout)
+            async with asyncio.timeout(limit):      # cheaper than wait_for(shield(...)) on 3.11
+                return await future
         except TimeoutError:
             self._forget(session, action)
-            raise AmiTimeout(f"no answer to {action.get('Action')} within "
-                             f"{timeout or self.config.action_timeout:g} s") from None
+            raise AmiTimeout(f"no answer to {action.get('Action')} within {limit:g} s") from None
         except asyncio.CancelledError:
             self._forget(session, action)
             raise
