@@ -46,6 +46,9 @@ class _Connection:
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         await self._conn.execute(_numbered(sql), *args)
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_numbered(sql), rows)
+
 
 async def migrate(conn: asyncpg.Connection, migrations: list[Migration] = MIGRATIONS) -> int:
     """Bring the schema up to the last of ``migrations``, each in its own transaction."""

@@ -38,6 +38,8 @@ class Connection(Protocol):
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (PostgreSQL: one round trip)."""
 
 
 def _utc_now() -> str:
@@ -219,21 +221,40 @@ class SqlStorage:
 
     # ---- live calls -------------------------------------------------------------------
     async def save_call_writes(self, writes: list[CallWrite]) -> None:
-        """Store the writes in order, in one transaction: a live call's durable facts replace
-        its last ones; a CDR replaces the live facts; each step's webhooks are queued with it."""
+        """Store the writes in one transaction: a live call's durable facts replace its last
+        ones; a CDR replaces the live facts; each step's webhooks are queued with it. Each kind
+        is one statement for all its rows (a round trip each on PostgreSQL, whatever the
+        batch's size); a call's facts come before its CDR, its webhooks after both."""
         now = time.time()
+        facts = [(w.call_id, w.tenant, w.pbx, _json(w.facts), now) for w in writes if w.facts is not None]
+        records = [self._cdr_row(w.record) for w in writes if w.record is not None and w.facts is None]
         async with self._transaction() as db:
-            for write in writes:
-                if write.record is not None and write.facts is None:
-                    await self._save_call(db, write.record)
-                    await db.execute("DELETE FROM live_calls WHERE call_id = ?", (write.call_id,))
-                elif write.facts is not None:
-                    await db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
+            if facts:
+                await db.executemany("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
                                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
-                                     "facts = excluded.facts, updated_at = excluded.updated_at",
-                                     (write.call_id, write.tenant, write.pbx, _json(write.facts), now))
+                                     "facts = excluded.facts, updated_at = excluded.updated_at", facts)
+            if records:
+                await db.executemany(self._cdr_upsert(), records)
+                await db.executemany("DELETE FROM live_calls WHERE call_id = ?", [(r[0],) for r in records])
+            for write in writes:
                 for delivery in write.deliveries:
                     await self._enqueue(db, delivery, now)
+
+    def _cdr_row(self, record: dict[str, Any]) -> list[Any]:
+        """A whole CDR (the reporter's: every field) as the calls table's row."""
+        if not record.get("call_id") or not record.get("tenant"):
+            raise ValueError("a call record needs call_id and tenant")
+        columns = {k: record.get(k) for k in self.call_columns}
+        for name in self._boolean_columns:
+            columns[name] = bool(columns[name])
+        return [*columns.values(), _json({k: v for k, v in record.items() if k not in columns})]
+
+    def _cdr_upsert(self) -> str:
+        """Insert or replace a whole CDR; never one of another tenant (the update is refused)."""
+        names = [*self.call_columns, "extra"]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        return (f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT (call_id) DO UPDATE SET {updates} WHERE calls.tenant = excluded.tenant")
 
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]:
         """The durable facts of every call still live (of one PBX), oldest first, each with
