@@ -5,8 +5,9 @@ It is the calls' observer (the registry tells it, once per change, the steps a c
 hands it the call; once at the end, the ended call), so it runs inside the AMI event path and
 must not wait: it only decides what to write and queues it. One writer task stores the queue in order, in batches of
 one transaction (group commit: whatever queues up within ``GROUP_COMMIT_SECONDS`` of the
-first write: a step's facts with its webhooks, a CDR with the last ones; facts a later write
-of the same call replaces are skipped), then wakes the webhook worker: a webhook is sent
+first write, or until a call ends: a call's end frees its extension in the store, so it is
+written at once; a step's facts with its webhooks, a CDR with the last ones; facts a later
+write of the same call replaces are skipped), then wakes the webhook worker: a webhook is sent
 only once its row is stored. ``flush`` waits until everything queued is stored.
 
 Logs: each step at DEBUG; at INFO one line per call when it ends, with its outcome and when
@@ -16,6 +17,7 @@ gateway's CPU per call on a real Asterisk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -78,6 +80,7 @@ class CallReporter:
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
+        self._hurry = asyncio.Event()        # an end is queued: write now
         self._writer: asyncio.Task | None = None
 
     # -- the observer (synchronous: the AMI event path) ------------------------------------------
@@ -110,6 +113,7 @@ class CallReporter:
                  " unobserved" if call.ended_unobserved else "")
         self._written.pop(call.call_id, None)
         self._ending[call.call_id] = record
+        self._hurry.set()
         self._put(_Write(call.call_id, call.tenant, call.pbx, None, record,
                          tuple((event, None) for event in _END_EVENTS)))
 
@@ -145,8 +149,11 @@ class CallReporter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self.group_commit > 0 and self._queue.qsize() < MAX_BATCH - 1:
-                await asyncio.sleep(self.group_commit)
+            if self.group_commit > 0 and self._queue.qsize() < MAX_BATCH - 1 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.group_commit):
+                        await self._hurry.wait()
+            self._hurry.clear()
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             delay = self.retry_min

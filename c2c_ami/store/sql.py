@@ -227,7 +227,8 @@ class SqlStorage:
         batch's size); a call's facts come before its CDR, its webhooks after both."""
         now = time.time()
         facts = [(w.call_id, w.tenant, w.pbx, _json(w.facts), now) for w in writes if w.facts is not None]
-        records = [self._cdr_row(w.record) for w in writes if w.record is not None and w.facts is None]
+        ended = [w for w in writes if w.record is not None and w.facts is None]
+        records = [self._cdr_row(w.record) for w in ended if w.record is not None]
         async with self._transaction() as db:
             if facts:
                 await db.executemany("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
@@ -235,7 +236,7 @@ class SqlStorage:
                                      "facts = excluded.facts, updated_at = excluded.updated_at", facts)
             if records:
                 await db.executemany(self._cdr_upsert(), records)
-                await db.executemany("DELETE FROM live_calls WHERE call_id = ?", [(r[0],) for r in records])
+                await db.executemany("DELETE FROM live_calls WHERE call_id = ?", [(w.call_id,) for w in ended])
             for write in writes:
                 for delivery in write.deliveries:
                     await self._enqueue(db, delivery, now)
