@@ -17,7 +17,7 @@ from ..auth import Principal
 from ..calls.requests import ClickToCallRequest
 from ..calls.shared_guards import Charge
 from ..errors import C2CError, CallFailed, Forbidden, InvalidParams
-from .common import body_of, charged, principal_and_charge, query_of, success
+from .common import body_of, principal_and_charge, query_of, settle, success
 from .errors import ClientGone, failure_response
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
 
@@ -80,16 +80,26 @@ async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
     principal, charge = await principal_and_charge(request)
-    async with charged(charge):
+    try:            # (inline, not a context manager: a pending sync request holds no extra frame)
         call_request = parse_click_to_call(query_of(request))
-        return success(call_id=await _place(request, principal, call_request, wait=wait, charge=charge))
+        call_id = await _place(request, principal, call_request, wait=wait, charge=charge)
+    except Exception:
+        await settle(charge)
+        raise
+    await settle(charge)
+    return success(call_id=call_id)
 
 
 async def _click2call_v2(request: web.Request) -> str:
     principal, charge = await principal_and_charge(request)
-    async with charged(charge):
+    try:
         call_request = parse_click_to_call_v2(await body_of(request))
-        return await _place(request, principal, call_request, wait=False, charge=charge)
+        call_id = await _place(request, principal, call_request, wait=False, charge=charge)
+    except Exception:
+        await settle(charge)
+        raise
+    await settle(charge)
+    return call_id
 
 
 async def _place(request: web.Request, principal: Principal, call_request: ClickToCallRequest, *,

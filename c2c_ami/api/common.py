@@ -3,8 +3,6 @@ the answer's envelope."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import tzinfo
 from typing import Any
 
@@ -31,7 +29,7 @@ async def principal_of(request: web.Request) -> Principal:
 async def principal_and_charge(request: web.Request) -> tuple[Principal, Charge | None]:
     """``principal_of`` for a click: with a limit shared in the store, the request's token is
     not taken now but with the click's claim (one round trip less), or at the end
-    (``charged``); RATE_LIMITED all the same."""
+    (``settle``); RATE_LIMITED all the same."""
     limiter = request.app[RATE_LIMITER]
     if not isinstance(limiter, SharedRateLimiter):
         return await principal_of(request), None
@@ -39,16 +37,9 @@ async def principal_and_charge(request: web.Request) -> tuple[Principal, Charge 
     return principal, limiter.charge(principal.tenant.domain, principal.token_key.hex())
 
 
-@asynccontextmanager
-async def charged(charge: Charge | None) -> AsyncIterator[None]:
-    """Take the charge's token at the end if the click did not: over the limit, the answer is
-    RATE_LIMITED whatever else happened (as if it had been taken first)."""
-    try:
-        yield
-    except Exception:
-        if charge is not None:
-            await charge.settle()
-        raise
+async def settle(charge: Charge | None) -> None:
+    """After a click: take the charge's token if the click did not. Over the limit the answer
+    is RATE_LIMITED, whatever else happened (as if it had been taken first)."""
     if charge is not None:
         await charge.settle()
 

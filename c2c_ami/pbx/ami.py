@@ -305,7 +305,8 @@ class AmiClient:
             raise _LinkLost("connection lost after login")
         self.last_error = None
         self._set_state(AmiState.READY)
-        log.info("PBX %s: AMI logged in to %s:%s as %r", self.name, cfg.host, cfg.port, cfg.username)
+        log.info("PBX %s: AMI logged in to %s:%s as %r; events asked: %s; read: %s", self.name, cfg.host,
+                 cfg.port, cfg.username, mask, "all" if session.wanted is None else ", ".join(sorted(session.wanted)))
         await self._watch(session)
         return True
 

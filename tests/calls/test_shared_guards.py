@@ -82,7 +82,9 @@ async def test_a_click_on_postgresql_costs_two_round_trips(make_gateway, fake_am
     """Every statement the gateway sends PostgreSQL for one async click, counted at asyncpg
     (a pool's reset query would count too): the claim (token, key, click limit, extension in
     one statement) and the key's answer once the Originate is queued. Nothing else: the
-    call's facts were stored with its claim."""
+    call's facts were stored with its claim. (The webhook worker's and the lease's own
+    rounds, on their own timers, are not the click's: statements on the outbox and the
+    instances, the only tables they touch, are left out.)"""
     import asyncpg
 
     from c2c_ami.app_keys import REPORTER
@@ -92,8 +94,12 @@ async def test_a_click_on_postgresql_costs_two_round_trips(make_gateway, fake_am
     statements: list[str] = []
     create_pool = asyncpg.create_pool
 
+    def logged(query):
+        if "outbox" not in query.query and "instances" not in query.query:
+            statements.append(query.query)
+
     async def log_queries(conn):
-        conn.add_query_logger(lambda query: statements.append(query.query))
+        conn.add_query_logger(logged)
     monkeypatch.setattr(asyncpg, "create_pool", lambda *args, **kw: create_pool(*args, init=log_queries, **kw))
     client = await make_gateway(storage={"url": postgres.create_database()}, cluster={"lease_seconds": 600},
                                 limits={"per_extension_per_minute": 10})
@@ -107,3 +113,23 @@ async def test_a_click_on_postgresql_costs_two_round_trips(make_gateway, fake_am
         assert await reporter.flush(3)
         assert len(statements) == 2, statements
         assert statements[0].startswith("WITH") and "request_keys" in statements[1]
+
+
+async def test_on_postgresql_every_click_request_pays_one_token_whenever_it_is_taken(make_gateway, fake_ami,
+                                                                                     postgres):
+    """The per-token limit's token is taken with the click's claim, or alone at the end for a
+    request that never got there (bad parameters): over the limit, RATE_LIMITED either way,
+    and nothing reached the PBX."""
+    from tests.fixtures_gateway import AUTH
+    client = await make_gateway(storage={"url": postgres.create_database()},
+                                limits={"rate_per_minute": 1, "rate_burst": 2})
+
+    async def click(**params):
+        resp = await client.get("/v1/click2call/async", params=params, headers=AUTH)
+        return resp.status, (await resp.json()).get("error")
+
+    assert await click(ext="101", phone="0900001") == (200, None)              # token 1, with its claim
+    assert await click(ext="102", phone="not a number") == (400, "INVALID_PARAMS")   # token 2, alone
+    assert await click(ext="103", phone="0900003") == (429, "RATE_LIMITED")    # none left: no claim
+    assert await click(ext="104", phone="nope") == (429, "RATE_LIMITED")       # the limit comes first
+    assert len(fake_ami.actions_named("Originate")) == 1
