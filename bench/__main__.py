@@ -1,9 +1,10 @@
 """``python -m bench`` (from the repo root): run the benchmarks, print a table, write JSON.
 
   python -m bench            items 1-3 + the fake-AMI latency proxy of item 4 (~2 min)
-  python -m bench --rig      also item 4 against the real Asterisk rig (skipped if absent)
+  python -m bench --rig      also item 4 against the real Asterisk rig and item 5, CPU per call
+                             on the rig (both drivers, AMI read call,system / all, SQLite / PostgreSQL)
   python -m bench --smoke    tiny counts, a few seconds; checks the harness, not the speed
-  --only async,stores,sync,ingest,latency,blacklist,stream   run a subset
+  --only async,stores,sync,ingest,latency,blacklist,stream,percall   run a subset (percall needs --rig)
   --out PATH  (default bench/results/latest.json)
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .common import REPO, workdir
 
 TARGETS = {
     "async_percent_of_bare": 50.0, "sync_rss_peak_mib": 250.0, "sync_p99_ms": 20.0,
-    "ingest_eps": 50_000, "gateway_p50_ms": 10.0,
+    "ingest_eps": 50_000, "gateway_p50_ms": 10.0, "percall_ratio_percent": 10.0,
 }
 
 
@@ -138,6 +139,23 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
         wc = sm["write_cost"]
         row("6 stream: write one event, us per stream (aiohttp-sse send / encoded once)",
             f"{wc['send_us']} / {wc['encoded_once_us']}")
+    pc = results.get("percall")
+    if pc and "skipped" in pc:
+        row("7 per call", "skipped: " + pc["skipped"][:60])
+    elif pc and "settings" in pc:
+        for name, r in pc["settings"].items():
+            if "skipped" in r:
+                row(f"7 {name}", "skipped: " + r["skipped"][:60])
+                continue
+            cpu = r["cpu_ms_per_call"]
+            row(f"7 {name} CPU ms/call gateway / Asterisk", f"{cpu['gateway']:.2f} / {cpu['asterisk']:.2f}")
+            row(f"7 {name} gateway / Asterisk", f"{r['ratio_percent']} %", "<= 10 %",
+                r["ratio_percent"] is not None and r["ratio_percent"] <= TARGETS["percall_ratio_percent"])
+            row(f"7 {name} AMI events per call", r["ami_events_per_call"])
+            if "postgresql" in cpu:
+                row(f"7 {name} PostgreSQL CPU ms/call", f"{cpu['postgresql']:.2f}")
+            if r.get("failures"):
+                row(f"7 {name} failures", f"{len(r['failures'])}: {r['failures'][0][:60]}")
     for part, r in results.items():
         if isinstance(r, dict) and "error" in r:
             row(f"{part}", "ERROR: " + r["error"][:80], "", False)
@@ -167,15 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--pending", type=int, default=10_000, help="concurrent sync requests")
     parser.add_argument("--answer-rate", type=float, default=2000.0, help="answers per second (item 2)")
+    parser.add_argument("--calls", type=int, default=150, help="click-to-calls per setting (item 5, --rig)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each setting, median reported (item 5)")
+    parser.add_argument("--drivers", default="pjsip,chan_sip", help="item 5: the rig's drivers")
+    parser.add_argument("--reads", default="call,system;all", help="item 5: the AMI users' read= (';'-separated)")
+    parser.add_argument("--stores", default="sqlite,postgresql", help="item 5: the gateway's stores")
+    parser.add_argument("--profile", default=None, help="item 5: py-spy each gateway into this directory")
     args = parser.parse_args(argv)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    if args.rig and args.only == parser.get_default("only") and not args.smoke:
+        parts.append("percall")
     out_path = args.out or os.path.join(REPO, "bench", "results", "smoke.json" if args.smoke else "latest.json")
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke,
                      "machine": machine()}
     failed = False
-    from . import async_bench, blacklist_bench, ingest, latency_bench, stream_bench, sync_bench
+    from . import async_bench, blacklist_bench, ingest, latency_bench, percall, stream_bench, sync_bench
     with workdir() as wd:
         for part in parts:
             started = time.monotonic()
@@ -203,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
                 elif part == "stream":
                     results[part] = (stream_bench.run(wd, streams=20, calls=2, rate=5) if args.smoke
                                      else stream_bench.run(wd))
+                elif part == "percall":
+                    results[part] = (percall.run(wd, calls=args.calls, repeat=args.repeat,
+                                                 drivers=tuple(args.drivers.split(",")),
+                                                 reads=tuple(args.reads.split(";")),
+                                                 stores=tuple(args.stores.split(",")),
+                                                 profile=args.profile)
+                                     if args.rig else {"skipped": "needs --rig (the real Asterisk rig)"})
                 else:
                     raise ValueError(f"unknown part {part!r}")
             except Exception as exc:

@@ -96,7 +96,7 @@ def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "1
                  ami_user: str = AMI_USER, ami_secret: str = AMI_SECRET,
                  ring_timeout: float = 60, sync_timeout: float = 120,
                  extensions: str = r"^[0-9]{1,12}$", storage: str | None = None,
-                 storage_url: str | None = None, tenant: dict | None = None) -> str:
+                 storage_url: str | None = None, tenant: dict | None = None, endpoint: str = "PJSIP/{ext}") -> str:
     """A gateway config: one tenant admitting many extensions, limits out of the way."""
     raw = {
         "listen": {"host": "127.0.0.1", "port": http_port},
@@ -110,7 +110,7 @@ def gateway_yaml(path: str, http_port: int, ami_port: int, *, ami_host: str = "1
         "storage": {"url": storage_url} if storage_url else {
             "path": storage or os.path.join(os.path.dirname(os.path.abspath(path)),
                                             os.path.basename(path) + ".sqlite3")},
-        "tenants": [{"domain": "bench", "tokens": [TOKEN], "endpoint": "PJSIP/{ext}",
+        "tenants": [{"domain": "bench", "tokens": [TOKEN], "endpoint": endpoint,
                      "context": "c2c-outbound", "extensions": extensions,
                      "hotlines": {"02873001234": "hotline-trunk"}, **(tenant or {})}],
     }

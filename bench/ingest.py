@@ -115,10 +115,11 @@ def _pipeline(registry: CallRegistry, protocol_cls: type) -> tuple[Any, CallEven
     loop = asyncio.get_running_loop()
     router = CallEvents("default", registry, _NoActions())
     client = AmiClient(AmiConfig())
-    client.subscribe(router)
+    client.subscribe(router, CallEvents.EVENTS)
     session = AmiSession(client._route, loop=loop, host="127.0.0.1", port=1, username="u",
                        secret="s", events="on", encoding="utf-8", protocol_factory=protocol_cls,
                        ping_delay=10**6)
+    session.wanted = client.wanted_events      # as the gateway's link: unread events stay unparsed
     protocol = protocol_cls()
     protocol.connection_made(_NullTransport())
     protocol.factory = session

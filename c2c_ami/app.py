@@ -66,7 +66,7 @@ from .notify.subscriptions import Subscriptions
 from .notify.webhooks import WebhookNotifier
 from .pbx import AmiClient, Pbx
 from .pbx.check import PbxCheck, enabled_features
-from .pbx.events import CALL_EVENTS, CallEvents
+from .pbx.events import CallEvents
 from .pbx.journal import EventJournal
 from .pbx.presence import PRESENCE_EVENTS, PhoneWatch
 from .pbx.reconcile import Reconciler
@@ -175,7 +175,7 @@ async def pbx_ctx(app: web.Application) -> AsyncIterator[None]:
                             sole_owner=sole_owner)
     watches = {name: PhoneWatch(name, ami, phones) for name, ami in amis.items()}
     for name, ami in amis.items():
-        ami.subscribe(events[name], CALL_EVENTS)
+        ami.subscribe(events[name], CallEvents.EVENTS)
         ami.subscribe(watches[name], PRESENCE_EVENTS)
         ami.on_down(functools.partial(reconciler.link_lost, name))
         ami.on_ready(functools.partial(reconciler.link_ready, name))

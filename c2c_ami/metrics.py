@@ -35,14 +35,30 @@ class Metrics:
                             registry=self.registry)
         self.ami_state = Gauge("c2c_ami_state", "AMI link state (1 for the current one)", ["pbx", "state"],
                                registry=self.registry)
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+        self._amis: dict[str, AmiClient] = {}
+        self.registry.register(_AmiEventsCollector(self._amis))
         self.ami_reconnects = Gauge("c2c_ami_reconnect_attempts", "AMI reconnect attempts since start", ["pbx"],
                                     registry=self.registry)
+
+    def request_done(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """One click-to-call request (the labelled series are looked up once each)."""
+        counter = self._counters.get((endpoint, outcome))
+        if counter is None:
+            counter = self._counters[endpoint, outcome] = self.requests.labels(endpoint, outcome)
+        histogram = self._histograms.get(endpoint)
+        if histogram is None:
+            histogram = self._histograms[endpoint] = self.latency.labels(endpoint)
+        counter.inc()
+        histogram.observe(seconds)
 
     def watch(self, pbx: str, ami: AmiClient, calls: CallRegistry) -> None:
         """Read one PBX's live values at scrape time rather than mirroring every change."""
         self.calls_in_flight.labels(pbx).set_function(lambda: len(calls.live(pbx=pbx)))
         self.ami_up.labels(pbx).set_function(lambda: 1.0 if ami.ready else 0.0)
         self.ami_reconnects.labels(pbx).set_function(lambda: float(ami.reconnects))
+        self._amis[pbx] = ami
 
         def is_current(state: AmiState) -> Callable[[], float]:
             return lambda: 1.0 if ami.state is state else 0.0
@@ -121,3 +137,20 @@ class _StreamCollector:
                                   value=hub.frames_sent)
         yield CounterMetricFamily("c2c_event_streams_dropped", "Streams dropped for falling behind (they resume "
                                   "with Last-Event-ID)", value=hub.dropped)
+
+
+class _AmiEventsCollector:
+    """Events each PBX's Asterisk sent, read at scrape time (a counter the link keeps)."""
+
+    def __init__(self, amis: dict[str, AmiClient]) -> None:
+        self.amis = amis
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        events = CounterMetricFamily("c2c_ami_events_received", "AMI events the PBX sent, kept or not "
+                                     "(what its event mask and filters let through)", labels=["pbx"])
+        for pbx, ami in sorted(self.amis.items()):
+            events.add_metric([pbx], ami.events_received)
+        yield events

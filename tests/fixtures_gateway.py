@@ -41,8 +41,8 @@ def gateway_config(ami_port: int, **sections):
     for name, values in sections.items():
         if values is None:
             raw.pop(name, None)                    # e.g. ami=None with pbxs=[...]
-        elif isinstance(values, list):
-            raw[name] = values                     # tenants, pbxs: replaced whole
+        elif isinstance(values, list) or name == "storage":
+            raw[name] = values                     # tenants, pbxs, storage (path or url): replaced whole
         else:
             raw[name] = {**copy.deepcopy(raw.get(name, {})), **values}
     return parse_config(raw, {})

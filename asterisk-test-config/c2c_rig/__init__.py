@@ -10,6 +10,7 @@ from .errors import RigError
 from .install import install
 from .instance import MAX_OFFSET, Ports, Rig, all_instances, busy_ports, free_offset, port_free
 from .plan import (
+    AMI_READ_ALL_USER,
     AMI_SECRET,
     AMI_USER,
     BEHAVIOUR,
@@ -33,7 +34,8 @@ from .sip_trace import Headers, SipMessage, parse_name_addr, read_trace, uri_use
 from .watch import AmiWatch
 
 __all__ = [
-    "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR", "DEFAULT_DRIVER", "DRIVERS", "EXTENSIONS", "HOTLINES",
+    "AMI_READ_ALL_USER", "AMI_SECRET", "AMI_USER", "BEHAVIOUR", "CACHE_DIR",
+    "DEFAULT_DRIVER", "DRIVERS", "EXTENSIONS", "HOTLINES",
     "MAX_OFFSET", "NO_CALLCOUNTER", "PHONE_GROUPS", "QUALIFIED", "SOFTPHONE", "TRUNKS", "TRUNK_RESULTS", "UNREGISTERED",
     "Ami", "AmiWatch", "Headers", "Ports", "Rig", "RigError", "SipMessage",
     "all_instances", "busy_ports", "free_offset", "group_of", "install", "load_runtime", "parse_name_addr",

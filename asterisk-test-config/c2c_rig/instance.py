@@ -18,6 +18,7 @@ from .ami import Ami
 from .audio import write_raw_ulaw, write_ulaw_wav
 from .errors import RigError
 from .plan import (
+    AMI_READ_ALL_USER,
     AMI_SECRET,
     AMI_USER,
     DEFAULT_DRIVER,
@@ -216,8 +217,13 @@ class Rig:
 
     @property
     def ami(self):
-        """What the gateway needs to connect to AMI."""
+        """What the gateway needs to connect to AMI (its user: read = call,system)."""
         return {"host": "127.0.0.1", "port": self.ports.ami, "username": AMI_USER, "secret": AMI_SECRET}
+
+    @property
+    def ami_read_all(self):
+        """The same, as the user with read = all."""
+        return {**self.ami, "username": AMI_READ_ALL_USER}
 
     def info(self):
         return {"name": self.name, "offset": self.offset, "dir": self.dir, "ami": self.ami,

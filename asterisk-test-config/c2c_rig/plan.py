@@ -7,6 +7,7 @@ from .errors import RigError
 
 AMI_USER = "c2c"
 AMI_SECRET = os.environ.get("C2C_RIG_AMI_SECRET", "change-me")
+AMI_READ_ALL_USER = f"{AMI_USER}-all"   # the same rights, but read = all (what many shops give)
 RIG_USER, RIG_SECRET = "rig", "rig-internal"
 
 # The two channel drivers a rig can run: Asterisk 22 with PJSIP (Debian sid) and Asterisk 16

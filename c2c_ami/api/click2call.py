@@ -15,8 +15,9 @@ from .. import patterns
 from ..app_keys import CONFIG, METRICS, SERVICE
 from ..auth import Principal
 from ..calls.requests import ClickToCallRequest
+from ..calls.shared_guards import Charge
 from ..errors import C2CError, CallerIdNotAllowed, CallFailed, Forbidden, InvalidParams, PhoneBlacklisted
-from .common import body_of, principal_of, query_of, success
+from .common import body_of, principal_and_charge, query_of, settle, success
 from .errors import ClientGone, failure_response
 from .schemas import checked, parse_click_to_call, parse_click_to_call_v2, v2_named
 
@@ -74,27 +75,38 @@ async def _measured(endpoint: str, work: Awaitable[T], request: web.Request) -> 
         outcome = "ERROR"
         raise
     finally:
-        metrics.requests.labels(endpoint, outcome).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        metrics.request_done(endpoint, outcome, time.perf_counter() - started)
 
 
 async def _click2call(request: web.Request, *, wait: bool) -> web.Response:
-    principal = await principal_of(request)
-    call_request = parse_click_to_call(query_of(request))
-    return success(call_id=await _place(request, principal, call_request, wait=wait))
+    principal, charge = await principal_and_charge(request)
+    try:            # (inline, not a context manager: a pending sync request holds no extra frame)
+        call_request = parse_click_to_call(query_of(request))
+        call_id = await _place(request, principal, call_request, wait=wait, charge=charge)
+    except Exception:
+        await settle(charge)
+        raise
+    await settle(charge)
+    return success(call_id=call_id)
 
 
 async def _click2call_v2(request: web.Request) -> str:
-    principal = await principal_of(request)
-    parsed = parse_click_to_call_v2(await body_of(request))      # its errors name the body's keys
+    principal, charge = await principal_and_charge(request)
     try:
-        return await _place(request, principal, parsed.request, wait=False)
-    except C2CError as exc:             # ext: ... is agent: ... (or ext: ..., if the body said ext)
-        raise v2_named(exc, parsed.names) from None
+        parsed = parse_click_to_call_v2(await body_of(request))      # its errors name the body's keys
+        try:
+            call_id = await _place(request, principal, parsed.request, wait=False, charge=charge)
+        except C2CError as exc:         # ext: ... is agent: ... (or ext: ..., if the body said ext)
+            raise v2_named(exc, parsed.names) from None
+    except Exception:
+        await settle(charge)
+        raise
+    await settle(charge)
+    return call_id
 
 
 async def _place(request: web.Request, principal: Principal, call_request: ClickToCallRequest, *,
-                 wait: bool) -> str:
+                 wait: bool, charge: Charge | None = None) -> str:
     """The one path of every click-to-call: the token's extension, the Idempotency-Key, the
     service (its guards, the PBX)."""
     if principal.ext is not None and call_request.ext != principal.ext:
@@ -105,7 +117,7 @@ async def _place(request: web.Request, principal: Principal, call_request: Click
     key = checked("Idempotency-Key", keys[0], patterns.IDEMPOTENCY_KEY) if keys else None
     try:
         return await request.app[SERVICE].place(principal.tenant, call_request, wait=wait, idempotency_key=key,
-                                                caller=principal.token_key.hex())
+                                                caller=principal.token_key.hex(), charge=charge)
     except (PhoneBlacklisted, CallerIdNotAllowed) as exc:
         request.app[METRICS].refusals.labels(principal.tenant.domain, exc.code).inc()
         raise

@@ -13,6 +13,7 @@ from .. import patterns
 from ..addresses import client_key
 from ..app_keys import AUTH, AUTH_FAILURES, CONFIG, RATE_LIMITER
 from ..auth import Principal
+from ..calls.shared_guards import Charge, SharedRateLimiter
 from ..carrier import zone
 from ..errors import InvalidParams, Unauthorized
 from .errors import ClientGone
@@ -46,6 +47,24 @@ def authenticated(request: web.Request, credential: str | None, check: Callable[
         if credential:
             failures.check(FAILURE_SCOPE, client)       # takes one; the next may be refused
         raise
+
+
+async def principal_and_charge(request: web.Request) -> tuple[Principal, Charge | None]:
+    """``principal_of`` for a click: with a limit shared in the store, the request's token is
+    not taken now but with the click's claim (one round trip less), or at the end
+    (``settle``); RATE_LIMITED all the same."""
+    limiter = request.app[RATE_LIMITER]
+    if not isinstance(limiter, SharedRateLimiter):
+        return await principal_of(request), None
+    principal = authenticated(request, authorization_of(request), request.app[AUTH].authenticate)
+    return principal, limiter.charge(principal.tenant.domain, principal.token_key.hex())
+
+
+async def settle(charge: Charge | None) -> None:
+    """After a click: take the charge's token if the click did not. Over the limit the answer
+    is RATE_LIMITED, whatever else happened (as if it had been taken first)."""
+    if charge is not None:
+        await charge.settle()
 
 
 def authorization_of(request: web.Request) -> str | None:

@@ -93,6 +93,14 @@ class CallObserver(Protocol):
     def call_ended(self, call: Call) -> None:
         """Once, after the call left the registry."""
 
+    def opening_events(self, call: Call) -> tuple[Any, ...]:
+        """The call's first events (as placed), for its claim to store with it; ``call_stored``
+        follows once the claim took them."""
+
+    def call_stored(self, call: Call) -> None:
+        """The call's facts as they are now, and its ``opening_events``, are in the store
+        already (its claim wrote them): nothing to write until they change."""
+
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that ended and whose CDR is not stored yet, if any."""
 

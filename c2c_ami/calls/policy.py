@@ -7,7 +7,8 @@ for every instance of a cluster: a number listed on one instance is refused on a
 the next click, with no cache to invalidate), plus ``calls.blacklist`` from the config (in
 memory, per tenant). Numbers are compared in one form (``numbers.number_key``: E.164 by the
 tenant's ``default_region``), so ``0899990988``, ``+84899990988`` and ``84899990988`` are one
-number in VN. A click costs one lookup on the store's unique index, whatever the list's size.
+number in VN. A click costs one lookup on the store's unique index, whatever the list's size
+(on a store shared by several instances, inside the click's one claim statement).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ MAX_ENTRIES_PER_REQUEST = 1000      # POST or DELETE /v1/blacklist: numbers in o
 DUPLICATE = "phone_number is duplicate"          # the carrier's words
 INVALID = "phone_number is invalid"
 NOT_LISTED = "phone_number is not in the blacklist"
+
+
+def listed_refusal() -> PhoneBlacklisted:
+    return PhoneBlacklisted("phone: this number is on the do-not-call list")
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,21 @@ class DialPolicy:
     # -- at each click (and transfer) --------------------------------------------------------
     async def check_number(self, tenant: Tenant, phone: str) -> None:
         """PhoneBlacklisted if ``phone`` is on the tenant's list or the global one."""
-        key = number_key(phone, tenant.default_region)
-        if key in tenant.blacklist:
-            raise PhoneBlacklisted("phone: this number is on the do-not-call list")
+        key = self.store_key(tenant, phone)
         with store_needed():                  # never dial a number that may be listed: 503
             listed = await self.store.is_blacklisted(tenant.domain, key)
         if listed:
-            raise PhoneBlacklisted("phone: this number is on the do-not-call list")
+            raise listed_refusal()
+
+    @staticmethod
+    def store_key(tenant: Tenant, phone: str) -> str:
+        """PhoneBlacklisted if ``phone`` is on the config's list (``calls.blacklist``); else
+        its compared form, to look up in the store (a click on a shared store does it with its
+        claim: ``Storage.claim_click``)."""
+        key = number_key(phone, tenant.default_region)
+        if key in tenant.blacklist:
+            raise listed_refusal()
+        return key
 
     @staticmethod
     def check_caller_ids(tenant: Tenant, ext: str, src_cid_number: str | None, dest_cid_number: str | None) -> None:

@@ -94,6 +94,15 @@ class CallRegistry:
         self._empty.clear()
         return True
 
+    def opening_events(self, call: Call) -> tuple[Any, ...]:
+        """What the observer logs of a call as placed, for its claim to store (several instances)."""
+        return self.observer.opening_events(call) if self.observer is not None else ()
+
+    def stored(self, call: Call) -> None:
+        """The call's facts as they are now were stored with its claim (several instances)."""
+        if self.observer is not None:
+            self.observer.call_stored(call)
+
     def suspend(self, pbx: str, since: float) -> list[Call]:
         """The PBX's link dropped: its calls are unobserved until it is asked again; they
         keep only the unobserved deadline."""

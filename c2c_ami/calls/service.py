@@ -27,18 +27,27 @@ from typing import Any
 
 from ..auto_answer import BY_USER_AGENT, Bundle
 from ..config import CallsConfig, Tenant
-from ..errors import CallFailed, CallNotFound, Forbidden, PbxUnavailable, StoreUnavailable, UserBusy, UserNotRegistered
-from ..store import Storage, StorageError, StorageUnavailable, store_needed
+from ..errors import (
+    CallFailed,
+    CallNotFound,
+    Forbidden,
+    PbxUnavailable,
+    RateLimited,
+    StoreUnavailable,
+    UserBusy,
+    UserNotRegistered,
+)
+from ..store import Bucket, ClickClaim, LiveClaim, Storage, StorageError, StorageUnavailable, store_needed
 from ..waits import Background, wait_set
 from .call import Call
 from .guards import Limiter, SingleFlight, fingerprint
 from .pbx_port import Availability, CheckResult, Originate, PbxError, PbxLinkDown, PbxPort, PbxRefused
 from .phones import PhoneBook
-from .policy import DialPolicy
+from .policy import DialPolicy, listed_refusal
 from .record import call_record
 from .registry import CallRegistry
 from .requests import CdrQuery, ClickToCallRequest
-from .shared_guards import SharedFlight
+from .shared_guards import Charge, KeyHeld, SharedFlight, SharedRateLimiter, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +108,7 @@ class CallService:
 
     # -- placing calls -------------------------------------------------------------------------
     async def place(self, tenant: Tenant, request: ClickToCallRequest, *, wait: bool,
-                    idempotency_key: str | None = None, caller: str = "") -> str:
+                    idempotency_key: str | None = None, caller: str = "", charge: Charge | None = None) -> str:
         """Start a click-to-call (with ``wait``: return once the extension answered) and
         return its call_id. A request identical to one in flight joins it; with an
         ``idempotency_key`` the first answer for that key is replayed. Keys are remembered
@@ -110,16 +119,29 @@ class CallService:
         another: joining never skips a check. Only an identical request joins (every
         parameter, sync or async alike); a different one to the same extension meanwhile is
         USER_BUSY, as the extension is taken. The extension's click limit counts only
-        requests that would start a call: a replay or a joiner gets the first answer."""
+        requests that would start a call: a replay or a joiner gets the first answer.
+
+        Several instances on one store: the click's request key, its extension, its click
+        limit and the request's ``charge`` (its token of the per-token limit, if not taken
+        yet) are taken in one statement, and the key is answered once the Originate is
+        queued: two round trips."""
         hotline, trunk = self._authorize(tenant, request)
         self.policy.check_caller_ids(tenant, request.ext, request.src_cid_number, request.dest_cid_number)
-        await self.policy.check_number(tenant, request.phone)
+        listed: tuple[str, str] | None = None
+        if self.shared_claims:      # the store's do-not-call list is read with the click's claim
+            listed = (tenant.domain, self.policy.store_key(tenant, request.phone))
+        else:
+            await self.policy.check_number(tenant, request.phone)
         printed = fingerprint(request, wait)
 
-        async def start() -> str:
-            if self.clicks is not None:
+        async def start(ticket: Ticket | None = None) -> str:
+            in_claim = ticket is not None and isinstance(self.clicks, SharedRateLimiter)
+            if self.clicks is not None and not in_claim:
                 await self.clicks.admit(tenant.domain, request.ext)
-            return (await self._place(tenant, request, hotline, trunk, wait=wait)).call_id
+            if ticket is None and listed is not None:
+                await self.policy.check_number(tenant, request.phone)
+            return (await self._place(tenant, request, hotline, trunk, wait=wait, ticket=ticket,
+                                      charge=charge, listed=listed)).call_id
 
         if idempotency_key is not None:
             shared = self.shared_idempotency
@@ -132,7 +154,8 @@ class CallService:
         return await self.duplicates.run(tenant.domain, (request.ext, request.phone, printed), printed, run)
 
     async def _place(self, tenant: Tenant, request: ClickToCallRequest, hotline: str, trunk: str, *,
-                     wait: bool) -> Call:
+                     wait: bool, ticket: Ticket | None = None, charge: Charge | None = None,
+                     listed: tuple[str, str] | None = None) -> Call:
         if not self.accepting:
             raise PbxUnavailable("the gateway is shutting down")
         if not self.store.health.available:     # its record could not be kept
@@ -147,7 +170,7 @@ class CallService:
         if not self.registry.claim(call):
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
-            await self._claim_in_store(call)
+            await self._claim_in_store(call, ticket, charge, listed)
         except BaseException:
             self.registry.release(call)
             raise
@@ -162,18 +185,51 @@ class CallService:
             await self._wait_answered(call)
         return call
 
-    async def _claim_in_store(self, call: Call) -> None:
+    async def _claim_in_store(self, call: Call, ticket: Ticket | None = None, charge: Charge | None = None,
+                              listed: tuple[str, str] | None = None) -> None:
         """The extension, cluster-wide: the store holds one live call per extension and PBX,
-        whichever instance placed it. (Alone on its store, the registry's claim is enough.)"""
+        whichever instance placed it. (Alone on its store, the registry's claim is enough.)
+        With the click's ``ticket``, one statement takes everything the click takes (and
+        looks the number up in the do-not-call list: ``listed``)."""
         if not self.shared_claims:
             return
         try:
-            claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
-                                                  self.instance_id, call.facts())
+            if ticket is None:
+                claimed = await self.store.claim_call(call.call_id, call.tenant, call.pbx, call.device,
+                                                      self.instance_id, call.facts())
+            else:
+                claimed = await self._claim_click(call, ticket, charge, listed)
         except StorageUnavailable:
             raise StoreUnavailable() from None
         if not claimed:
             raise UserBusy("a click-to-call to this extension is already in progress")
+        if ticket is not None:          # its facts and first events are stored: nothing to rewrite
+            self.registry.stored(call)
+
+    async def _claim_click(self, call: Call, ticket: Ticket, charge: Charge | None,
+                           listed: tuple[str, str] | None) -> bool:
+        """The charge's token, the do-not-call lookup, the ticket's key, the click limit's
+        token, the extension and the call's first events; False if the extension is taken.
+        Raises PhoneBlacklisted, KeyHeld, or RateLimited for a spent bucket."""
+        charged = charge is not None and not charge.taken
+        clicks = self.clicks if isinstance(self.clicks, SharedRateLimiter) else None
+        buckets: tuple[Bucket, ...] = (charge.bucket,) if charged and charge is not None else ()
+        key_buckets = (clicks.bucket(call.tenant, call.ext),) if clicks is not None else ()
+        result = await self.store.claim_click(ClickClaim(
+            buckets, ticket.key, key_buckets,
+            LiveClaim(call.call_id, call.tenant, call.pbx, call.device, self.instance_id, call.facts()),
+            listed=listed, events=self.registry.opening_events(call)))
+        if charged and charge is not None:
+            charge.taken = True
+        ticket.taken = result.key_taken
+        if result.refused == "listed":
+            raise listed_refusal()
+        if result.refused == "key":
+            raise KeyHeld(result.held or {})
+        if result.refused == "bucket":
+            limiter = charge.limiter if charged and result.bucket == 0 and charge is not None else clicks
+            raise limiter.refusal(result.tokens) if limiter is not None else RateLimited("rate limit exceeded")
+        return result.refused is None
 
     async def _release_in_store(self, call: Call) -> None:
         if not self.shared_claims:

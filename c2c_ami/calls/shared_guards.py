@@ -13,6 +13,11 @@ tenant's traffic pushes out another's, and an expired key is deleted before it i
 never joined.
 
 With one instance (SQLite) the in-memory guards of ``guards.py`` do the same work.
+
+Round trips: a click takes its key together with everything else it takes in the store
+(``Ticket``: the call service claims it with the extension and the rate buckets, one
+statement: ``Storage.claim_click``), and answers it once the Originate is queued: two round
+trips. A request's token of the per-token limit waits for that statement too (``Charge``).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited, StoreUnavailable, error_from
-from ..store import Storage, StorageUnavailable
+from ..store import Bucket, RequestKey, Storage, StorageUnavailable
 from .guards import forgettable
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,23 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05      # how often a request waiting on another instance's answer looks
 LIVENESS_EVERY = 20      # polls between checks that the instance holding the key is alive
 _HOLDER_GONE = "\x00gone"   # (no stored answer is ever this)
+
+
+class Ticket:
+    """A request key for whoever claims it with the rest of the click (``taken`` once the
+    store granted it); ``KeyHeld`` if another request holds it."""
+
+    def __init__(self, key: RequestKey) -> None:
+        self.key = key
+        self.taken = False
+
+
+class KeyHeld(Exception):
+    """The ticket's key is held by another request: ``row`` is its holder's."""
+
+    def __init__(self, row: dict) -> None:
+        super().__init__("request key held")
+        self.row = row
 
 
 class SharedFlight:
@@ -44,14 +66,17 @@ class SharedFlight:
         self.remember_failures = remember_failures
         self.hold_seconds = hold_seconds      # how long a request may run before its key is free again
 
-    async def run(self, scope: str, key: str, fingerprint: str, start: Callable[[], Awaitable[str]]) -> str:
+    async def run(self, scope: str, key: str, fingerprint: str, start: Callable[[Ticket], Awaitable[str]]) -> str:
+        """``start`` claims the ticket with its own claim (or raises KeyHeld); a request that
+        finds the key held waits for its holder's answer."""
         deadline = time.monotonic() + self.hold_seconds
         try:
             while True:
-                held = await self.store.claim_request(scope, key, fingerprint, self.owner,
-                                                      time.time() + self.hold_seconds)
-                if held is None:
-                    return await self._first(scope, key, start)
+                ticket = Ticket(RequestKey(scope, key, fingerprint, self.owner, time.time() + self.hold_seconds))
+                try:
+                    return await self._first(ticket, start)
+                except KeyHeld as exc:
+                    held = exc.row
                 if held["fingerprint"] != fingerprint:
                     raise InvalidParams("Idempotency-Key: already used with different parameters")
                 answer = held["answer"] or await self._wait_answer(scope, key, deadline)
@@ -66,17 +91,26 @@ class SharedFlight:
         except StorageUnavailable:
             raise StoreUnavailable() from None
 
-    async def _first(self, scope: str, key: str, start: Callable[[], Awaitable[str]]) -> str:
+    async def _first(self, ticket: Ticket, start: Callable[[Ticket], Awaitable[str]]) -> str:
+        scope, key = ticket.key.scope, ticket.key.key
         try:
-            call_id = await start()
+            call_id = await start(ticket)
         except C2CError as exc:
-            if self.remember_failures and not forgettable(exc):
+            remember = self.remember_failures and not forgettable(exc)
+            if not ticket.taken and remember:      # refused before its claim: keep the answer all the same
+                with contextlib.suppress(StorageUnavailable):
+                    ticket.taken = await self.store.claim_request(scope, key, ticket.key.fingerprint, self.owner,
+                                                                  ticket.key.expires_at) is None
+            if ticket.taken and remember:
                 await self._keep(scope, key, json.dumps(_answer_of(exc)))
-            else:
+            elif ticket.taken:
                 await self._let_go(scope, key)
             raise
+        except KeyHeld:
+            raise
         except BaseException:
-            await asyncio.shield(self._let_go(scope, key))
+            if ticket.taken:
+                await asyncio.shield(self._let_go(scope, key))
             raise
         await self._keep(scope, key, json.dumps({"call_id": call_id}))
         return call_id
@@ -142,11 +176,39 @@ class SharedRateLimiter:
         self.namespace = namespace
 
     async def admit(self, scope: str, key: str) -> None:
-        row = f"{self.namespace} {scope} {key}" if self.namespace else key
+        bucket = self.bucket(scope, key)
         try:
-            allowed, tokens = await self.store.take_token(row, self.rate, self.burst)
+            allowed, tokens = await self.store.take_token(bucket.key, bucket.rate, bucket.burst)
         except StorageUnavailable:
             raise StoreUnavailable() from None
         if not allowed:
-            retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-            raise RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)
+            raise self.refusal(tokens)
+
+    def bucket(self, scope: str, key: str) -> Bucket:
+        """The store's bucket of ``key`` (for a claim that takes its token with other things)."""
+        return Bucket(f"{self.namespace} {scope} {key}" if self.namespace else key, self.rate, self.burst)
+
+    def refusal(self, tokens: float) -> RateLimited:
+        retry = max(1, math.ceil((1.0 - tokens) / self.rate))
+        return RateLimited(f"{self.what} exceeded; retry in {retry} s", retry_after=retry)
+
+    def charge(self, scope: str, key: str) -> Charge:
+        """A token of ``key`` taken later: with the click's claim, or alone (``settle``)."""
+        return Charge(self, scope, key)
+
+
+class Charge:
+    """One request's token of a shared limit, taken with the click's claim in the store when
+    the request gets that far (``taken``), else alone when the request is over (``settle``):
+    every request pays one token either way, and over the limit it is RATE_LIMITED."""
+
+    def __init__(self, limiter: SharedRateLimiter, scope: str, key: str) -> None:
+        self.limiter = limiter
+        self.bucket = limiter.bucket(scope, key)
+        self._scope, self._key = scope, key
+        self.taken = False
+
+    async def settle(self) -> None:
+        if not self.taken:
+            self.taken = True
+            await self.limiter.admit(self._scope, self._key)

@@ -9,13 +9,20 @@ state, or what call control did).
 It is the calls' observer (the registry tells it, once per change, the steps a call took and
 hands it the call; once at the end, the ended call), so it runs inside the AMI event path and
 must not wait: it only decides what to write and queues it. One writer task stores the queue in order, in batches of
-one transaction (whatever queued up meanwhile: a step's facts with its webhooks, a CDR with
-the last ones; facts a later write of the same call replaces are skipped), then wakes the
-webhook worker. ``flush`` waits until everything queued is stored.
+one transaction (group commit: whatever queues up within ``GROUP_COMMIT_SECONDS`` of the
+first write, or until a call ends: a call's end frees its extension in the store, so it is
+written at once; a step's facts with its webhooks, a CDR with the last ones; facts a later
+write of the same call replaces are skipped), then wakes the webhook worker: a webhook is sent
+only once its row is stored. ``flush`` waits until everything queued is stored.
+
+Logs: each step at DEBUG; at INFO one line per call when it ends, with its outcome and when
+each party answered (the service logs the Originate): a line per step cost ~7 % of the
+gateway's CPU per call on a real Asterisk.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +42,10 @@ log = logging.getLogger(__name__)
 # number (the payload's ``leg`` tells which: the call's state when the step was reported); an
 # ended call sends hangup, then cdr, once. The payload is the carrier's (``carrier.hook_payload``).
 RETRY_MIN, RETRY_MAX = 0.5, 5.0      # seconds between tries while the store is unavailable
+# A write waits this long for others to share its transaction. The writes of a burst of
+# events (calls placed together ring, answer and end together) then cost one commit; the
+# facts of a live call reach the store this much later (webhooks too: never before).
+GROUP_COMMIT_SECONDS = 0.05
 _WEBHOOK_EVENTS: dict[Step, str] = {"ringing": "ringing", "answered": "answered"}
 _END_EVENTS = ("state", "hangup", "cdr")
 STATE = "state"          # the event log's own event: what a live-calls view shows changed
@@ -74,12 +85,14 @@ def _digest(facts: dict[str, Any]) -> int:
 
 class CallReporter:
     def __init__(self, storage: Storage, webhooks: WebhookNotifier, *, retry_min: float = RETRY_MIN,
-                 zone: tzinfo = UTC, recording_url: Callable[[dict[str, Any]], str] | None = None) -> None:
+                 zone: tzinfo = UTC, recording_url: Callable[[dict[str, Any]], str] | None = None,
+                 group_commit: float = GROUP_COMMIT_SECONDS) -> None:
         self.storage = storage
         self.webhooks = webhooks
         self.zone = zone                 # api.timezone: the payloads' carrier times
         self.recording_url = recording_url   # an ended call's recording link (calls/recordings.py)
         self.retry_min = retry_min
+        self.group_commit = group_commit
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._batch: list[_Write] = []                   # taken from the queue, being stored
         self._written: dict[str, int] = {}               # call_id -> hash of the facts last queued
@@ -87,6 +100,7 @@ class CallReporter:
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
+        self._hurry = asyncio.Event()        # an end is queued: write now
         self._writer: asyncio.Task | None = None
 
     # -- the observer (synchronous: the AMI event path) ------------------------------------------
@@ -98,8 +112,10 @@ class CallReporter:
         if self._shown.get(call.call_id) != view:
             self._shown[call.call_id] = view
             events.append((STATE, None))
+        debug = log.isEnabledFor(logging.DEBUG)
         for step, state in steps:
-            log.info("call %s: %s (ext %s -> %s)", call.call_id, state.value, call.ext, call.phone)
+            if debug:
+                log.debug("call %s: %s (ext %s -> %s)", call.call_id, state.value, call.ext, call.phone)
             event = _WEBHOOK_EVENTS.get(step)
             if event is not None:
                 events.append((event, _LEGS.get(state)))
@@ -115,13 +131,30 @@ class CallReporter:
         """The end: its CDR (the record, built once: CDR row, webhook body and log line share
         it), then hangup and cdr."""
         record = call_record(call)
-        log.info("call %s: %s (ext %s -> %s) status=%s cause=%s%s", call.call_id, call.state.value, call.ext,
-                 call.phone, record["status"], record["cause"], " unobserved" if call.ended_unobserved else "")
+        log.info("call %s: %s (ext %s -> %s) status=%s cause=%s ext answered %s, number answered %s%s",
+                 call.call_id, call.state.value, call.ext, call.phone, record["status"], record["cause"],
+                 _after(call.started_at, call.ext_answered_at), _after(call.started_at, call.number_answered_at),
+                 " unobserved" if call.ended_unobserved else "")
         self._written.pop(call.call_id, None)
         self._shown.pop(call.call_id, None)
         self._ending[call.call_id] = record
+        self._hurry.set()
         self._put(_Write(call.call_id, call.tenant, call.pbx, None, record,
                          tuple((event, None) for event in _END_EVENTS)))
+
+    def opening_events(self, call: Call) -> tuple[LogEvent, ...]:
+        """The call's first ``state`` event (as placed), for its claim to store in the same
+        statement (several instances on PostgreSQL)."""
+        record = call_record(call)
+        body = hook_body(STATE, hook_payload(record, STATE, self.zone, leg=None, recording_url=""))
+        return (LogEvent(call.tenant, STATE, body.decode("utf-8"), record.get("extension"), call.call_id),)
+
+    def call_stored(self, call: Call) -> None:
+        """Its claim stored these facts and its ``opening_events``: the write after the
+        Originate is skipped if they have not changed (a click on PostgreSQL then costs two
+        round trips: claim, answer)."""
+        self._written[call.call_id] = _digest(call.facts())
+        self._shown[call.call_id] = _view(call)
 
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         return self._ending.get(call_id)
@@ -157,6 +190,11 @@ class CallReporter:
     async def _run(self) -> None:
         while True:
             batch = self._batch = [await self._queue.get()]
+            if self.group_commit > 0 and self._queue.qsize() < MAX_BATCH - 1 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.group_commit):
+                        await self._hurry.wait()
+            self._hurry.clear()
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             delay = self.retry_min
@@ -217,6 +255,10 @@ class CallReporter:
                 self._ending.pop(write.call_id, None)
         if any(w.deliveries for w in writes):
             self.webhooks.wake()
+
+
+def _after(start: float, at: float | None) -> str:
+    return "-" if at is None else f"+{at - start:.2f} s"
 
 
 def _what(write: _Write) -> str:

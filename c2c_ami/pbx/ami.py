@@ -35,6 +35,7 @@ from panoramisk.message import Message
 from ..calls.pbx_port import PbxError, PbxLinkDown, PbxRefused, PbxTimeout
 from ..config import AmiConfig
 from ..waits import wait_set
+from .event_classes import event_mask
 from .parser import AmiEvent
 from .protocol import AmiProtocol, AmiSession, EventHandler
 
@@ -44,7 +45,10 @@ log = logging.getLogger(__name__)
 _NEVER_REPLAY = ("login", "logoff", "ping", "originate", "getvar", "hangup", "status",
                  "command", "coreshowchannels", "devicestatelist", "sipshowpeer", "listcommands",
                  "showdialplan", "modulecheck", "setvar", "coresettings", "redirect", "mixmonitor",
-                 "mixmonitormute")
+                 "mixmonitormute", "events")
+# Events the link itself reads: FullyBooted (ready), Shutdown (panoramisk closes the session).
+_OWN_EVENTS = ("FullyBooted", "Shutdown")
+EVERY_EVENT = "*"
 
 
 # A refused login will not fix itself in seconds: retry slowly, and say so once per attempt.
@@ -93,14 +97,20 @@ def check_safe(headers: dict[str, Any]) -> None:
 class AmiClient:
     """Owns the AMI link for the app's lifetime; ``send`` works only while ``ready``.
 
-    Construct it, ``subscribe`` the event consumers, then ``start`` it."""
+    Construct it, ``subscribe`` the event consumers, then ``start`` it. Asterisk is asked
+    for the event classes the subscribers' events belong to (``event_classes.py``), and of
+    what it sends, only the events a subscriber reads are parsed; the rest are counted and
+    dropped unread (``protocol.py``)."""
 
     def __init__(self, config: AmiConfig, name: str = "default") -> None:
         self.config = config
         self.name = name          # the PBX's, for logs
         self._event_handlers: tuple[tuple[EventHandler, frozenset[str] | None], ...] = ()
+        self._wanted: set[str] | None = set(_OWN_EVENTS)   # None: every event
+        self._widening: set[asyncio.Task[None]] = set()
         self.state = AmiState.DISCONNECTED
         self.reconnects = 0
+        self._events_before = 0       # events received by the sessions that ended
         self.last_error: str | None = None
         self._session: AmiSession | None = None
         self._inflight: set[asyncio.Future] = set()
@@ -112,18 +122,54 @@ class AmiClient:
         self._ready_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[AmiState], None]] = []
         self._ready_event = asyncio.Event()
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
         return self.state is AmiState.READY
 
-    def subscribe(self, handler: EventHandler, events: Iterable[str] | None = None) -> None:
-        """``handler`` gets every event (or, with ``events``, only the events of those names:
-        the ones it reads), synchronously, in the order Asterisk sent them; it runs inside the
-        socket read and must not block (it may spawn tasks)."""
-        names = None if events is None else frozenset(events)
+    @property
+    def events_received(self) -> int:
+        """Events Asterisk sent since start (all sessions), kept or not: what the link costs."""
+        session = self._session
+        return self._events_before + (session.events_received if session is not None else 0)
+
+    def subscribe(self, handler: EventHandler, events: Iterable[str] | str) -> None:
+        """``handler`` gets the events named in ``events`` (exactly as Asterisk spells them;
+        ``"*"``: every event), synchronously, in the order Asterisk sent them; it runs inside
+        the socket read and must not block (it may spawn tasks). The names decide what the
+        link asks Asterisk for and parses, and what reaches ``handler``."""
+        if isinstance(events, str) and events != EVERY_EVENT:
+            raise TypeError("events: an iterable of event names, or '*'")
+        names = None if events == EVERY_EVENT else frozenset(events)
         self._event_handlers = (*self._event_handlers, (handler, names))
+        if names is None or self._wanted is None:
+            self._wanted = None
+        else:
+            self._wanted.update(names)
+        session = self._session
+        if session is not None:        # subscribed while connected: widen at once
+            session.wanted = self.wanted_events
+            if self.ready and session.events_mask != self.event_mask:
+                session.events_mask = self.event_mask
+                task = asyncio.get_running_loop().create_task(self._widen_mask(session.events_mask))
+                self._widening.add(task)            # held until done (the loop keeps weak references)
+                task.add_done_callback(self._widening.discard)
+
+    @property
+    def wanted_events(self) -> frozenset[str] | None:
+        """The event names some subscriber reads (None: every event)."""
+        return None if self._wanted is None else frozenset(self._wanted)
+
+    @property
+    def event_mask(self) -> str:
+        """The event classes asked of Asterisk at login: those of the events read."""
+        return event_mask(self._wanted)
+
+    async def _widen_mask(self, mask: str) -> None:
+        with contextlib.suppress(AmiError):
+            await self.send({"Action": "Events", "EventMask": mask})
 
     def on_down(self, callback: Callable[[], None]) -> None:
         """Called (synchronously) each time a ready link is lost."""
@@ -151,9 +197,13 @@ class AmiClient:
         if self.ready:
             with contextlib.suppress(AmiError):
                 await self.send({"Action": "Logoff"}, timeout=1.0)
-        self._supervisor.cancel()
+        self._closing = True
+        supervisor = self._supervisor
+        while not supervisor.done():      # Python 3.11's wait_for can swallow a cancel: insist
+            supervisor.cancel()
+            await asyncio.wait({supervisor}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError):
-            await self._supervisor
+            await supervisor
         self._supervisor = None
 
     # -- actions -----------------------------------------------------------------------------
@@ -178,12 +228,13 @@ class AmiClient:
             raise AmiLinkDown(f"PBX link is {self.state.value}", sent=False)
         future = session.send_action(action, as_list=action.as_list)
         self._inflight.add(future)
+        limit = timeout or self.config.action_timeout
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout or self.config.action_timeout)
+            async with asyncio.timeout(limit):      # cheaper than wait_for(shield(...)) on 3.11
+                return await future
         except TimeoutError:
             self._forget(session, action)
-            raise AmiTimeout(f"no answer to {action.get('Action')} within "
-                             f"{timeout or self.config.action_timeout:g} s") from None
+            raise AmiTimeout(f"no answer to {action.get('Action')} within {limit:g} s") from None
         except asyncio.CancelledError:
             self._forget(session, action)
             raise
@@ -203,7 +254,7 @@ class AmiClient:
     # -- supervision -------------------------------------------------------------------------
     async def _supervise(self) -> None:
         delay = self.config.reconnect_min
-        while True:
+        while not self._closing:
             was_ready = False
             try:
                 was_ready = await self._run_session()
@@ -237,10 +288,12 @@ class AmiClient:
         loop = asyncio.get_running_loop()
         self._set_state(AmiState.CONNECTING)
         self._booted = asyncio.Event()
+        mask = self.event_mask
         session = AmiSession(self._route, loop=loop, host=cfg.host, port=cfg.port,
-                             username=cfg.username, secret=cfg.secret, events="on",
+                             username=cfg.username, secret=cfg.secret, events=mask,
                              encoding="utf-8", protocol_factory=AmiProtocol, ping_delay=10**6,
                              forgetable_actions=_NEVER_REPLAY, log=log)
+        session.wanted, session.events_mask = self.wanted_events, mask
         self._session = session
         await asyncio.wait_for(session.connect(), cfg.connect_timeout)
         login = session.authenticated_future
@@ -263,7 +316,8 @@ class AmiClient:
             raise _LinkLost("connection lost after login")
         self.last_error = None
         self._set_state(AmiState.READY)
-        log.info("PBX %s: AMI logged in to %s:%s as %r", self.name, cfg.host, cfg.port, cfg.username)
+        log.info("PBX %s: AMI logged in to %s:%s as %r; events asked: %s; read: %s", self.name, cfg.host,
+                 cfg.port, cfg.username, mask, "all" if session.wanted is None else ", ".join(sorted(session.wanted)))
         await self._watch(session)
         return True
 
@@ -297,6 +351,7 @@ class AmiClient:
         was_ready = self.ready
         session, self._session = self._session, None
         if session is not None:
+            self._events_before += session.events_received
             session.close()
             if not session.lost.done():
                 session.lost.set_result(None)

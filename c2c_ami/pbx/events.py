@@ -106,7 +106,10 @@ def ext_failure(call: Call, reason: str) -> tuple[ExtLegFailure, str]:
 
 
 class CallEvents:
-    """Feeds AMI events to the calls they belong to; subscribe it to the AMI client."""
+    """Feeds AMI events to the calls they belong to; subscribe it to the AMI client with the
+    events it reads: ``ami.subscribe(call_events, CallEvents.EVENTS)``."""
+
+    EVENTS: frozenset[str] = frozenset()      # the names of _HANDLERS (set below)
 
     def __init__(self, pbx: str, calls: LiveCalls, actions: LegActions,
                  journal: EventJournal | None = None) -> None:
@@ -343,4 +346,4 @@ _HANDLERS: dict[str, Callable[[CallEvents, Call, Mapping[str, str], float], None
     "HangupRequest": CallEvents._hangup_request,
     "Hangup": CallEvents._hangup,
 }
-CALL_EVENTS = tuple(_HANDLERS)     # the events CallEvents reads (AmiClient.subscribe)
+CallEvents.EVENTS = frozenset(_HANDLERS)

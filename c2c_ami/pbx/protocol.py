@@ -2,7 +2,8 @@
 
 * UTF-8 split across TCP reads is decoded correctly (panoramisk drops such characters);
 * events take the fast parser (``pbx/parser.py``) straight to the session's handler, which
-  can never raise into panoramisk (a raising callback would kill its connection);
+  can never raise into panoramisk (a raising callback would kill its connection); an event
+  no subscriber reads (the session's ``wanted`` names) is counted and dropped unparsed;
 * responses, events answering a pending action (an Originate's early ``OriginateResponse``,
   list actions' events) and ``Shutdown`` still go through panoramisk's ``Message`` and
   action futures;
@@ -47,9 +48,14 @@ class AmiProtocol(AMIProtocol):
         responses = self.responses
         factory = self.factory      # None until panoramisk's Manager adopts the protocol
         dispatch = factory.dispatch if factory is not None else None
+        wanted = factory.wanted if factory is not None else None
         for block in blocks:
             block = block.strip()
             if dispatch is not None and block.startswith("Event: "):
+                factory.events_received += 1
+                if wanted is not None and _name_of(block) not in wanted and \
+                        not (responses and "ActionID: " in block):
+                    continue        # nobody reads it (nor does it answer a pending action)
                 event = parse_event_fast(block)
                 if not (_answers_pending_action(event, responses) or _is_shutdown(event)):
                     dispatch(event)
@@ -57,6 +63,12 @@ class AmiProtocol(AMIProtocol):
             message = Message.from_line(block)
             if message is not None:
                 self.handle_message(message)
+
+
+def _name_of(block: str) -> str:
+    """The event's name: its first line is ``Event: <name>``."""
+    end = block.find("\r\n", 7)
+    return block[7:] if end < 0 else block[7:end]
 
 
 def _answers_pending_action(event: AmiEvent, responses: dict[str, Any]) -> bool:
@@ -80,6 +92,9 @@ class AmiSession(Manager):
         super().__init__(**config)
         self.lost: asyncio.Future[Any] = self.loop.create_future()
         self._on_event = on_event
+        self.events_received = 0      # every event block Asterisk sent this session
+        self.wanted: frozenset[str] | None = None    # the events parsed and dispatched (None: all)
+        self.events_mask = "on"       # the event classes asked at login
 
     def connection_made(self, f: asyncio.Future) -> None:
         if f.cancelled() or f.exception() is not None:

@@ -4,10 +4,15 @@ from ..config import StorageConfig
 from .base import (
     COUNT_CAP,
     MAX_PAGE,
+    Bucket,
     CallWrite,
+    ClickClaim,
+    ClickClaimed,
     Delivery,
     HookLimitReached,
+    LiveClaim,
     LogEvent,
+    RequestKey,
     Storage,
     StorageError,
     StorageUnavailable,
@@ -17,8 +22,8 @@ from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .sql import EVENTS_CHANNEL
 from .sqlite import SqliteStorage, migrate
 
-__all__ = ["COUNT_CAP", "EVENTS_CHANNEL", "MAX_PAGE", "CallWrite", "MIGRATIONS", "SCHEMA_VERSION", "Delivery",
-           "HookLimitReached", "LogEvent", "Migration",
+__all__ = ["COUNT_CAP", "EVENTS_CHANNEL", "MAX_PAGE", "Bucket", "CallWrite", "ClickClaim", "ClickClaimed", "LiveClaim",
+           "LogEvent", "RequestKey", "MIGRATIONS", "SCHEMA_VERSION", "Delivery", "HookLimitReached", "Migration",
            "SqliteStorage", "Storage",
            "StorageError", "StorageUnavailable", "StoreHealth", "keep_watch", "migrate", "open_storage",
            "store_needed"]

@@ -64,6 +64,63 @@ class CallWrite:
     events: tuple[LogEvent, ...] = ()       # for the tenant's event log, in this order
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket to take one token from: ``rate`` tokens per second, at most ``burst``."""
+    key: str
+    rate: float
+    burst: float
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request key (duplicate click, Idempotency-Key) to take while it is free or expired."""
+    scope: str
+    key: str
+    fingerprint: str
+    owner: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class LiveClaim:
+    """A new live call, owned by ``owner``, holding its extension (``device`` on ``pbx``)."""
+    call_id: str
+    tenant: str
+    pbx: str
+    device: str
+    owner: str
+    facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClickClaim:
+    """What a click takes, in this order, each only if everything before it was granted: a
+    token of each of ``buckets``; then, unless ``listed`` (``(tenant, number)``) is on the
+    tenant's do-not-call list, its request ``key``, a token of each of ``key_buckets`` (limits
+    that count only requests that would start a call), the live ``call`` and, with it, the
+    call's first ``events`` in its tenant's event log."""
+    buckets: tuple[Bucket, ...]
+    key: RequestKey
+    key_buckets: tuple[Bucket, ...]
+    call: LiveClaim
+    listed: tuple[str, str] | None = None
+    events: tuple[LogEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClickClaimed:
+    """``claim_click``'s answer: what refused (None: everything was taken). ``bucket``: the
+    refusing bucket (the ``buckets`` then the ``key_buckets``, counted together) and its
+    ``tokens`` left; ``held``: the key's holder (``fingerprint``, ``owner``, ``answer``);
+    ``key_taken``: the key is this click's (a refusal after it: the caller lets it go)."""
+    refused: str | None = None          # None, "bucket", "listed", "key" or "call"
+    bucket: int | None = None
+    tokens: float = 0.0
+    held: dict[str, Any] | None = None
+    key_taken: bool = False
+
+
 class Storage(Protocol):
     backend: str            # sqlite or postgresql
     schema_version: int
@@ -91,6 +148,7 @@ class Storage(Protocol):
     # several instances: who owns each live call (and holds its extension), who is alive
     async def claim_call(self, call_id: str, tenant: str, pbx: str, device: str, owner: str,
                          facts: dict[str, Any]) -> bool: ...
+    async def claim_click(self, claim: ClickClaim) -> ClickClaimed: ...
     async def release_call(self, call_id: str) -> None: ...
     async def live_call(self, call_id: str) -> dict[str, Any] | None: ...
     async def live_calls_of(self, tenant: str) -> list[dict[str, Any]]: ...

@@ -15,7 +15,19 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .base import COUNT_CAP, MAX_PAGE, CallWrite, Delivery, HookLimitReached, LogEvent
+from .base import (
+    COUNT_CAP,
+    MAX_PAGE,
+    Bucket,
+    CallWrite,
+    ClickClaim,
+    ClickClaimed,
+    Delivery,
+    HookLimitReached,
+    LiveClaim,
+    LogEvent,
+    RequestKey,
+)
 from .health import StoreHealth
 
 Row = dict[str, Any]
@@ -29,6 +41,8 @@ class Connection(Protocol):
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (PostgreSQL: one round trip)."""
 
 
 def _utc_now() -> str:
@@ -229,24 +243,47 @@ class SqlStorage:
 
     # ---- live calls -------------------------------------------------------------------
     async def save_call_writes(self, writes: list[CallWrite]) -> None:
-        """Store the writes in order, in one transaction: a live call's durable facts replace
-        its last ones; a CDR replaces the live facts; each step's webhooks are queued with it."""
+        """Store the writes in one transaction: a live call's durable facts replace its last
+        ones; a CDR replaces the live facts; each step's webhooks are queued with it. Each kind
+        is one statement for all its rows (a round trip each on PostgreSQL, whatever the
+        batch's size); a call's facts come before its CDR, its webhooks after both."""
         now = time.time()
         events = [event for write in writes for event in write.events]
+        facts = [(w.call_id, w.tenant, w.pbx, _json(w.facts), now) for w in writes if w.facts is not None]
+        ended = [w for w in writes if w.record is not None and w.facts is None]
+        records = [self._cdr_row(w.record) for w in ended if w.record is not None]
         async with self._transaction() as db:
-            for write in writes:
-                if write.record is not None and write.facts is None:
-                    await self._save_call(db, write.record)
-                    await db.execute("DELETE FROM live_calls WHERE call_id = ?", (write.call_id,))
-                elif write.facts is not None:
-                    await db.execute("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
+            if facts:
+                await db.executemany("INSERT INTO live_calls (call_id, tenant, pbx, facts, updated_at) "
                                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
-                                     "facts = excluded.facts, updated_at = excluded.updated_at",
-                                     (write.call_id, write.tenant, write.pbx, _json(write.facts), now))
+                                     "facts = excluded.facts, updated_at = excluded.updated_at", facts)
+            if records:
+                await db.executemany(self._cdr_upsert(), records)
+                await db.executemany("DELETE FROM live_calls WHERE call_id = ?", [(w.call_id,) for w in ended])
+            for write in writes:
                 for delivery in write.deliveries:
                     await self._enqueue(db, delivery, now)
             heads = await self._append_events(db, events, now)    # last: the tenants' rows stay locked briefly
         await self._announce(heads)
+
+    def _cdr_row(self, record: dict[str, Any]) -> list[Any]:
+        """A whole CDR (the reporter's: every field) as the calls table's row."""
+        if not record.get("call_id") or not record.get("tenant"):
+            raise ValueError("a call record needs call_id and tenant")
+        columns = {k: record.get(k) for k in self.call_columns}
+        for name in self._boolean_columns:
+            keep_none = columns[name] is None and name in self._nullable_booleans
+            columns[name] = None if keep_none else bool(columns[name])
+        for name in self._json_columns:
+            columns[name] = _json(columns[name] or [])
+        return [*columns.values(), _json({k: v for k, v in record.items() if k not in columns})]
+
+    def _cdr_upsert(self) -> str:
+        """Insert or replace a whole CDR; never one of another tenant (the update is refused)."""
+        names = [*self.call_columns, "extra"]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        return (f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT (call_id) DO UPDATE SET {updates} WHERE calls.tenant = excluded.tenant")
 
     async def live_calls(self, pbx: str | None = None) -> list[dict[str, Any]]:
         """The durable facts of every call still live (of one PBX), oldest first, each with
@@ -266,11 +303,37 @@ class SqlStorage:
         """Register a new live call owned by ``owner`` and take its extension; False if that
         extension (on that PBX) already has a live call -- on any instance."""
         async with self._session() as db:
-            rows = await db.fetch(
-                "INSERT INTO live_calls (call_id, tenant, pbx, device, owner, facts, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING call_id",
-                (call_id, tenant, pbx, device, owner, _json(facts), time.time()))
+            return await self._claim_call(db, LiveClaim(call_id, tenant, pbx, device, owner, facts))
+
+    async def _claim_call(self, db: Connection, call: LiveClaim) -> bool:
+        rows = await db.fetch(
+            "INSERT INTO live_calls (call_id, tenant, pbx, device, owner, facts, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING call_id",
+            (call.call_id, call.tenant, call.pbx, call.device, call.owner, _json(call.facts), time.time()))
         return bool(rows)
+
+    async def claim_click(self, claim: ClickClaim) -> ClickClaimed:
+        """Everything a click takes in the store, in one transaction, in the order of
+        ``ClickClaim``; stops at the first refusal (what was taken before it stays taken)."""
+        async with self._transaction() as db:
+            for n, bucket in enumerate(claim.buckets):
+                allowed, tokens = await self._take_token(db, bucket)
+                if not allowed:
+                    return ClickClaimed("bucket", n, tokens)
+            if claim.listed is not None and await self._is_blacklisted(db, *claim.listed):
+                return ClickClaimed("listed")
+            held = await self._claim_request(db, claim.key)
+            if held is not None:
+                return ClickClaimed("key", held=held)
+            for n, bucket in enumerate(claim.key_buckets, start=len(claim.buckets)):
+                allowed, tokens = await self._take_token(db, bucket)
+                if not allowed:
+                    return ClickClaimed("bucket", n, tokens, key_taken=True)
+            if not await self._claim_call(db, claim.call):
+                return ClickClaimed("call", key_taken=True)
+            heads = await self._append_events(db, claim.events, time.time())
+        await self._announce(heads)
+        return ClickClaimed(key_taken=True)
 
     async def release_call(self, call_id: str) -> None:
         """Forget a call that never reached the PBX (and free its extension)."""
@@ -365,18 +428,21 @@ class SqlStorage:
                             expires_at: float) -> dict[str, Any] | None:
         """Take a request key if it is free (or expired): None. Else the row of whoever holds
         it: ``fingerprint``, ``owner``, ``answer`` (None while that request runs)."""
-        now = time.time()
         async with self._transaction() as db:
-            await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ? AND expires_at < ?",
-                             (scope, key, now))
-            rows = await db.fetch("INSERT INTO request_keys (scope, key, fingerprint, owner, expires_at) "
-                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key",
-                                  (scope, key, fingerprint, owner, expires_at))
-            if rows:
-                return None
-            held = await db.fetch("SELECT fingerprint, owner, answer FROM request_keys WHERE scope = ? AND key = ?",
-                                  (scope, key))
-        return held[0] if held else {"fingerprint": fingerprint, "owner": owner, "answer": None}
+            return await self._claim_request(db, RequestKey(scope, key, fingerprint, owner, expires_at))
+
+    async def _claim_request(self, db: Connection, key: RequestKey) -> dict[str, Any] | None:
+        now = time.time()
+        await db.execute("DELETE FROM request_keys WHERE scope = ? AND key = ? AND expires_at < ?",
+                         (key.scope, key.key, now))
+        rows = await db.fetch("INSERT INTO request_keys (scope, key, fingerprint, owner, expires_at) "
+                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key",
+                              (key.scope, key.key, key.fingerprint, key.owner, key.expires_at))
+        if rows:
+            return None
+        held = await db.fetch("SELECT fingerprint, owner, answer FROM request_keys WHERE scope = ? AND key = ?",
+                              (key.scope, key.key))
+        return held[0] if held else {"fingerprint": key.fingerprint, "owner": key.owner, "answer": None}
 
     async def request_answer(self, scope: str, key: str) -> dict[str, Any] | None:
         async with self._session() as db:
@@ -403,15 +469,13 @@ class SqlStorage:
     async def take_token(self, key: str, rate: float, burst: float) -> tuple[bool, float]:
         """One request against the token bucket ``key`` (``rate`` tokens per second, at most
         ``burst``): (allowed, tokens left). One statement, so instances never race."""
-        now = time.time()
-        refill = f"{self.least}(?, rate_buckets.tokens + (excluded.updated_at - rate_buckets.updated_at) * ?)"
         async with self._session() as db:
-            rows = await db.fetch(
-                "INSERT INTO rate_buckets (key, tokens, updated_at, allowed) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                f"tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END, "
-                f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens",
-                (key, burst - 1, now, True, burst, rate, burst, rate, burst, rate, burst, rate))
+            return await self._take_token(db, Bucket(key, rate, burst))
+
+    async def _take_token(self, db: Connection, bucket: Bucket) -> tuple[bool, float]:
+        rows = await db.fetch(
+            f"INSERT INTO rate_buckets (key, tokens, updated_at, allowed) VALUES (?, ?, ?, ?) {self._take_tail()}",
+            (bucket.key, bucket.burst - 1, time.time(), True, *self._refill_args(bucket)))
         return bool(rows[0]["allowed"]), float(rows[0]["tokens"])
 
     # ---- the do-not-call list ------------------------------------------------------------
@@ -465,8 +529,12 @@ class SqlStorage:
     async def is_blacklisted(self, tenant: str, phone: str) -> bool:
         """Whether the tenant listed ``phone`` (its compared form): one lookup on the unique index."""
         async with self._session() as db:
-            return bool(await db.fetch("SELECT 1 AS listed FROM blacklist WHERE tenant = ? AND phone = ?",
-                                       (tenant, phone)))
+            return await self._is_blacklisted(db, tenant, phone)
+
+    @staticmethod
+    async def _is_blacklisted(db: Connection, tenant: str, phone: str) -> bool:
+        return bool(await db.fetch("SELECT 1 AS listed FROM blacklist WHERE tenant = ? AND phone = ?",
+                                   (tenant, phone)))
 
     # ---- the event log (GET /v1/events/stream) ---------------------------------------------
     # Each tenant's events have their own sequence, allocated under the lock of the tenant's
@@ -580,6 +648,17 @@ class SqlStorage:
                                   "WHERE leases.owner = excluded.owner OR leases.lease_until < ? RETURNING owner",
                                   (name, owner, until, now))
         return bool(rows)
+
+    def _take_tail(self) -> str:
+        """A token take after its ``INSERT INTO rate_buckets ...`` (arguments: ``_refill_args``)."""
+        refill = f"{self.least}(?, rate_buckets.tokens + (excluded.updated_at - rate_buckets.updated_at) * ?)"
+        return ("ON CONFLICT (key) DO UPDATE SET "
+                f"tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END, "
+                f"allowed = {refill} >= 1, updated_at = excluded.updated_at RETURNING allowed, tokens")
+
+    @staticmethod
+    def _refill_args(bucket: Bucket) -> tuple[float, ...]:
+        return (bucket.burst, bucket.rate) * 4
 
     # ---- webhook subscriptions -----------------------------------------------------------
     async def add_hook(self, tenant: str, url: str, events: list[str], secret: str, *,

@@ -71,6 +71,9 @@ class _Connection:
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         self._db.execute(sql, args)
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
 
 class SqliteStorage(SqlStorage):
     """``path`` may be ``:memory:``."""

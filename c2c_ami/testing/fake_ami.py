@@ -319,6 +319,29 @@ def _encode(text: str) -> bytes:
     return text.encode('utf-8', 'surrogateescape')
 
 
+def _set_event_mask(conn: _Connection, mask: str) -> None:
+    """manager.c's strings_to_mask: on/yes/true -> every class, off/no/false -> none, else a
+    comma-separated list of class names."""
+    mask = mask.strip().lower()
+    if mask in ('on', 'yes', 'true', 'y', '1'):
+        conn.event_classes = None
+    elif mask in ('off', 'no', 'false', 'n', '0'):
+        conn.event_classes = frozenset()
+    else:
+        conn.event_classes = frozenset(c.strip() for c in mask.split(','))
+    conn.events = conn.event_classes is None or bool(conn.event_classes)
+
+
+def _class_of(event: bytes) -> str:
+    """An event's class: the first word of its ``Privilege`` header (``call`` of ``call,all``)."""
+    start = event.find(b'Privilege: ')
+    if start < 0:
+        return 'call'
+    start += len('Privilege: ')
+    end = min(i for i in (event.find(b',', start), event.find(b'\r', start), len(event)) if i >= 0)
+    return event[start:end].decode('ascii', 'replace').lower()
+
+
 def _encode_event(event: dict | bytes | str) -> bytes:
     if isinstance(event, bytes):
         return event
@@ -341,6 +364,7 @@ class _Connection(asyncio.Protocol):
         self.received = bytearray()
         self.logged_in = False
         self.events = True
+        self.event_classes: frozenset[str] | None = None   # the session's mask (None: every class)
         self.closed = asyncio.get_running_loop().create_future()
         self._pending = b''
         self._headers: list[bytes] = []
@@ -470,7 +494,8 @@ class FakeAmiServer:
                           'listcommands': self._act_listcommands, 'showdialplan': self._act_showdialplan,
                           'modulecheck': self._act_modulecheck, 'setvar': self._act_setvar,
                           'redirect': self._act_channel_ok, 'mixmonitor': self._act_channel_ok,
-                          'mixmonitormute': self._act_channel_ok}
+                          'mixmonitormute': self._act_channel_ok,
+                          'events': self._act_events}
 
     # ---- life cycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -655,7 +680,13 @@ class FakeAmiServer:
         if self.silent:
             return
         self.events_emitted += 1
+        event_class = None
         for conn in self._event_conns:
+            if conn.event_classes is not None:
+                if event_class is None:
+                    event_class = _class_of(data)
+                if event_class not in conn.event_classes:
+                    continue
             conn.write(data)
 
     def _respond(self, conn: _Connection, action: AmiAction, response: str,
@@ -697,12 +728,17 @@ class FakeAmiServer:
             conn.close()                      # Asterisk ends the session
             return
         conn.logged_in = True
-        conn.events = (a.get('Events') or 'on').lower() != 'off'
+        _set_event_mask(conn, a.get('Events') or 'on')
         self._refresh_event_conns()
         self._respond(conn, a, 'Success', 'Authentication accepted')
         if self.fully_booted and conn.events:
             conn.write(b'Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 5\r\n'
                        b'LastReload: 5\r\nStatus: Fully Booted\r\n\r\n')
+
+    def _act_events(self, conn: _Connection, a: AmiAction) -> None:
+        _set_event_mask(conn, a.get('EventMask') or 'off')
+        self._refresh_event_conns()
+        self._respond(conn, a, 'Success' if conn.events else 'Events Off')
 
     def _act_logoff(self, conn: _Connection, a: AmiAction) -> None:
         self._respond(conn, a, 'Goodbye', 'Thanks for all the fish.')

@@ -225,6 +225,17 @@ async def test_health_ready_and_metrics(gateway, fake_ami):
     assert 'c2c_ami_up{pbx="default"} 1.0' in text and 'c2c_calls_in_flight{pbx="default"} 0.0' in text
 
 
+async def test_metrics_count_the_ami_events_the_pbx_sent(gateway, fake_ami):
+    """Newchannel, Newstate Ringing, Newstate Up, OriginateResponse: what Asterisk sent, counted."""
+    fake_ami.default_behaviour = Behaviour("answer", dial="none", talk_time=None)
+    before = gateway.app[AMI].events_received
+    status, _, _ = await get(gateway, "/v1/click2call", ext="101", phone="0899")
+    assert status == 200
+    assert gateway.app[AMI].events_received - before >= 4
+    text = await (await gateway.get("/metrics")).text()
+    assert f'c2c_ami_events_received_total{{pbx="default"}} {float(gateway.app[AMI].events_received)}' in text
+
+
 async def test_rate_limit_is_per_token_with_retry_after(make_gateway, fake_ami):
     client = await make_gateway(limits={"rate_per_minute": 1, "rate_burst": 2})
     statuses = [(await get(client, "/v1/click2call/async", ext="101", phone="0899"))[0] for _ in range(2)]

@@ -53,6 +53,12 @@ class Reported:
     def call_ended(self, call):
         self.ended.append(call.call_id)
 
+    def opening_events(self, call):
+        return ()
+
+    def call_stored(self, call):
+        pass
+
     def unstored_end(self, call_id):
         return None
 

@@ -76,3 +76,90 @@ async def test_rate_buckets_idle_for_a_day_are_pruned_and_the_rest_kept(store):
     assert (await store.take_token("ext default 101", 1 / 60, 2))[0] is False    # kept: still empty
     await store.prune(time.time() + BUCKET_IDLE_SECONDS + 1)
     assert await store.take_token("ext default 101", 1 / 60, 2) == (True, 1.0)    # forgotten: full
+
+
+async def test_a_click_on_postgresql_costs_two_round_trips(make_gateway, fake_ami, postgres, monkeypatch):
+    """Every statement the gateway sends PostgreSQL for one async click, counted at asyncpg
+    (a pool's reset query would count too): the claim (token, key, click limit, extension in
+    one statement) and the key's answer once the Originate is queued. Nothing else: the
+    call's facts, the do-not-call lookup and its first event in the tenant's log are in its
+    claim. (The webhook worker's, the membership lease's and the agent feed's own rounds, on
+    their own timers, are not the click's: statements on the outbox, the instances and the
+    leases, the only tables they touch, are left out.)"""
+    import asyncpg
+
+    from c2c_ami.app_keys import REPORTER
+    from c2c_ami.testing.fake_ami import Behaviour
+    from tests.fixtures_gateway import AUTH
+
+    statements: list[str] = []
+    create_pool = asyncpg.create_pool
+
+    def logged(query):
+        if not any(table in query.query for table in ("outbox", "instances", "leases")):
+            statements.append(query.query)
+
+    async def log_queries(conn):
+        conn.add_query_logger(logged)
+    monkeypatch.setattr(asyncpg, "create_pool", lambda *args, **kw: create_pool(*args, init=log_queries, **kw))
+    client = await make_gateway(storage={"url": postgres.create_database()}, cluster={"lease_seconds": 600},
+                                limits={"per_extension_per_minute": 10})
+    fake_ami.default_behaviour = Behaviour("silent")      # no event: only the click's own writes
+    reporter = client.app[REPORTER]
+    for n, ext in enumerate(("101", "102", "103")):
+        assert await reporter.flush(3)
+        statements.clear()
+        resp = await client.get("/v1/click2call/async", params={"ext": ext, "phone": f"090000{n}"}, headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        assert await reporter.flush(3)
+        assert len(statements) == 2, "\n".join(s[:150] for s in statements)
+        assert statements[0].startswith("WITH") and "request_keys" in statements[1]
+
+
+async def test_on_postgresql_every_click_request_pays_one_token_whenever_it_is_taken(make_gateway, fake_ami,
+                                                                                     postgres):
+    """The per-token limit's token is taken with the click's claim, or alone at the end for a
+    request that never got there (bad parameters): over the limit, RATE_LIMITED either way,
+    and nothing reached the PBX."""
+    from tests.fixtures_gateway import AUTH
+    client = await make_gateway(storage={"url": postgres.create_database()},
+                                limits={"rate_per_minute": 1, "rate_burst": 2})
+
+    async def click(**params):
+        resp = await client.get("/v1/click2call/async", params=params, headers=AUTH)
+        return resp.status, (await resp.json()).get("error")
+
+    assert await click(ext="101", phone="0900001") == (200, None)              # token 1, with its claim
+    assert await click(ext="102", phone="not a number") == (400, "INVALID_PARAMS")   # token 2, alone
+    assert await click(ext="103", phone="0900003") == (429, "RATE_LIMITED")    # none left: no claim
+    assert await click(ext="104", phone="nope") == (429, "RATE_LIMITED")       # the limit comes first
+    assert len(fake_ami.actions_named("Originate")) == 1
+
+
+async def test_on_postgresql_the_claim_reads_the_do_not_call_list_and_logs_the_call_as_placed(make_gateway, fake_ami,
+                                                                                             postgres):
+    """The claim statement refuses a listed number (PHONE_BLACKLISTED, nothing taken, nothing
+    dialed) and, for a call it takes, appends the call's first ``state`` event (``originating``)
+    to the tenant's log, notified as any other event."""
+    import json
+
+    from c2c_ami.app_keys import REPORTER, STORAGE
+    from c2c_ami.testing.fake_ami import Behaviour
+    from tests.fixtures_gateway import AUTH
+    client = await make_gateway(storage={"url": postgres.create_database()})
+    fake_ami.default_behaviour = Behaviour("silent")
+    store = client.app[STORAGE]
+    resp = await client.post("/v1/blacklist", json={"blacklist": [{"phone_number": "0899990988"}]}, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    refused = await client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899990988"}, headers=AUTH)
+    assert (refused.status, (await refused.json())["error"]) == (403, "PHONE_BLACKLISTED")
+    assert fake_ami.actions_named("Originate") == [] and await store.live_calls() == []
+    assert await store.events_after("default", 0, 10) == []
+    resp = await client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899990989"}, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    call_id = (await resp.json())["call_id"]
+    assert await client.app[REPORTER].flush(3)
+    logged = await store.events_after("default", 0, 10)
+    assert [(row["seq"], row["event"], row["call_id"]) for row in logged] == [(1, "state", call_id)]
+    assert json.loads(logged[0]["data"])["call_state"] == "originating"
+    assert await store.event_head("default") == (1, 0)

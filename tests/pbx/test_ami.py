@@ -215,3 +215,36 @@ async def test_fault_storm_leaves_no_per_call_state(gateway, fake_ami):
     assert registry.claimed_devices == 0 and service.waiters == 0
     assert not [f for f in ami._inflight if not f.done()]   # no action left unanswered
     assert not ami._session.protocol.responses
+
+
+async def test_asterisk_is_asked_only_for_the_classes_of_the_events_read(fake_ami):
+    """The mask is derived from what subscribers read: call,system for the call events;
+    a subscriber of another class's event widens it, at once if the link is up."""
+    from c2c_ami.pbx.events import CallEvents
+    config = gateway_config(fake_ami.port)
+    ami = AmiClient(config.ami)
+    seen: asyncio.Queue = asyncio.Queue()
+
+    def calls(event):
+        seen.put_nowait(("calls", event.get("Event")))
+    ami.subscribe(calls, CallEvents.EVENTS)
+    ami.start()
+    try:
+        assert await ami.wait_ready(3)
+        assert fake_ami.actions_named("Login")[-1]["Events"] == "call,system"
+        before = ami.events_received
+        fake_ami.emit_event({"Event": "VarSet", "Privilege": "dialplan,all", "Variable": "X"})   # not sent
+        fake_ami.emit_event({"Event": "DeviceStateChange", "Privilege": "call,all", "State": "INUSE"})
+        fake_ami.emit_event({"Event": "Newstate", "Privilege": "call,all", "Uniqueid": "u1"})
+        assert await asyncio.wait_for(seen.get(), 3) == ("calls", "Newstate")
+        assert ami.events_received - before == 2    # DeviceStateChange: received, read by nobody, unparsed
+        ami.subscribe(lambda event: seen.put_nowait(("cdr", event.get("Event"))), ["Cdr"])
+        await fake_ami.wait_for_action("Events", 3)
+        assert fake_ami.actions_named("Events")[-1]["EventMask"] == "call,system,cdr"
+        fake_ami.emit_event({"Event": "Cdr", "Privilege": "cdr,all", "Disposition": "ANSWERED"})
+        assert await asyncio.wait_for(seen.get(), 3) == ("cdr", "Cdr")
+        fake_ami.emit_event({"Event": "Newstate", "Privilege": "call,all", "Uniqueid": "u2"})
+        assert await asyncio.wait_for(seen.get(), 3) == ("calls", "Newstate")
+        assert seen.empty()                         # each handler gets only the events it names
+    finally:
+        await ami.close()

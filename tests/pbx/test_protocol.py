@@ -4,6 +4,7 @@
 from panoramisk.actions import Action
 from panoramisk.message import Message
 
+from c2c_ami.pbx import protocol as protocol_module
 from c2c_ami.pbx.parser import AmiEvent
 from c2c_ami.pbx.protocol import AmiProtocol
 
@@ -20,7 +21,9 @@ class _Session:
     """What the protocol asks of its panoramisk Manager."""
     forgetable_actions = ("originate", "getvar")
 
-    def __init__(self):
+    def __init__(self, wanted=None):
+        self.events_received = 0
+        self.wanted = wanted
         self.events = []
         self.lost = []
         self.awaiting_actions = []
@@ -78,3 +81,26 @@ async def test_before_the_session_adopts_it_everything_goes_through_panoramisk()
     proto.responses["l1"] = login
     proto.dispatch_blocks(["Response: Success\r\nActionID: l1\r\nMessage: Authentication accepted"])
     assert login.future.result()["Message"] == "Authentication accepted"
+
+
+async def test_events_nobody_reads_are_counted_and_dropped_unparsed(monkeypatch):
+    """Only the subscribers' events are parsed; a pending action's event always gets through."""
+    session = _Session(wanted=frozenset({"Newstate", "Shutdown"}))
+    proto = protocol(session)
+    parsed = []
+    real = protocol_module.parse_event_fast
+    monkeypatch.setattr(protocol_module, "parse_event_fast", lambda block: parsed.append(block) or real(block))
+    listing = Action({"Action": "CoreShowChannels", "ActionID": "list"}, as_list=True)
+    proto.responses["list"] = listing
+    proto.dispatch_blocks([
+        "Event: VarSet\r\nUniqueid: u1\r\nVariable: X\r\nValue: 1",
+        "Event: Newstate\r\nUniqueid: u1\r\nLinkedid: u1",
+        "Event: NewstateX\r\nUniqueid: u1",
+        "Event: DeviceStateChange\r\nDevice: PJSIP/101\r\nState: INUSE",
+        "Event: CoreShowChannel\r\nActionID: list\r\nChannel: PJSIP/101-1",
+        "Event: Newstate",
+    ])
+    assert session.events_received == 6
+    assert [e.get("Event") for e in session.events] == ["Newstate", "Newstate"]
+    assert len(parsed) == 3          # the two Newstates and the listing's event; nothing else
+    assert listing.responses[-1]["Channel"] == "PJSIP/101-1"

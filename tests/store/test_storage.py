@@ -894,3 +894,36 @@ async def test_hook_stats_and_retrying_dead_deliveries(store):
     assert await store.retry_dead("acme", hook["id"]) == 1
     assert (await store.hook_stats("acme"))[hook["id"]]["dead"] == 0
     assert ids[2] in [r["id"] for r in await store.due_heads(time.time() + 1, per_hook=10, per_tenant=10)]
+async def test_a_click_takes_its_buckets_key_and_extension_together_or_stops_at_the_first_refusal(store):
+    """``claim_click``: token bucket -> request key -> the click limit -> the extension, each
+    only if everything before it was granted (on PostgreSQL in one statement)."""
+    from c2c_ami.store import Bucket, ClickClaim, LiveClaim, RequestKey
+    later = time.time() + 60
+
+    def click(n, ext, *, token_burst=5.0, ext_burst=5.0, key=None, token="token"):
+        return ClickClaim(buckets=(Bucket(token, 1 / 60, token_burst),),
+                          key=RequestKey("duplicate", key or f"k{n}", f"fp{n}", "gw1", later),
+                          key_buckets=(Bucket(f"ext {ext}", 1 / 60, ext_burst),),
+                          call=LiveClaim(f"c-{n}", "acme", "default", f"PJSIP/{ext}", "gw1", {"call_id": f"c-{n}"}))
+
+    from c2c_ami.store import ClickClaimed
+    assert await store.claim_click(click(1, "101")) == ClickClaimed(key_taken=True)
+    assert (await store.live_call("c-1"))["owner"] == "gw1"
+    held = await store.claim_click(click(2, "102", key="k1"))             # the same key: joined, nothing else taken
+    assert (held.refused, held.key_taken, held.held["fingerprint"], held.held["owner"]) == ("key", False, "fp1", "gw1")
+    assert await store.live_call("c-2") is None
+    busy = await store.claim_click(click(3, "101"))                       # the extension has a call
+    assert (busy.refused, busy.key_taken) == ("call", True)
+    assert await store.request_answer("duplicate", "k3") is not None      # the caller lets the key go
+    limited = await store.claim_click(click(4, "103", ext_burst=1.0))     # 'ext 103' has 1 token: granted
+    assert limited.refused is None
+    await store.release_call("c-4")
+    again = await store.claim_click(click(5, "103", ext_burst=1.0))       # ...and none left
+    assert (again.refused, again.bucket, again.key_taken) == ("bucket", 1, True)
+    assert await store.live_call("c-5") is None
+    spent = await store.claim_click(click(6, "104", token_burst=5.0))     # 5 tokens, 5 takes so far
+    assert (spent.refused, spent.bucket, spent.key_taken) == ("bucket", 0, False)
+    assert await store.request_answer("duplicate", "k6") is None and await store.live_call("c-6") is None
+    await store.answer_request("duplicate", "k1", '{"call_id": "c-1"}', time.time() - 1)   # expired...
+    assert (await store.claim_click(click(7, "105", key="k1", token="another token"))).refused is None   # ...taken over
+    assert (await store.request_answer("duplicate", "k1"))["answer"] is None
