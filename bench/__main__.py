@@ -1,7 +1,7 @@
 """``python -m bench`` (from the repo root): run the benchmarks, print a table, write JSON.
 
   python -m bench            items 1-3 + the fake-AMI latency proxy of item 4 (~2 min)
-  python -m bench --rig      also item 4 against the real Asterisk rig and item 5, CPU per call
+  python -m bench --rig      also item 4 against the real Asterisk rig and item 7, CPU per call
                              on the rig (both drivers, AMI read call,system / all, SQLite / PostgreSQL)
   python -m bench --smoke    tiny counts, a few seconds; checks the harness, not the speed
   --only async,stores,sync,ingest,latency,blacklist,stream,percall   run a subset (percall needs --rig)
@@ -185,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--pending", type=int, default=10_000, help="concurrent sync requests")
     parser.add_argument("--answer-rate", type=float, default=2000.0, help="answers per second (item 2)")
-    parser.add_argument("--calls", type=int, default=150, help="click-to-calls per setting (item 5, --rig)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each setting, median reported (item 5)")
-    parser.add_argument("--drivers", default="pjsip,chan_sip", help="item 5: the rig's drivers")
-    parser.add_argument("--reads", default="call,system;all", help="item 5: the AMI users' read= (';'-separated)")
-    parser.add_argument("--stores", default="sqlite,postgresql", help="item 5: the gateway's stores")
-    parser.add_argument("--profile", default=None, help="item 5: py-spy each gateway into this directory")
+    parser.add_argument("--calls", type=int, default=150, help="click-to-calls per setting (item 7, --rig)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each setting, median reported (item 7)")
+    parser.add_argument("--drivers", default="pjsip,chan_sip", help="item 7: the rig's drivers")
+    parser.add_argument("--reads", default="call,system;all", help="item 7: the AMI users' read= (';'-separated)")
+    parser.add_argument("--stores", default="sqlite,postgresql", help="item 7: the gateway's stores")
+    parser.add_argument("--profile", default=None, help="item 7: py-spy each gateway into this directory")
     args = parser.parse_args(argv)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)

@@ -10,7 +10,8 @@ from typing import Any
 async def wait_set(event: asyncio.Event, timeout: float) -> bool:
     """Wait until ``event`` is set, at most ``timeout`` seconds; True if it was."""
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     except TimeoutError:
         return False
     return True

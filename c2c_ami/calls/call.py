@@ -104,6 +104,9 @@ class CallObserver(Protocol):
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that ended and whose CDR is not stored yet, if any."""
 
+    async def written(self, timeout: float) -> bool:
+        """Wait (bounded) until everything reported so far is stored; False if it is not."""
+
 
 # The fields ``facts`` keeps (besides the state): everything but runtime plumbing and the
 # waiting request's error.

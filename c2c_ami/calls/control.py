@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 CONTROL_CHANNEL = "c2c_control"         # NOTIFY: an action asked on one instance for another's call
 REPLY_CHANNEL = "c2c_control_reply"     # NOTIFY: that instance's answer
 OTHER_INSTANCE_GRACE = 10.0             # seconds beyond an action's own bound to hear back
+WRITTEN_WAIT = 2.0                      # seconds the owner waits for the action's write before answering
 TRANSFER_GRACE = 5.0                    # beyond the ring timeout, for the PBX's word on the target
 
 Result = dict[str, Any]
@@ -308,7 +309,8 @@ class CallControl:
                     "tenant": tenant.domain, "scope": scope, "action": action, "params": params}))
             bound = self.calls.ring_timeout + self.transfer_grace if action == "transfer" else 0.0
             try:
-                reply = await asyncio.wait_for(answer, bound + OTHER_INSTANCE_GRACE)
+                async with asyncio.timeout(bound + OTHER_INSTANCE_GRACE):
+                    reply = await answer
             except TimeoutError:
                 raise PbxUnavailable(f"instance {owner}, which tracks the call, did not answer in time; retry",
                                      call_id=call_id) from None
@@ -343,6 +345,7 @@ class CallControl:
                     or not _visible(call.tenant, call.ext, tenant, asked.get("scope")):
                 raise CallNotFound("no live call with this call_id")
             reply["result"] = await self._run(call, tenant, str(asked["action"]), dict(asked.get("params") or {}))
+            await self.registry.written(WRITTEN_WAIT)   # the asker reads the call from the store next
         except C2CError as exc:
             reply.update(error=exc.code, message=exc.message, call_id=exc.call_id, retry_after=exc.retry_after)
         except Exception:

@@ -94,6 +94,10 @@ class CallRegistry:
         self._empty.clear()
         return True
 
+    async def written(self, timeout: float) -> bool:
+        """Everything reported so far is in the store (bounded wait; see ``CallObserver``)."""
+        return await self.observer.written(timeout) if self.observer is not None else True
+
     def opening_events(self, call: Call) -> tuple[Any, ...]:
         """What the observer logs of a call as placed, for its claim to store (several instances)."""
         return self.observer.opening_events(call) if self.observer is not None else ()

@@ -328,7 +328,8 @@ class CallService:
         self.waiters += 1
         self._no_waiters.clear()
         try:
-            await asyncio.wait_for(call.wake_waiters.wait(), self.calls.sync_timeout)
+            async with asyncio.timeout(self.calls.sync_timeout):
+                await call.wake_waiters.wait()
         except TimeoutError:
             # sync_timeout > ring_timeout, so Asterisk should have answered long ago.
             await self.hangup_quietly(call)

@@ -100,7 +100,10 @@ class CallReporter:
         self._ending: dict[str, dict[str, Any]] = {}     # call_id -> its CDR, queued, not yet stored
         self._idle = asyncio.Event()
         self._idle.set()
-        self._hurry = asyncio.Event()        # an end is queued: write now
+        self._hurry = asyncio.Event()        # an end is queued (or someone waits): write now
+        self._queued = 0                     # writes ever queued...
+        self._done = 0                       # ...and ever done with (stored, or given up on)
+        self._progress = asyncio.Event()     # set at each batch done
         self._writer: asyncio.Task | None = None
 
     # -- the observer (synchronous: the AMI event path) ------------------------------------------
@@ -159,8 +162,23 @@ class CallReporter:
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         return self._ending.get(call_id)
 
+    async def written(self, timeout: float) -> bool:
+        """Wait (bounded) until every write queued so far is stored, without lingering for a
+        group commit (an instance answering another's call control: what it asked for is in
+        the store when it hears back); False if the time ran out."""
+        mark = self._queued
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._done < mark:
+            self._hurry.set()
+            self._progress.clear()
+            if not await wait_set(self._progress, deadline - loop.time()):
+                return self._done >= mark
+        return True
+
     def _put(self, write: _Write) -> None:
         self._idle.clear()
+        self._queued += 1
         self._queue.put_nowait(write)
 
     # -- the writer -------------------------------------------------------------------------------
@@ -197,6 +215,7 @@ class CallReporter:
             self._hurry.clear()
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
+            taken = len(batch)
             delay = self.retry_min
             while True:
                 try:
@@ -212,6 +231,8 @@ class CallReporter:
                     batch = self._batch = await self._store_singly(batch)
                     if not batch:
                         break
+            self._done += taken
+            self._progress.set()
             self._batch = []
             if self._queue.empty():
                 self._idle.set()

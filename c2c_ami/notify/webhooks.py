@@ -230,7 +230,8 @@ class WebhookNotifier:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._progress.wait()
             except TimeoutError:
                 return await self._idle()
 
@@ -275,7 +276,8 @@ class WebhookNotifier:
                 log.exception("webhook outbox unreadable; retrying in %.0f s", ERROR_PAUSE)
                 wait = ERROR_PAUSE
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _dispatch(self) -> float:
         """Start POSTs for due rows, fairly, within the caps; return how long to sleep if

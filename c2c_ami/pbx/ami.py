@@ -295,7 +295,8 @@ class AmiClient:
                              forgetable_actions=_NEVER_REPLAY, log=log)
         session.wanted, session.events_mask = self.wanted_events, mask
         self._session = session
-        await asyncio.wait_for(session.connect(), cfg.connect_timeout)
+        async with asyncio.timeout(cfg.connect_timeout):
+            await session.connect()
         login = session.authenticated_future
         done, _ = await asyncio.wait({login, session.lost}, timeout=cfg.connect_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -306,7 +307,8 @@ class AmiClient:
         if response.get("Response") != "Success":
             raise _LoginRefused(response.get("Message") or "login failed")
         try:
-            await asyncio.wait_for(self._booted.wait(), cfg.boot_wait)
+            async with asyncio.timeout(cfg.boot_wait):
+                await self._booted.wait()
             self.booted_seen = True
         except TimeoutError:
             self.booted_seen = False

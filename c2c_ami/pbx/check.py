@@ -198,7 +198,8 @@ class PbxCheck:
         self._probe = asyncio.get_running_loop().create_future()
         try:
             await self.ami.send({"Action": "Setvar", "Variable": f"DEVICE_STATE({PROBE_DEVICE})", "Value": wanted})
-            await asyncio.wait_for(asyncio.shield(self._probe), PROBE_WAIT)
+            async with asyncio.timeout(PROBE_WAIT):
+                await asyncio.shield(self._probe)
         except TimeoutError:
             found.append(Finding("ami_read", f"the AMI user {user!r} does not receive call events (no "
                                  f"DeviceStateChange of {PROBE_DEVICE}): the gateway would never see a call "

@@ -138,7 +138,8 @@ class Reconciler:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._done.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._done.wait()
             except TimeoutError:
                 return self.runs >= runs
         return True

@@ -51,3 +51,24 @@ async def test_steps_are_stored_in_order_through_an_outage(storage_url):
     finally:
         await reporter.close()
         await store.close()
+
+
+async def test_written_waits_for_what_was_queued_without_the_group_commit_linger(storage_url):
+    """A live call's change lingers up to ``group_commit`` for company; ``written`` (the
+    owner of a call answering another instance's call control) has it stored at once."""
+    store = await open_storage(StorageConfig(url=storage_url))
+    reporter = CallReporter(store, WebhookNotifier(store), group_commit=30.0)     # would linger 30 s
+    reporter.start()
+    try:
+        registry = CallRegistry(reporter)
+        call = Call(tenant="acme", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="t")
+        assert registry.claim(call)
+        call.ext_ringing()
+        registry.settle(call)
+        assert [c["state"] for c in await store.live_calls()] == []              # lingering
+        assert await reporter.written(5)
+        assert [c["state"] for c in await store.live_calls()] == ["ext_ringing"]
+        assert await reporter.written(0.01)                                       # nothing more queued
+    finally:
+        await reporter.close(timeout=1)
+        await store.close()
