@@ -101,6 +101,10 @@ class CallObserver(Protocol):
         """The call's facts as they are now, and its ``opening_events``, are in the store
         already (its claim wrote them): nothing to write until they change."""
 
+    def call_dropped(self, call: Call) -> None:
+        """A call refused before its Originate was sent (``CallRegistry.release``): nothing
+        is reported of it, but what its claim stored (``opening_events``) is closed."""
+
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         """The record of a call that ended and whose CDR is not stored yet, if any."""
 

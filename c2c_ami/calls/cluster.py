@@ -88,4 +88,4 @@ class Membership:
             if row is not None and row["owner"] != self.instance_id:
                 log.error("call %s: adopted by instance %s while this one was out of touch; dropped here",
                           call.call_id, row["owner"])
-                self.registry.release(call)
+                self.registry.forget(call)

@@ -18,7 +18,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import C2CError, InvalidParams, PbxUnavailable, RateLimited, StoreUnavailable, error_from
+from ..errors import (
+    C2CError,
+    InvalidParams,
+    PbxUnavailable,
+    PhoneBlacklisted,
+    RateLimited,
+    StoreUnavailable,
+    error_from,
+)
 
 MAX_REMEMBERED = 100_000     # per tenant: request keys of one guard, or buckets of one limiter
 
@@ -138,7 +146,8 @@ class _Book:
 
 def forgettable(error: C2CError) -> bool:
     """Answers that placed no call are not remembered: a retry may then really try."""
-    return isinstance(error, (RateLimited, PbxUnavailable, StoreUnavailable)) and error.call_id is None
+    return isinstance(error, (RateLimited, PbxUnavailable, StoreUnavailable, PhoneBlacklisted)) and \
+        error.call_id is None
 
 
 class SingleFlight:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..carrier import carrier_time
 from ..config import Tenant
-from ..store import Storage
+from ..store import Storage, store_needed
 from .call import Call, CallState
 from .phones import ON_CALL_STATES, RINGING_STATES, DeviceMap, Phone, PhoneBook
 from .registry import CallRegistry
@@ -50,7 +50,9 @@ class AgentMonitor:
             rows.append((extension, phone))
         if self.shared_store and any(phone.state in RINGING_STATES | ON_CALL_STATES and e not in calls
                                      for e, phone in rows):
-            for facts in await self.store.live_calls_of(tenant.domain):
+            with store_needed():        # 503 STORE_UNAVAILABLE, as every answer that needs it
+                others = await self.store.live_calls_of(tenant.domain)
+            for facts in others:
                 if facts.get("ext") not in calls:
                     calls[facts["ext"]] = Call.from_facts(facts)
         return [self._row(tenant, extension, phone, calls.get(extension)) for extension, phone in sorted(rows)]

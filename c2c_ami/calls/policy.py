@@ -62,11 +62,13 @@ class DialPolicy:
     # -- at each click (and transfer) --------------------------------------------------------
     async def check_number(self, tenant: Tenant, phone: str) -> None:
         """PhoneBlacklisted if ``phone`` is on the tenant's list or the global one."""
-        key = self.store_key(tenant, phone)
-        with store_needed():                  # never dial a number that may be listed: 503
-            listed = await self.store.is_blacklisted(tenant.domain, key)
-        if listed:
-            raise listed_refusal()
+        if await self.is_listed(tenant.domain, self.store_key(tenant, phone)):   # store down: 503,
+            raise listed_refusal()                                              # never a guess
+
+    async def is_listed(self, tenant: str, key: str) -> bool:
+        """Whether the store lists ``key`` (a ``store_key``) for ``tenant``."""
+        with store_needed():
+            return await self.store.is_blacklisted(tenant, key)
 
     @staticmethod
     def store_key(tenant: Tenant, phone: str) -> str:

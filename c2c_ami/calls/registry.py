@@ -140,8 +140,17 @@ class CallRegistry:
             self._deadline(call, "outcome", self.outcome_wait)
 
     def release(self, call: Call) -> bool:
-        """Forget a call and free its device; False if it was already gone. Alone, for a
-        call refused before its Originate was sent (nothing to report)."""
+        """Forget a call refused before its Originate was sent (nothing to report, but what
+        its claim stored is closed); False if it was already gone."""
+        if not self.forget(call):
+            return False
+        if self.observer is not None:
+            self.observer.call_dropped(call)
+        return True
+
+    def forget(self, call: Call) -> bool:
+        """Forget a call and free its device, saying nothing of it (another instance adopted
+        it, or the caller reports its end); False if it was already gone."""
         if self._calls.pop(call.call_id, None) is None:
             return False
         if self._devices.get((call.pbx, call.device)) == call.call_id:
@@ -158,13 +167,13 @@ class CallRegistry:
 
     def finish(self, call: Call, error: C2CError | None = None, *, at: float | None = None) -> None:
         """Remove the call for good, wake anyone waiting on its outcome, report it."""
-        if self.release(call):
+        if self.forget(call):
             call.end(error, at)
             self._report_end(call)
 
     def finish_unseen(self, call: Call) -> None:
         """The PBX no longer has the call and nobody saw it end."""
-        if self.release(call):
+        if self.forget(call):
             call.ended_unseen()
             self._report_end(call)
 

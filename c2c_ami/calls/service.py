@@ -162,12 +162,14 @@ class CallService:
             raise StoreUnavailable()
         pbx = self.pbxs[tenant.pbx]
         if not pbx.ready:
+            await self._listed_first(listed)
             raise PbxUnavailable(f"PBX link is {pbx.link_state}")
         call = Call(tenant=tenant.domain, ext=request.ext, device=tenant.device(request.ext),
                     phone=request.phone, hotline=hotline, trunk=trunk, pbx=pbx.name,
                     customer_id=request.customer_id,
                     record=tenant.recording.enabled if request.record is None else request.record)
         if not self.registry.claim(call):
+            await self._listed_first(listed)
             raise UserBusy("a click-to-call to this extension is already in progress")
         try:
             await self._claim_in_store(call, ticket, charge, listed)
@@ -184,6 +186,12 @@ class CallService:
         if wait:
             await self._wait_answered(call)
         return call
+
+    async def _listed_first(self, listed: tuple[str, str] | None) -> None:
+        """Refusing before the claim (which reads the do-not-call list on a shared store):
+        a listed number is still PHONE_BLACKLISTED first, as on a store of one instance."""
+        if listed is not None and await self.policy.is_listed(*listed):
+            raise listed_refusal()
 
     async def _claim_in_store(self, call: Call, ticket: Ticket | None = None, charge: Charge | None = None,
                               listed: tuple[str, str] | None = None) -> None:

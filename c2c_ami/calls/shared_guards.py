@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05      # how often a request waiting on another instance's answer looks
 LIVENESS_EVERY = 20      # polls between checks that the instance holding the key is alive
+JOINERS_SEE_SECONDS = 2.0    # a forgotten failure's answer is kept this long for its joiners
 _HOLDER_GONE = "\x00gone"   # (no stored answer is ever this)
 
 
@@ -103,6 +104,11 @@ class SharedFlight:
                                                                   ticket.key.expires_at) is None
             if ticket.taken and remember:
                 await self._keep(scope, key, json.dumps(_answer_of(exc)))
+            elif ticket.taken and exc.call_id is not None:
+                # a call was placed and failed: the requests joined meanwhile (polling on other
+                # instances) get this answer, never a call of their own; a new click a moment
+                # later rings again
+                await self._keep(scope, key, json.dumps(_answer_of(exc)), ttl=JOINERS_SEE_SECONDS)
             elif ticket.taken:
                 await self._let_go(scope, key)
             raise
@@ -115,13 +121,13 @@ class SharedFlight:
         await self._keep(scope, key, json.dumps({"call_id": call_id}))
         return call_id
 
-    async def _keep(self, scope: str, key: str, answer: str) -> None:
+    async def _keep(self, scope: str, key: str, answer: str, ttl: float | None = None) -> None:
         """Keep the first answer for the key's joiners and replays. The request was answered
         (a call may have been placed): a store gone meanwhile must not turn that answer into
         an error; the key is then held until ``hold_seconds`` pass, and its joiners are told
         the store is unavailable."""
         try:
-            await self.store.answer_request(scope, key, answer, time.time() + self.ttl)
+            await self.store.answer_request(scope, key, answer, time.time() + (self.ttl if ttl is None else ttl))
         except StorageUnavailable:
             log.warning("%s key: its answer could not be kept (store unavailable)", scope)
 

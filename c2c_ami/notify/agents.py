@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from ..calls.monitor import AgentMonitor
 from ..calls.phones import DeviceMap, PhoneBook
 from ..config import Tenant
+from ..errors import StoreUnavailable
 from ..store import Storage, StorageUnavailable
 from ..waits import Background
 
@@ -80,7 +81,7 @@ class AgentFeed:
             try:
                 held = await self.storage.take_lease(f"agents:{self.pbx}", self.owner,
                                                      time.time() + self.lease_seconds)
-            except StorageUnavailable:      # the store's health logs the outage (once)
+            except (StorageUnavailable, StoreUnavailable):    # the store's health logs it (once)
                 held = False                # not holding it until the store answers
             except Exception as exc:  # noqa: BLE001 - not holding it until the store answers
                 log.warning("agent events of %s: lease not renewed (%s)", self.pbx, exc)
@@ -105,7 +106,7 @@ class AgentFeed:
                 continue
             try:
                 await self.write_changes()
-            except StorageUnavailable:      # the store's health logs the outage (once)
+            except (StorageUnavailable, StoreUnavailable):    # the store's health logs it (once)
                 self._full = True
                 await asyncio.sleep(1.0)
             except Exception:

@@ -62,6 +62,7 @@ class _Write:
     record: dict[str, Any] | None        # the record (CDR at the end) for the webhooks
     events: tuple[tuple[str, str | None], ...]   # (event: state or a webhook's, its leg:
                                                  # ringing/answered's "extension" or "number", else None)
+    cdr: bool = True                     # facts None and a record: the CDR (False: the events only)
 
 
 MAX_BATCH = 100     # writes stored in one transaction (SQLite runs it in place: a few ms at most)
@@ -158,6 +159,16 @@ class CallReporter:
         round trips: claim, answer)."""
         self._written[call.call_id] = _digest(call.facts())
         self._shown[call.call_id] = _view(call)
+
+    def call_dropped(self, call: Call) -> None:
+        """Refused after its claim stored its opening ``state`` (several instances): the
+        stream is told it ended there (``call_state`` ``ended``); no CDR, no webhook, as for
+        a call refused before any claim."""
+        self._written.pop(call.call_id, None)
+        if self._shown.pop(call.call_id, None) is None:
+            return
+        record = {**call_record(call), "state": CallState.ENDED.value}
+        self._put(_Write(call.call_id, call.tenant, call.pbx, None, record, ((STATE, None),), cdr=False))
 
     def unstored_end(self, call_id: str) -> dict[str, Any] | None:
         return self._ending.get(call_id)
@@ -268,8 +279,8 @@ class CallReporter:
                     if event != STATE:
                         deliveries += await self.webhooks.deliveries_of(write.tenant, event, write.call_id, body)
             writes.append(CallWrite(write.call_id, write.tenant, write.pbx, write.facts,
-                                    write.record if write.facts is None else None, tuple(deliveries),
-                                    tuple(logged)))
+                                    write.record if write.facts is None and write.cdr else None,
+                                    tuple(deliveries), tuple(logged)))
         await self.storage.save_call_writes(writes)
         for write in batch:
             if write.facts is None:

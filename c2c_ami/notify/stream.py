@@ -203,8 +203,10 @@ class EventHub:
     async def _start(self, sub: Subscriber, last_event_id: str | None, write: Write) -> int:
         if last_event_id is None:
             return sub.feed.cursor
-        with store_needed():
+        try:            # (the answer has started: the client is told by the cut, and resumes)
             last, purged = await self.storage.event_head(sub.tenant)
+        except StorageUnavailable:
+            raise Dropped("the event log could not be read; resume with Last-Event-ID") from None
         try:
             seen = int(last_event_id)
         except ValueError:

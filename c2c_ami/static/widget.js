@@ -120,9 +120,17 @@
 
   // -- the stream -------------------------------------------------------------------------------
   let stream = null;
+  let opened = Promise.resolve();
+  // The stream sends what happens from its opening on: the click waits for it to be open (at
+  // most 3 s), else a call refused at once would end before the stream could tell.
   function listen() {
-    if (stream || !token) return;
+    if (stream || !token) return opened;
     stream = new EventSource(`${base}v1/events/stream?token=${encodeURIComponent(token)}`);
+    opened = new Promise((resolve) => {
+      stream.addEventListener("open", resolve, {once: true});
+      stream.addEventListener("error", resolve, {once: true});
+      setTimeout(resolve, 3000);
+    });
     const onEvent = (message) => {
       const p = JSON.parse(message.data);
       if (current && p.call_id === current.call_id) follow(p);
@@ -134,27 +142,31 @@
       }
     };
     for (const name of ["state", "hangup"]) stream.addEventListener(name, onEvent);
+    return opened;
   }
 
   // -- calling ------------------------------------------------------------------------------------
   async function call(phone) {
-    listen();
-    current = {call_id: null, phone};
+    const mine = current = {call_id: null, phone};
     show(phone, WORDS.starting);
+    await listen();
+    if (current !== mine) return;            // another click came meanwhile: it is the one shown
     try {
       const resp = await fetch(`${base}v1/click2call/async?ext=${encodeURIComponent(ext)}&phone=${encodeURIComponent(phone)}`,
                                {headers: {Authorization: `Bearer ${token}`}});
       const body = await resp.json().catch(() => ({}));
+      if (current !== mine) return;
       if (!resp.ok || body.status !== "success") {
-        current.over = true;
+        mine.over = true;
         show(phone, WORDS[ERRORS[body.error] || "failed"], "fail");
         return;
       }
-      current.call_id = body.call_id;
+      mine.call_id = body.call_id;
       for (const p of early.get(body.call_id) || []) follow(p);
       early.clear();
     } catch (_) {
-      current.over = true;
+      if (current !== mine) return;
+      mine.over = true;
       show(phone, WORDS.unavailable, "fail");
     }
   }

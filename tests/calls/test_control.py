@@ -78,6 +78,9 @@ class Reported:
     def unstored_end(self, call_id):
         return None
 
+    def call_dropped(self, call):
+        pass
+
     async def written(self, timeout):
         return True
 

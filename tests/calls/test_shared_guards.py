@@ -163,3 +163,68 @@ async def test_on_postgresql_the_claim_reads_the_do_not_call_list_and_logs_the_c
     assert [(row["seq"], row["event"], row["call_id"]) for row in logged] == [(1, "state", call_id)]
     assert json.loads(logged[0]["data"])["call_state"] == "originating"
     assert await store.event_head("default") == (1, 0)
+
+
+async def test_on_postgresql_a_click_refused_after_its_claim_closes_the_state_it_logged(make_gateway, fake_ami,
+                                                                                          postgres):
+    """The claim logged the call's ``originating`` state; the device check then refuses it
+    (nothing dialled, no CDR, no webhook): the log says it ``ended``, so a live view drops it;
+    and a listed number is PHONE_BLACKLISTED first whatever else would refuse the click."""
+    import json
+
+    from c2c_ami.app_keys import REPORTER, STORAGE
+    from c2c_ami.testing.fake_ami import Behaviour
+    from tests.fixtures_gateway import AUTH
+    client = await make_gateway(storage={"url": postgres.create_database()})
+    store, reporter = client.app[STORAGE], client.app[REPORTER]
+    fake_ami.device_states["PJSIP/101"] = "UNAVAILABLE"
+    resp = await client.get("/v1/click2call/async", params={"ext": "101", "phone": "0899990989"}, headers=AUTH)
+    assert (resp.status, (await resp.json())["error"]) == (404, "USER_NOT_REGISTERED")
+    assert await reporter.flush(3)
+    logged = [json.loads(row["data"]) for row in await store.events_after("default", 0, 10)]
+    assert [(e["state"], e["call_state"]) for e in logged] == [("state", "originating"), ("state", "ended")]
+    assert await store.live_calls() == [] and (await store.list_calls("default"))[1] == 0
+    assert fake_ami.actions_named("Originate") == []
+    assert reporter._shown == {} and reporter._written == {}              # nothing kept of it
+
+    fake_ami.default_behaviour = Behaviour("silent")
+    resp = await client.get("/v1/click2call/async", params={"ext": "102", "phone": "0899990989"}, headers=AUTH)
+    assert resp.status == 200                                              # 102 is busy now
+    resp = await client.post("/v1/blacklist", json={"blacklist": [{"phone_number": "0899990988"}]}, headers=AUTH)
+    assert resp.status == 200
+    resp = await client.get("/v1/click2call/async", params={"ext": "102", "phone": "0899990988"}, headers=AUTH)
+    assert (resp.status, (await resp.json())["error"]) == (403, "PHONE_BLACKLISTED")
+
+
+async def test_a_duplicate_joined_on_another_instance_gets_the_failure_of_a_placed_call(store):
+    """The duplicate-click guard forgets failures, but not before the requests that joined
+    the first one (polling on other instances) read its answer: the PBX refused the
+    Originate (CALL_FAILED, with the call_id): the joiner gets that, never a call of its own."""
+    from c2c_ami.calls.pbx_port import PbxRefused
+    from c2c_ami.errors import CallFailed
+
+    class RefusingPbx(GatedPbx):
+        async def originate(self, originate):
+            await super().originate(originate)
+            raise PbxRefused("Originate failed")
+
+    pbx_a, pbx_b = RefusingPbx(), GatedPbx()
+    a, b = instance(store, "a", pbx_a), instance(store, "b", pbx_b)
+    polled = asyncio.Event()
+    request_answer = store.request_answer
+
+    async def watched(scope, key):
+        polled.set()
+        return await request_answer(scope, key)
+    store.request_answer = watched
+    first = asyncio.create_task(a.place(TENANT, REQUEST, wait=False))
+    await pbx_a.sent.wait()
+    joiner = asyncio.create_task(b.place(TENANT, REQUEST, wait=False))
+    await polled.wait()                                        # b waits on a's answer
+    pbx_a.gate.set()
+    with pytest.raises(CallFailed) as failed:
+        await first
+    with pytest.raises(CallFailed) as joined:
+        await bounded(joiner)
+    assert joined.value.call_id == failed.value.call_id == pbx_a.originated[0].call_id
+    assert pbx_b.originated == []

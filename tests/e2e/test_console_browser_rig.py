@@ -213,7 +213,10 @@ async def crm(aiohttp_server):
     pages: dict[str, str] = {}
 
     async def page(request):
-        return web.Response(text=pages[request.match_info["name"]], content_type="text/html")
+        name = request.match_info["name"]
+        if name not in pages:           # the browser's favicon.ico, say
+            raise web.HTTPNotFound()
+        return web.Response(text=pages[name], content_type="text/html")
     app = web.Application()
     app.router.add_get("/{name}", page)
     server = await aiohttp_server(app)

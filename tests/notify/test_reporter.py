@@ -72,3 +72,28 @@ async def test_written_waits_for_what_was_queued_without_the_group_commit_linger
     finally:
         await reporter.close(timeout=1)
         await store.close()
+
+
+async def test_a_call_that_ends_after_its_claim_logs_one_end_with_its_outcome(storage_url):
+    """``call_dropped`` is for a call refused before its Originate: a call that ran and ended
+    is reported by its end alone (one ``ended`` state carrying the outcome, its CDR, hangup)."""
+    import json
+    store = await open_storage(StorageConfig(url=storage_url))
+    reporter = CallReporter(store, WebhookNotifier(store), group_commit=0.0)
+    reporter.start()
+    try:
+        registry = CallRegistry(reporter)
+        call = Call(tenant="acme", ext="101", device="PJSIP/101", phone="0899", hotline="028", trunk="t")
+        assert registry.claim(call)
+        registry.stored(call)                  # as its claim does with the opening state
+        call.ext_ringing()
+        registry.settle(call)
+        registry.finish(call)
+        assert await reporter.flush(5)
+        states = [json.loads(row["data"]) for row in await store.events_after("acme", 0, 20)
+                  if row["event"] == "state"]
+        assert [(e["call_state"], e["status"]) for e in states if e["call_state"] == "ended"] == [("ended", "FAILED")]
+        assert (await store.get_call("acme", call.call_id))["status"] == "FAILED"
+    finally:
+        await reporter.close()
+        await store.close()
