@@ -9,6 +9,7 @@ functions convert at the API's edge. Nothing here touches the network or the sto
 """
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -88,6 +89,12 @@ def carrier_time(value: str | float | datetime | None, zone: tzinfo) -> str:
     datetime (naive ones are UTC)."""
     if value is None or value == "":
         return ""
+    return _carrier_time(value, zone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _carrier_time(value: str | float | datetime, zone: tzinfo) -> str:
+    """(A call's few times are shown again in each of its records and payloads: formatted once.)"""
     return _instant(value).astimezone(zone).strftime(CARRIER_TIME_FORMAT)
 
 

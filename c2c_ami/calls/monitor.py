@@ -36,16 +36,21 @@ class AgentMonitor:
         self.zone = zone
         self.shared_store = shared_store    # other instances' calls are in the store
 
-    async def agents(self, tenant: Tenant, ext: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's registered extensions (only ``ext``, if given), by extension."""
+    async def agents(self, tenant: Tenant, ext: str | None = None, *,
+                     only: set[str] | None = None) -> list[dict[str, Any]]:
+        """The tenant's registered extensions (only ``ext``, or those in ``only``, if given),
+        by extension."""
+        wanted = {ext} if ext is not None else only
         calls = {call.ext: call for call in self.registry.live(tenant.domain) if call.ended_at is None}
         rows = []
         for phone in self.phones.of_pbx(tenant.pbx):
+            if not phone.registered:
+                continue
             owner = self.devices.extension_of(tenant.pbx, phone.device)
-            if owner is None or owner[0].domain != tenant.domain or not phone.registered:
+            if owner is None or owner[0].domain != tenant.domain:
                 continue
             extension = owner[1]
-            if ext is not None and extension != ext:
+            if wanted is not None and extension not in wanted:
                 continue
             rows.append((extension, phone))
         if self.shared_store and any(phone.state in RINGING_STATES | ON_CALL_STATES and e not in calls
