@@ -56,7 +56,12 @@ def _running_in_group(group: int) -> bool:
 class PrivatePostgres:
     user = "c2c"
 
-    def __init__(self) -> None:
+    def __init__(self, *, crash_safe: bool = False) -> None:
+        """``crash_safe``: a commit has reached the OS when it returns (``synchronous_commit``
+        on), so it survives the server being killed (the outage tests kill it; ``fsync`` stays
+        off: nobody kills the machine). Else commits may sit in PostgreSQL's own memory for a
+        few hundred ms, which a kill loses (a fresh database's schema, say)."""
+        self.crash_safe = crash_safe
         self.bin = _bin_dir()
         self.dir = tempfile.mkdtemp(prefix="c2c-pg-")
         self.port = _free_port()
@@ -111,7 +116,8 @@ class PrivatePostgres:
         log = open(os.path.join(self.dir, "postgres.log"), "ab")  # noqa: SIM115 - the server keeps it
         self.proc = subprocess.Popen(
             self._cmd(f"{self.bin}/postgres", "-D", data, "-k", self.dir, "-p", str(self.port),
-                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                      "-c", f"synchronous_commit={'on' if self.crash_safe else 'off'}",
                       "-c", "full_page_writes=off", "-c", "max_connections=200"),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -29,7 +29,7 @@ TELLTALES = ("127.0.0.1", "errno", "Errno", "PostgreSQL", "postgres", "SQLite", 
 @pytest.fixture(scope="module")
 def killable_postgres():
     """A PostgreSQL server of this module's own: its tests kill it."""
-    server = PrivatePostgres().start()
+    server = PrivatePostgres(crash_safe=True).start()
     try:
         yield server
     finally:
