@@ -74,7 +74,12 @@ async def test_sigterm_lets_waiting_requests_finish_then_answers_the_rest(tmp_pa
             request = asyncio.create_task(session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}))
             await fake_ami.wait_for_action("Originate", timeout=5)
             proc.send_signal(signal.SIGTERM)
-            resp = await asyncio.wait_for(request, 5)
+            try:
+                resp = await asyncio.wait_for(request, 5)
+            except aiohttp.ClientError as exc:      # (aiohttp retries a GET cut before its answer
+                await asyncio.wait_for(proc.wait(), 10)   # once: the gateway's log says why)
+                raise AssertionError(f"{exc!r}; the gateway's log:\n" + "".join(log) +
+                                     (await proc.stderr.read()).decode()) from exc
             body = await resp.json()
             assert (resp.status, body.get("error", body["status"])) == expected
             with pytest.raises(aiohttp.ClientConnectionError):
