@@ -133,7 +133,7 @@ class CallControl:
         pbx, device = await self._free_extension(call, tenant, ext)
         transfer = Transfer(ext=ext, legs=legs, time=time.time(), uniqueid=str(uuid.uuid4()), device=device,
                             from_park=park is not None)
-        self._add_leg(call, transfer.uniqueid, lambda: call.transfer_asked(transfer))
+        await self._add_leg(call, transfer.uniqueid, lambda: call.transfer_asked(transfer))
         leg = LegRequest(transfer.uniqueid, device, target or "", self.calls.ring_timeout,
                          caller_id_name=call.customer_id or call.phone, caller_id_number=call.phone)
         try:
@@ -175,7 +175,7 @@ class CallControl:
         uniqueid = call.trunk_uniqueid if legs == "bleg" else call.agent_id
         park = Park(legs=legs, time=time.time(), channel=channel or "", uniqueid=uniqueid or "")
         call.parked_at(park)
-        self.registry.settle(call)              # stored before the PBX moves anyone
+        await self._stored(call)                # stored before the PBX moves anyone
         try:
             await self.pbxs[call.pbx].park(park.channel, self.calls.park_context, self.calls.park_timeout)
         except PbxError as exc:
@@ -198,7 +198,7 @@ class CallControl:
             raise CallBusy("the agent's leg is no longer in the call", call_id=call.call_id)
         pbx, device = await self._free_extension(call, tenant, ext)
         supervision = Supervision(ext=ext, mode=mode, uniqueid=str(uuid.uuid4()), device=device, time=time.time())
-        self._add_leg(call, supervision.uniqueid, lambda: call.supervisor_asked(supervision))
+        await self._add_leg(call, supervision.uniqueid, lambda: call.supervisor_asked(supervision))
         leg = LegRequest(supervision.uniqueid, device, call.current_agent_channel, self.calls.ring_timeout,
                          caller_id_name=f"{mode} {call.final_ext}", caller_id_number=call.final_ext,
                          auto_answer_headers=tenant.auto_answer_headers if auto_answer else ())
@@ -239,12 +239,19 @@ class CallControl:
             raise UserNotRegistered(f"ext {ext} is not registered ({state.detail})", call_id=call.call_id)
         return pbx, device
 
-    def _add_leg(self, call: Call, uniqueid: str, record: Callable[[], None]) -> None:
+    async def _add_leg(self, call: Call, uniqueid: str, record: Callable[[], None]) -> None:
         """Note the new leg in the call and route its events to it, then store that (a
         restart finds the leg), before its Originate is sent."""
         record()
         self.registry.add_leg(call, uniqueid)
+        await self._stored(call)
+
+    async def _stored(self, call: Call) -> None:
+        """Settle the call and wait (bounded) until the change is in the store, without the
+        group commit's linger: the PBX is asked to act next, and a gateway killed meanwhile
+        must find what it asked for after its restart."""
         self.registry.settle(call)
+        await self.registry.written(WRITTEN_WAIT)   # (a store down: its health says so; it is kept)
 
     # -- recording ---------------------------------------------------------------------------------
     def record_later(self, call_id: str) -> None:
