@@ -425,13 +425,17 @@ def serve(app: web.Application, socks: list[socket.socket], config: Config, *, s
     """``web.run_app`` on an already bound socket: runs until SIGINT or SIGTERM."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    stop = asyncio.Event()
+    serving = False
 
     async def main() -> None:
+        nonlocal serving
         listener = await start(app, socks, config, shutdown_timeout)
+        serving = True
         try:
             for name in listener.names:
                 announce(f"======== Running on {name} ========")
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await listener.close()
 
@@ -441,9 +445,17 @@ def serve(app: web.Application, socks: list[socket.socket], config: Config, *, s
     except (web.GracefulExit, KeyboardInterrupt):
         pass
     finally:
-        task.cancel()                   # the runner's cleanup first (drain, AMI logoff)...
-        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
-        rest = asyncio.all_tasks(loop)  # ...then whatever is left
+        # The runner's cleanup first (drain, AMI logoff), told by an event, not a cancel: a
+        # cancelled task's bounded waits (asyncio.timeout) could end in CancelledError and cut
+        # the drain short, its waiting requests unanswered (a start still under way is cut)...
+        if serving:
+            stop.set()
+        else:
+            task.cancel()
+        outcome = loop.run_until_complete(asyncio.gather(task, return_exceptions=True))[0]
+        if isinstance(outcome, Exception):      # (a failed cleanup: said, never swallowed)
+            log.error("the shutdown failed: %s", outcome, exc_info=outcome)
+        rest = asyncio.all_tasks(loop)  # ...then whatever is left is cancelled
         for pending in rest:
             pending.cancel()
         loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))

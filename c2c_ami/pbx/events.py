@@ -304,6 +304,8 @@ def apply_channels(call: Call, legs: list[Channel]) -> None:
     for transfer in list(call.transfers):             # a transfer that rang meanwhile
         if transfer.answered is None:
             target = present.get(transfer.uniqueid)
+            if target is not None and not transfer.channel:     # (stored before its Originate:
+                call.transfer_leg_created(transfer.uniqueid, target.name)   # its channel unknown)
             if target is not None and target.up:
                 call.transfer_answered(transfer.uniqueid)
             elif target is None:

@@ -87,3 +87,21 @@ async def first_facts(config, call_id):
         return next(f for f in await store.live_calls() if f["call_id"] == call_id)
     finally:
         await store.close()
+
+
+def test_a_transfer_answered_out_of_sight_is_taken_with_its_channel():
+    """A transfer's leg is stored before its Originate, so a gateway killed while it rang knows
+    its uniqueid but not its channel: the snapshot after the restart gives both (hanging up the
+    call then reaches the new agent)."""
+    from c2c_ami.calls.call import Call, Transfer
+    from c2c_ami.calls.pbx_port import Channel
+    from c2c_ami.pbx.events import apply_channels
+    call = Call(tenant="default", ext="225", device="PJSIP/225", phone="0909000700", hotline="028", trunk="t")
+    call.ext_leg_created("PJSIP/225-00000000")
+    call.ext_answered()
+    call.number_leg_created("1.2", "PJSIP/hotline-trunk-00000001")
+    call.number_answered()
+    call.transfer_asked(Transfer(ext="226", legs="bleg", time=1.0, uniqueid="t-1", device="PJSIP/226"))
+    apply_channels(call, [Channel("1.2", call.call_id, "PJSIP/hotline-trunk-00000001", True),
+                          Channel("t-1", call.call_id, "PJSIP/226-00000002", True)])
+    assert (call.final_ext, call.current_agent_channel) == ("226", "PJSIP/226-00000002")
