@@ -102,6 +102,10 @@ async def until(predicate, timeout=5.0):
 
 
 async def test_the_monitor_shows_a_ringing_and_a_talking_agent_with_their_phones(guarded, rig):
+    async def contacts_read():      # (a phone's contact is read after its state, at the start)
+        rows = await agents(guarded)
+        return all(rows.get(ext, {}).get("user_agent") for ext in ("117", "228"))
+    await until(contacts_read)
     listed = await agents(guarded)
     assert "104" not in listed and "114" not in listed          # never registered; unreachable
     assert listed["117"]["user_agent"] == "Yealink SIP-T46S 66.86.0.15"
